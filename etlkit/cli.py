@@ -1,0 +1,183 @@
+"""The `etlkit` command line: thin wrappers over the library, one clear line per error."""
+
+import json
+import warnings
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from . import formats, preview, reader, synth, verify
+from .errors import EtlError, EtlWarning
+from .records import RecordBatch
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Decode the ETL Character Database into correctly labelled arrays.")
+
+FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="Dataset (ETL1 ... ETL9G) "
+                                               "when the file name does not say it.")]
+PartialOpt = Annotated[bool, typer.Option("--allow-partial", help="Read the whole records of a "
+                                          "file whose size is not a whole number of records.")]
+Co59Opt = Annotated[Path | None, typer.Option("--co59", help="AIST's euc_co59.dat, for ETL-2 "
+                                              "labels.")]
+
+
+@contextmanager
+def _reported():
+    """Print EtlWarnings as `warning:` lines and turn an EtlError into one line and exit 1."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EtlWarning)
+        try:
+            yield caught
+        except EtlError as err:
+            _print_warnings(caught)
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
+    _print_warnings(caught)
+
+
+def _print_warnings(caught) -> None:
+    for w in caught:
+        if issubclass(w.category, EtlWarning):
+            typer.echo(f"warning: {w.message}", err=True)
+    caught.clear()
+
+
+def _raw_paths(paths: list[Path]) -> list[Path]:
+    """Files as given; folders expand to the known ETL files inside them."""
+    out = []
+    for p in paths:
+        if p.is_dir():
+            found = verify.find_raw_files(p)
+            if not found:
+                raise EtlError(f"{p}: no ETL files (names such as ETL1C_07, ETL8G_01) in it")
+            out.extend(found.values())
+        else:
+            out.append(p)
+    return out
+
+
+def _summary(path: Path, fmt_name: str | None, allow_partial: bool, co59: Path | None) -> dict:
+    """Streamed statistics of one file (memory bounded by the chunk size)."""
+    fmt = reader.resolve_format(path, fmt_name)
+    records = extra = unlabelled = 0
+    classes: dict[int, str] = {}
+    sheets: set[int] = set()
+    for batch in reader.iter_read(path, fmt.name, allow_partial=allow_partial, co59_table=co59):
+        records += len(batch)
+        extra += int(batch.extra.sum())
+        unlabelled += int((~batch.labelled).sum())
+        codes, first = np.unique(batch.codes, return_index=True)
+        classes.update(zip(codes.tolist(), batch.chars[first].tolist(), strict=True))
+        sheets.update(np.unique(batch.sheets).tolist())
+    scripts = Counter(
+        reader.labels.script_of(c) for c in set(classes.values()) if c
+    )
+    return {
+        "file": str(path), "format": fmt.name, "family": fmt.family,
+        "record_size": fmt.record_size, "records": records,
+        "image": list(fmt.layout.shape), "bits": fmt.layout.bits,
+        "classes": len({c for c in classes.values() if c}), "codes": len(classes),
+        "scripts": dict(sorted(scripts.items())), "sheets": len(sheets),
+        "extra_records": extra, "unlabelled": unlabelled,
+    }
+
+
+@app.command()
+def info(
+    paths: Annotated[list[Path], typer.Argument(help="Raw ETL files or folders.")],
+    format: FormatOpt = None,
+    allow_partial: PartialOpt = False,
+    co59: Co59Opt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
+):
+    """Format, records, classes, writers and label warnings of raw ETL files."""
+    rows = []
+    with _reported() as caught:
+        for path in _raw_paths(paths):
+            row = _summary(path, format, allow_partial, co59)
+            row["warnings"] = [str(w.message) for w in caught if issubclass(w.category,
+                                                                            EtlWarning)]
+            rows.append(row)
+            if not as_json:
+                _print_warnings(caught)
+            caught.clear()
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    head = f"{'file':<12} {'format':<7} {'records':>8} {'classes':>7} {'sheets':>6} "
+    typer.echo(head + f"{'image':>11} {'extra':>6} {'no char':>7}  scripts")
+    for r in rows:
+        image = f"{r['image'][0]}x{r['image'][1]}/{r['bits']}b"
+        scripts = ", ".join(f"{k} {v}" for k, v in r["scripts"].items())
+        typer.echo(f"{Path(r['file']).name:<12} {r['format']:<7} {r['records']:>8} "
+                   f"{r['classes']:>7} {r['sheets']:>6} {image:>11} {r['extra_records']:>6} "
+                   f"{r['unlabelled']:>7}  {scripts}")
+
+
+@app.command(name="preview")
+def preview_cmd(
+    path: Annotated[Path, typer.Argument(help="A raw ETL file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("grid.png"),
+    count: Annotated[int, typer.Option(help="How many records to show.")] = 60,
+    columns: Annotated[int, typer.Option(help="Tiles per row.")] = 12,
+    seed: Annotated[int, typer.Option(help="Which records to sample.")] = 0,
+    format: FormatOpt = None,
+    allow_partial: PartialOpt = False,
+    co59: Co59Opt = None,
+):
+    """A labelled grid of sample records as PNG (character and code under each image)."""
+    with _reported():
+        batch = reader.read(path, format, allow_partial=allow_partial, co59_table=co59)
+        shown: RecordBatch = preview.sample(batch, count, seed)
+        image = preview.grid(shown, formats.get(batch.dataset).levels, columns)
+        tmp = out.with_name(f".{out.name}.tmp")
+        image.save(tmp, format="PNG")
+        tmp.replace(out)
+    typer.echo(f"wrote {out} ({len(shown)} of {len(batch)} records)")
+
+
+@app.command(name="verify")
+def verify_cmd(root: Annotated[Path, typer.Argument(help="Folder of raw ETL files.")]):
+    """Check a raw ETL download against data_manifest.yaml (files present, sizes, counts)."""
+    with _reported():
+        if not root.is_dir():
+            raise EtlError(f"{root}: not a folder")
+        checks = verify.verify_raw(root)
+        if not checks:
+            raise EtlError(f"{root}: no ETL files (names such as ETL1C_07, ETL8G_01) in it")
+    typer.echo(f"{'file':<12} {'dataset':<7} {'status':<16} {'records':>8} {'expected':>8}  detail")
+    for c in checks:
+        found = "-" if c.found is None else str(c.found)
+        typer.echo(f"{c.name:<12} {c.dataset:<7} {c.status:<16} {found:>8} {c.expected:>8}  "
+                   f"{c.detail}")
+    failed = [c for c in checks if c.failed]
+    typer.echo(f"{len(checks) - len(failed)} of {len(checks)} files ok" +
+               (f", {len(failed)} failed" if failed else ""))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command(name="synth")
+def synth_cmd(
+    dataset: Annotated[str, typer.Option(help=f"One of {', '.join(synth.DATASETS)}.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the raw files in.")],
+    writers: Annotated[int, typer.Option(help="Writers per file (category-major datasets) or "
+                                         "in all (writer-major ones).")] = 5,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
+    files: Annotated[list[str] | None, typer.Option("--files", help="Only files matching these "
+                                                    "names or glob patterns.")] = None,
+):
+    """Write synthetic raw ETL files (real names, layouts, order and classes; KanjiVG strokes)."""
+    with _reported():
+        written = synth.synth(dataset, out, writers=writers, seed=seed, files=files,
+                              progress=lambda name, n: typer.echo(f"wrote {out / name} ({n} "
+                                                                  "records)"))
+    typer.echo(f"{len(written)} files in {out}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,73 @@
+"""The eleven ETL datasets: each one's record layout and label policy.
+
+A *format* here is a dataset name (ETL1 ... ETL9G), because the label rules differ between
+datasets that share a layout: ETL-7 stores hiragana under katakana codes, ETL-1 stores ヰ/ヱ
+under small-kana codes, and so on (etl-formats.md §6).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from .. import labels
+from .octet import B8, B9, G8, G9, M, OctetLayout
+from .sixbit import C, K, SixbitLayout
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    layout: OctetLayout | SixbitLayout
+    code: str  # "jis0201", "jis0208" or "co59"
+    hiragana: bool = False  # kana codes stand for hiragana
+    wi_we: bool = False  # 0xA8 / 0xAA stand for ヰ / ヱ
+    dummy_records: int = 0  # zero-filled records at the start of every file (B family)
+
+    @property
+    def family(self) -> str:
+        return self.layout.family
+
+    @property
+    def record_size(self) -> int:
+        return self.layout.record_size
+
+    @property
+    def levels(self) -> int:
+        """The highest raw pixel level (1, 15 or 63)."""
+        return (1 << self.layout.bits) - 1
+
+    def char_of(self, co59_table: dict[int, str] | None = None) -> Callable[[int], str]:
+        """code -> character for this dataset."""
+        if self.code == "jis0208":
+            return labels.jis0208_char
+        if self.code == "co59":
+            return (co59_table or {}).get
+        return partial(labels.jis0201_char, hiragana=self.hiragana, wi_we=self.wi_we)
+
+
+FORMATS = {
+    f.name: f
+    for f in [
+        Format("ETL1", M, "jis0201", wi_we=True),
+        Format("ETL2", K, "co59"),
+        Format("ETL3", C, "jis0201"),
+        Format("ETL4", C, "jis0201", hiragana=True, wi_we=True),
+        Format("ETL5", C, "jis0201", wi_we=True),
+        Format("ETL6", M, "jis0201"),
+        Format("ETL7", M, "jis0201", hiragana=True),
+        Format("ETL8B2", B8, "jis0208", dummy_records=1),
+        Format("ETL8G", G8, "jis0208"),
+        Format("ETL9B", B9, "jis0208", dummy_records=1),
+        Format("ETL9G", G9, "jis0208"),
+    ]
+}
+_ALIASES = {"ETL8B": "ETL8B2"}
+
+
+def get(name: str) -> Format:
+    """A format by dataset name, case-insensitive (ETL8B is accepted for ETL8B2)."""
+    key = name.upper().replace("-", "")
+    key = _ALIASES.get(key, key)
+    if key not in FORMATS:
+        raise KeyError(f"unknown format {name!r}; known: {', '.join(FORMATS)}")
+    return FORMATS[key]

@@ -1,0 +1,153 @@
+"""etlkit.read / etlkit.iter_read: raw ETL files -> RecordBatch, whole or in bounded chunks.
+
+A file is a flat array of fixed-size records, so each chunk is one `np.fromfile` of whole
+records and one vectorized decode; memory is bounded by `chunk_records` (ETL-9G is 5 GB).
+"""
+
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from . import formats, labels, manifest
+from .errors import EtlError, EtlWarning
+from .formats import Format
+from .records import RecordBatch
+
+#: Below this share of records whose code is a character, a file is not what its name says.
+MIN_LABELLED_SHARE = 0.5
+
+
+def resolve_format(path: str | Path, format: str | None = None) -> Format:
+    """The format given, else the one the file's name says, else the only one its size fits."""
+    path = Path(path)
+    if format:
+        try:
+            return formats.get(format)
+        except KeyError as err:
+            raise EtlError(f"{path}: {err.args[0]}") from None
+    entry = manifest.lookup(path) or manifest.lookup(path.stem)
+    if entry:
+        return formats.FORMATS[entry.dataset]
+    size = _size(path)
+    fits = [f.name for f in formats.FORMATS.values() if size % f.record_size == 0]
+    if len(fits) == 1:
+        return formats.FORMATS[fits[0]]
+    if not fits:
+        raise EtlError(f"{path}: not an ETL file name, and its {size} bytes are not a whole "
+                       "number of records of any ETL format; pass --format")
+    raise EtlError(f"{path}: not an ETL file name, and its size fits {', '.join(fits)}; "
+                   "pass --format")
+
+
+def read(path: str | Path, format: str | None = None, *, allow_partial: bool = False,
+         co59_table: dict[int, str] | str | Path | None = None) -> RecordBatch:
+    """The whole file as one RecordBatch (see `iter_read` for the arguments)."""
+    chunks = list(iter_read(path, format, chunk_records=None, allow_partial=allow_partial,
+                            co59_table=co59_table))
+    return RecordBatch.concatenate(chunks)
+
+
+def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int | None = 8192,
+              allow_partial: bool = False,
+              co59_table: dict[int, str] | str | Path | None = None) -> Iterator[RecordBatch]:
+    """Decode a raw ETL file in chunks of at most `chunk_records` records (None: one chunk).
+
+    `format` is a dataset name (ETL1 ... ETL9G), inferred when omitted. A file whose size is not
+    a whole number of records is an error unless `allow_partial`, which reads the whole records
+    and warns. `co59_table` is AIST's euc_co59.dat (a path or a loaded dict), needed for ETL-2
+    labels. Records whose code stands for no character are kept, counted and warned about.
+    """
+    path = Path(path)
+    fmt = resolve_format(path, format)
+    size = _size(path)
+    n_records = _whole_records(path, fmt, size, allow_partial)
+    table = labels.load_co59(co59_table) if isinstance(co59_table, str | Path) else co59_table
+    no_table = fmt.code == "co59" and table is None
+    if no_table:
+        warnings.warn(EtlWarning(f"{path}: ETL-2 labels need AIST's euc_co59.dat (co59_table= "
+                                 "or --co59); records are kept with empty chars"), stacklevel=2)
+    char_of = fmt.char_of(table)
+    entry = manifest.lookup(path) or manifest.lookup(path.stem)
+    start = fmt.dummy_records
+    if start:
+        _check_dummy(path, fmt)
+    step = chunk_records or max(n_records - start, 1)
+    unlabelled, first_unlabelled = 0, None
+    for lo in range(start, n_records, step):
+        hi = min(lo + step, n_records)
+        raw = np.fromfile(path, np.uint8, count=(hi - lo) * fmt.record_size,
+                          offset=lo * fmt.record_size).reshape(hi - lo, fmt.record_size)
+        batch = _decode(fmt, raw, np.arange(lo, hi), char_of, entry, n_records)
+        missing = ~batch.labelled
+        if missing.any():
+            if not no_table and missing.mean() > 1 - MIN_LABELLED_SHARE and len(batch) >= 8:
+                raise EtlError(f"{path}: does not look like {fmt.name} data: {missing.sum()} of "
+                               f"{len(batch)} records from record {lo} have codes that stand "
+                               "for no character")
+            unlabelled += int(missing.sum())
+            if first_unlabelled is None:
+                i = int(np.argmax(missing))
+                first_unlabelled = (int(batch.index[i]), int(batch.codes[i]))
+        yield batch
+    if unlabelled and not no_table:
+        rec, code = first_unlabelled
+        warnings.warn(EtlWarning(f"{path}: {unlabelled} records have codes that stand for no "
+                                 f"character (first: record {rec}, code {code:#x}); kept with "
+                                 "empty chars"), stacklevel=2)
+
+
+def _decode(fmt: Format, raw: np.ndarray, index: np.ndarray, char_of,
+            entry: manifest.FileEntry | None, n_records: int) -> RecordBatch:
+    fields, images = fmt.layout.decode(raw)
+    if fmt.family == "K":
+        codes = (fields["co59_1"].astype(np.uint16) << 6) | fields["co59_2"].astype(np.uint16)
+        sheets = np.zeros(len(raw), np.int64)
+    else:
+        codes = fields["jis"].astype(np.uint16)
+        sheets = fields["sheet"].astype(np.int64)
+    chars, sjis, scripts = labels.label_arrays(codes, char_of)
+    extra = np.zeros(len(raw), bool)
+    if entry is not None:
+        extra |= entry.extra
+        if entry.extra_records:
+            extra |= index >= n_records - entry.extra_records  # model records end the file
+    return RecordBatch(dataset=fmt.name, images=images, codes=codes, chars=chars, sjis=sjis,
+                       scripts=scripts, sheets=sheets, index=index.astype(np.int64), extra=extra,
+                       fields=fields)
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        raise EtlError(f"{path}: is a directory, not an ETL file")
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        raise EtlError(f"{path}: no such file") from None
+    if size == 0:
+        raise EtlError(f"{path}: empty file")
+    return size
+
+
+def _whole_records(path: Path, fmt: Format, size: int, allow_partial: bool) -> int:
+    n, rest = divmod(size, fmt.record_size)
+    if rest:
+        where = (f"{size} bytes is not a whole number of {fmt.record_size}-byte {fmt.name} "
+                 f"records: record {n} at offset {n * fmt.record_size} is incomplete "
+                 f"({rest} of {fmt.record_size} bytes)")
+        if not allow_partial or n <= fmt.dummy_records:
+            hint = "" if n <= fmt.dummy_records else f"; --allow-partial reads the {n} whole ones"
+            raise EtlError(f"{path}: {where}{hint}")
+        warnings.warn(EtlWarning(f"{path}: {where}; reading the {n} whole records"), stacklevel=3)
+    if n <= fmt.dummy_records:
+        raise EtlError(f"{path}: holds only the dummy record of a {fmt.name} file")
+    return n
+
+
+def _check_dummy(path: Path, fmt: Format) -> None:
+    first = np.fromfile(path, np.uint8, count=fmt.record_size)
+    if first.any():
+        raise EtlError(f"{path}: record 0 is not the all-zero dummy record {fmt.name} files "
+                       "start with (was it stripped, or is this another format?)")

@@ -1,0 +1,222 @@
+"""Synthetic raw ETL files: the real names, record layouts, record order and class sets.
+
+The ETL database cannot be downloaded here, so tests, demos and benchmarks run on files this
+module writes. Images are pseudo-handwriting (`render`) with one style per writer, quantized to
+the family's bit depth with scanner-like noise; labels and header fields follow the manifest,
+including ETL-1's two missing records, the B family's dummy record and model records, and
+ETL8G_33's extra set. Everything derives from the seed: same arguments, same bytes.
+"""
+
+import fnmatch
+import os
+import unicodedata
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from . import formats, manifest, render
+from .errors import EtlError
+
+#: Datasets whose class lists are known well enough to synthesize.
+DATASETS = ("ETL1", "ETL4", "ETL5", "ETL7", "ETL8B2", "ETL8G", "ETL9B", "ETL9G")
+#: Sheet numbers the ETL-1 writers start at (katakana files 07-13 hold sheets 1550-2960).
+_ETL1_FIRST_SHEET = {"alnum": 1001, "katakana": 1550}
+_KUNREI = ["a", "i", "u", "e", "o", "ka", "ki", "ku", "ke", "ko", "sa", "si", "su", "se", "so", "ta", "ti", "tu", "te", "to", "na", "ni", "nu", "ne", "no", "ha", "hi", "hu", "he", "ho", "ma", "mi", "mu", "me", "mo", "ya", "yu", "yo", "ra", "ri", "ru", "re", "ro", "wa", "wi", "we", "wo", "n"]
+_GOJUON = ("アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホ"
+           "マミムメモヤユヨラリルレロワヰヱヲン")
+_VOICED = {"k": "g", "s": "z", "t": "d", "h": "b"}
+
+
+def synth(dataset: str, out: str | Path, *, writers: int, seed: int = 0,
+          files: list[str] | None = None,
+          progress: Callable[[str, int], None] | None = None) -> list[Path]:
+    """Write `writers` writers of a dataset's raw files into `out`; return the paths written.
+
+    Category-major files (ETL1, ETL4, ETL5, ETL7, ETL8B2) each get `writers` writers (at most
+    the real number); writer-major files (ETL8G, ETL9B, ETL9G) are filled in order, as many
+    files as the writers need, with the extra sets only when every writer is written. `files`
+    (names or glob patterns) restricts the output to matching files.
+    """
+    fmt = formats.get(dataset)
+    if fmt.name not in DATASETS:
+        raise EtlError(f"synth: {dataset} is not synthesizable (class lists unknown); "
+                       f"choose one of {', '.join(DATASETS)}")
+    if writers < 1:
+        raise EtlError(f"synth: --writers must be at least 1, got {writers}")
+    info = manifest.dataset_info(fmt.name)
+    entries = [e for e in manifest.files().values() if e.dataset == fmt.name]
+    plans = _plan(fmt.name, info, entries, writers, files)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for entry, sheets in plans:
+        raw = _file_records(fmt, info, entry, sheets, seed)
+        path = out / entry.name
+        tmp = path.with_name(f".{entry.name}.tmp")
+        raw.tofile(tmp)
+        os.replace(tmp, path)
+        written.append(path)
+        if progress:
+            progress(entry.name, len(raw))
+    return written
+
+
+def _plan(dataset, info, entries, writers, patterns):
+    """[(file entry, the sheet numbers of its writers)], the files to write."""
+    spw = info.get("sheets_per_writer", 1)
+    chosen = [e for e in entries
+              if not patterns or any(fnmatch.fnmatch(e.name.upper(), p.upper()) for p in patterns)]
+    if not chosen:
+        raise EtlError(f"synth: no {dataset} file matches {', '.join(patterns or [])}")
+    plans = []
+    if info["order"] == "writer-major":
+        total = sum(e.writers for e in entries if not e.extra)
+        done = 0
+        for e in entries:
+            if e.extra:
+                sheets = [1 + (total + i) * spw for i in range(e.writers)]
+                if (patterns and e in chosen) or (not patterns and writers >= total):
+                    plans.append((e, sheets))
+                continue
+            n = min(e.writers, writers - done)
+            if n > 0 and e in chosen:
+                plans.append((e, [1 + (done + i) * spw for i in range(n)]))
+            done += max(n, 0)
+        return plans
+    for e in chosen:
+        first = 1
+        if dataset == "ETL1":
+            first = _ETL1_FIRST_SHEET["alnum" if e.writers == 1445 else "katakana"]
+        pool = first + np.arange(e.writers)
+        picks = np.unique(np.linspace(0, e.writers - 1, min(writers, e.writers)).round())
+        sheets = [int(s) for s in pool[picks.astype(int)]]
+        for _, sheet in e.missing:  # keep the real file's gaps reachable in small synth sets
+            if sheet not in sheets and len(sheets) > 2:
+                nearest = min(range(1, len(sheets) - 1), key=lambda i: abs(sheets[i] - sheet))
+                sheets[nearest] = sheet
+        plans.append((e, sorted(sheets)))
+    return plans
+
+
+def _file_records(fmt, info, entry, sheets, seed) -> np.ndarray:
+    """The whole file as (records, record_size) uint8."""
+    classes = list(entry.classes)
+    missing = set(entry.missing)
+    order = []  # (class position, writer position, repeat)
+    if info["order"] == "writer-major":
+        order = [(c, w, 0) for w in range(len(sheets)) for c in range(len(classes))]
+    else:
+        order = [(c, w, r) for c in range(len(classes)) for w in range(len(sheets))
+                 for r in range(entry.repeats)]
+    order = [o for o in order if (classes[o[0]], sheets[o[1]]) not in missing]
+    spw = info.get("sheets_per_writer", 1)
+    codes = np.array([classes[c] for c, _, _ in order], np.int64)
+    sheet = np.array([sheets[w] + c * spw // len(classes) for c, w, _ in order], np.int64)
+    writer = np.array([w for _, w, _ in order])
+    chars = [fmt.char_of()(int(c)) for c in codes]
+    model_codes = ()
+    if entry.extra_records:
+        model_codes = manifest.class_set(info["classes"])[: entry.extra_records]
+    images = _images(fmt, entry, chars, writer, sheets, seed)
+    if model_codes:
+        model_chars = [fmt.char_of()(c) for c in model_codes]
+        images = np.concatenate([images, _model_images(fmt, model_chars)])
+        codes = np.concatenate([codes, model_codes])
+        sheet = np.concatenate([sheet, np.zeros(len(model_codes), np.int64)])
+        chars = chars + model_chars
+    rng = np.random.default_rng([seed, _id(entry.name)])
+    fields = _header(fmt, codes, sheet, chars, images, rng)
+    raw = fmt.layout.encode(fields, images)
+    if fmt.dummy_records:
+        raw = np.concatenate([np.zeros((fmt.dummy_records, fmt.record_size), np.uint8), raw])
+    return raw
+
+
+def _images(fmt, entry, chars, writer, sheets, seed) -> np.ndarray:
+    shape = fmt.layout.shape
+    ink = np.empty((len(chars), *shape), np.float32)
+    styles = [render.WriterStyle.sample(np.random.default_rng([seed, _id(fmt.name), s]))
+              for s in sheets]
+    rngs = [np.random.default_rng([seed, _id(entry.name), s, 1]) for s in sheets]
+    for i, (char, w) in enumerate(zip(chars, writer, strict=True)):
+        ink[i] = render.render(char, styles[w], shape, rngs[w])
+    noise = np.random.default_rng([seed, _id(entry.name), 2])
+    return _quantize(ink, fmt.layout.bits, noise)
+
+
+def _model_images(fmt, chars) -> np.ndarray:
+    """Model records: one clean, upright rendering per class."""
+    style = render.WriterStyle(pen_width=4.0, slant=0.0, scale=0.9, aspect=1.0, dx=0.0, dy=0.0,
+                               jitter=0.0, wobble=0.0, ink=1.0)
+    rng = np.random.default_rng(0)
+    ink = np.stack([render.render(c, style, fmt.layout.shape, rng) for c in chars])
+    return _quantize(ink, fmt.layout.bits, np.random.default_rng(1))
+
+
+def _quantize(ink: np.ndarray, bits: int, rng: np.random.Generator) -> np.ndarray:
+    """Float ink -> raw levels: gray with scanner noise at 4/6 bits, thresholded at 1 bit."""
+    if bits == 1:
+        return (ink > 0.4).astype(np.uint8)
+    top = (1 << bits) - 1
+    levels = ink * top + rng.normal(0.0, 0.35, ink.shape).astype(np.float32) * (1 + ink)
+    return np.clip(np.rint(levels), 0, top).astype(np.uint8)
+
+
+def _header(fmt, codes, sheets, chars, images, rng) -> np.ndarray:
+    n = len(codes)
+    fields = np.zeros(n, fmt.layout.field_dtype)
+    names = fields.dtype.names
+    fields["jis"] = codes
+    fields["sheet"] = sheets
+    serial = np.arange(1, n + 1)
+    for name, value in [
+        ("data_number", serial), ("serial_data_number", serial),
+        ("gender", rng.integers(1, 3, n)), ("age", rng.integers(15, 60, n)),
+        ("gathering_date", 7306), ("scan_date", 7405),
+        ("pos_y", rng.integers(1, 10, n)), ("pos_x", rng.integers(1, 10, n)),
+        ("max_level", images.reshape(n, -1).max(axis=1) * (255 // ((1 << fmt.layout.bits) - 1))),
+        ("x_points", 72), ("y_points", 76), ("levels", 16), ("magnification", 133),
+    ]:
+        if name in names:
+            fields[name] = value
+    romaji = np.array([_romaji(c) for c in chars])
+    if "name" in names:  # M: kana romaji right-justified, alphanumerics left-justified
+        fields["name"] = [r.upper().rjust(2)[:2] if r else ((c if c.isascii() else "?") + " ")[:2]
+                          for r, c in zip(romaji, chars, strict=True)]
+    if "reading" in names:
+        width = fields.dtype["reading"].itemsize
+        fields["reading"] = [(r.upper() + ".HIRA")[:width] if r else "" for r in romaji]
+    if "ebcdic" in names:
+        fields["ebcdic"] = [c.encode("cp037")[0] if c.isascii() and c else 0 for c in chars]
+    if "t56_code" in names:
+        kind = "H" if fmt.hiragana else "K"
+        fields["t56_code"] = [f"{kind} {r.upper():>2}"[:4] for r in romaji]
+    return fields
+
+
+def _romaji(char: str) -> str:
+    """Kunrei romaji of a kana ("" for anything else), as the ETL name fields spell them."""
+    if not char or not ("\u3041" <= char <= "\u30fa"):
+        return ""
+    kata = chr(ord(char) + 0x60) if char <= "\u3096" else char
+    base, *marks = unicodedata.normalize("NFD", kata)
+    if base not in _GOJUON:
+        big = unicodedata.normalize("NFKC", base)  # small kana have no NFKC form: use the next
+        base = chr(ord(base) + 1) if big == base and chr(ord(base) + 1) in _GOJUON else base
+        prefix = "x"
+    else:
+        prefix = ""
+    if base not in _GOJUON:
+        return ""
+    r = _KUNREI[_GOJUON.index(base)]
+    if marks and marks[0] == "\u3099":
+        r = _VOICED.get(r[0], r[0]) + r[1:]
+    elif marks:
+        r = "p" + r[1:]
+    return prefix + r
+
+
+def _id(name: str) -> int:
+    return zlib.crc32(name.encode())

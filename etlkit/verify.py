@@ -1,0 +1,61 @@
+"""Check a user's raw ETL download against the manifest: missing files, wrong or partial sizes."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import formats, manifest
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    name: str
+    dataset: str
+    status: str  # ok, missing, partial, wrong-count, unverified-count
+    expected: int
+    found: int | None  # whole records found (None when missing)
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("missing", "partial", "wrong-count")
+
+
+def find_raw_files(root: Path) -> dict[str, Path]:
+    """Known ETL file names under `root` (any depth: AIST ships ETL1/ETL1C_01 and so on)."""
+    known = manifest.files()
+    found = {}
+    for path in sorted(root.rglob("*")):
+        entry = manifest.lookup(path) if path.is_file() else None
+        if entry and entry.name.upper() in known:
+            found.setdefault(entry.name.upper(), path)
+    return found
+
+
+def verify_raw(root: str | Path) -> list[FileCheck]:
+    """One check per manifest file of every dataset that has at least one file under `root`."""
+    root = Path(root)
+    found = find_raw_files(root)
+    present = {manifest.files()[name].dataset for name in found}
+    checks = []
+    for key, entry in manifest.files().items():
+        if entry.dataset not in present:
+            continue
+        path = found.get(key)
+        record_size = formats.FORMATS[entry.dataset].record_size
+        if path is None:
+            checks.append(FileCheck(entry.name, entry.dataset, "missing", entry.records, None))
+            continue
+        size = path.stat().st_size
+        n, rest = divmod(size, record_size)
+        if rest:
+            status, detail = "partial", (f"{size} bytes: record {n} at offset {n * record_size} "
+                                         f"has {rest} of {record_size} bytes")
+        elif n != entry.records:
+            status = "wrong-count" if entry.verified else "unverified-count"
+            detail = f"{n} records, expected {entry.records}"
+            if not entry.verified:
+                detail += " (the expected count is not confirmed by AIST)"
+        else:
+            status, detail = "ok", ""
+        checks.append(FileCheck(entry.name, entry.dataset, status, entry.records, n, detail))
+    return checks
