@@ -102,9 +102,7 @@ def info(
             row["warnings"] = [str(w.message) for w in caught if issubclass(w.category,
                                                                             EtlWarning)]
             rows.append(row)
-            if not as_json:
-                _print_warnings(caught)
-            caught.clear()
+            _print_warnings(caught)
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=1))
         return

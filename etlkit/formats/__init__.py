@@ -41,7 +41,8 @@ class Format:
         if self.code == "jis0208":
             return labels.jis0208_char
         if self.code == "co59":
-            return (co59_table or {}).get
+            table = co59_table or {}
+            return lambda code: table.get(code, "")
         return partial(labels.jis0201_char, hiragana=self.hiragana, wi_we=self.wi_we)
 
 

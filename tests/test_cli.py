@@ -1,0 +1,117 @@
+"""The CLI as a user runs it: Typer's runner on real files, and one real subprocess."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from etlkit.cli import app
+from etlkit.synth import synth
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    synth("ETL1", root, writers=3, files=["ETL1C_07", "ETL1C_13"])
+    synth("ETL8G", root, writers=1)
+    return root
+
+
+def _one_error_line(result, *needles):
+    assert result.exit_code == 1
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_info_json(raw):
+    result = runner.invoke(app, ["info", str(raw / "ETL8G_01"), str(raw / "ETL1C_07"), "--json"])
+    assert result.exit_code == 0, result.output
+    g8, e1 = json.loads(result.stdout)
+    assert (g8["format"], g8["records"], g8["classes"]) == ("ETL8G", 956, 956)
+    assert g8["scripts"] == {"hiragana": 75, "kanji": 881}
+    assert (e1["format"], e1["records"], e1["classes"], e1["sheets"]) == ("ETL1", 24, 8, 3)
+    assert e1["scripts"] == {"katakana": 8} and e1["unlabelled"] == 0
+
+
+def test_info_table_on_a_folder(raw):
+    result = runner.invoke(app, ["info", str(raw)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["file", "format", "records"]
+    assert [ln.split()[0] for ln in lines[1:]] == ["ETL1C_07", "ETL1C_13", "ETL8G_01"]
+
+
+def test_preview_writes_a_labelled_grid(raw, tmp_path):
+    out = tmp_path / "grid.png"
+    result = runner.invoke(app, ["preview", str(raw / "ETL8G_01"), "--out", str(out),
+                                 "--count", "24", "--columns", "6"])
+    assert result.exit_code == 0, result.output
+    image = Image.open(out)
+    assert image.size == (6 * (128 + 4), 4 * (127 + 22 + 6))
+    assert 0 < (255 - np.asarray(image)).mean() < 128
+
+
+def test_verify_reports_missing_and_partial(raw, tmp_path):
+    result = runner.invoke(app, ["verify", str(raw)])
+    assert result.exit_code == 1
+    rows = {ln.split()[0]: ln.split()[2] for ln in result.stdout.splitlines()[1:-1]}
+    assert rows["ETL1C_01"] == "missing" and rows["ETL8G_33"] == "missing"
+    assert rows["ETL1C_07"] == "wrong-count"
+    broken = tmp_path / "ETL8G_01"
+    broken.write_bytes((raw / "ETL8G_01").read_bytes()[:-100])
+    result = runner.invoke(app, ["verify", str(tmp_path)])
+    assert "partial" in result.stdout and f"record 955 at offset {955 * 8199}" in result.stdout
+
+
+def test_partial_file_is_an_error_unless_allowed(raw, tmp_path):
+    path = tmp_path / "ETL1C_07"
+    path.write_bytes((raw / "ETL1C_07").read_bytes()[: 2052 * 5 + 100])
+    _one_error_line(runner.invoke(app, ["info", str(path)]), str(path), "2052-byte",
+                    "record 5 at offset 10260", "--allow-partial")
+    result = runner.invoke(app, ["info", str(path), "--allow-partial", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)[0]["records"] == 5
+    assert "warning:" in result.stderr and "reading the 5 whole records" in result.stderr
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (b"", "empty file"),
+    (bytes(2052 * 2), "fits ETL1, ETL6, ETL7; pass --format"),
+    (b"x" * 1001, "not a whole number of records of any ETL format"),
+])
+def test_unknown_files_get_one_clear_line(tmp_path, content, needle):
+    path = tmp_path / "mystery.bin"
+    path.write_bytes(content)
+    _one_error_line(runner.invoke(app, ["info", str(path)]), str(path), needle)
+
+
+def test_random_bytes_under_a_real_name(tmp_path):
+    path = tmp_path / "ETL8G_01"
+    path.write_bytes(np.random.default_rng(0).bytes(8199 * 20))
+    _one_error_line(runner.invoke(app, ["info", str(path)]), "does not look like ETL8G data")
+    _one_error_line(runner.invoke(app, ["info", str(tmp_path / "nope")]), "no such file")
+
+
+def test_synth_command_and_console_entry_point(tmp_path):
+    out = tmp_path / "raw"
+    result = subprocess.run(
+        [sys.executable, "-m", "etlkit", "synth", "--dataset", "ETL8B2", "--writers", "1",
+         "--files", "ETL8B2C2", "--out", str(out)],
+        capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert (out / "ETL8B2C2").stat().st_size == 512 * (1 + 320)
+    bad = subprocess.run([sys.executable, "-m", "etlkit", "synth", "--dataset", "ETL2",
+                          "--out", str(out)], capture_output=True, text=True, check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [
+        "error: synth: ETL2 is not synthesizable (class lists unknown); choose one of ETL1, "
+        "ETL4, ETL5, ETL7, ETL8B2, ETL8G, ETL9B, ETL9G"]

@@ -1,0 +1,73 @@
+"""etlkit synth writes the real names, sizes, record order and class sets, reproducibly."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+import etlkit
+from etlkit import manifest, verify
+from etlkit.synth import synth
+
+
+def _digest(paths):
+    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
+    a = synth("ETL8B2", tmp_path / "a", writers=2, seed=7, files=["ETL8B2C1"])
+    b = synth("ETL8B2", tmp_path / "b", writers=2, seed=7, files=["ETL8B2C1"])
+    c = synth("ETL8B2", tmp_path / "c", writers=2, seed=8, files=["ETL8B2C1"])
+    assert _digest(a) == _digest(b)
+    assert _digest(a) != _digest(c)
+
+
+def test_etl8g_is_writer_major_five_writers_per_file(tmp_path):
+    paths = synth("ETL8G", tmp_path, writers=6)
+    assert [p.name for p in paths] == ["ETL8G_01", "ETL8G_02"]
+    first, second = etlkit.read(paths[0]), etlkit.read(paths[1])
+    assert len(first) == 4780 and len(second) == 956
+    classes = np.array(manifest.class_set("etl8"))
+    assert (first.codes[:956] == classes).all() and (first.codes[956:1912] == classes).all()
+    sheets_per_writer = 10
+    writer = (first.sheets - 1) // sheets_per_writer
+    assert (np.diff(writer) >= 0).all() and len(np.unique(writer)) == 5
+    # each writer has a style of its own: mean ink differs between writers
+    ink = first.images.reshape(5, 956, -1).mean(axis=(1, 2))
+    assert len(np.unique(np.round(ink, 3))) == 5
+
+
+def test_etl1_full_file_has_the_real_size_and_is_category_major(tmp_path):
+    (path,) = synth("ETL1", tmp_path, writers=1411, files=["ETL1C_13"])
+    assert path.stat().st_size == 4233 * 2052
+    batch = etlkit.read(path)
+    assert batch.chars[:1411].tolist() == ["ヱ"] * 1411
+    assert batch.chars[-1411:].tolist() == ["ン"] * 1411
+    assert [c.status for c in verify.verify_raw(tmp_path) if c.name == "ETL1C_13"] == ["ok"]
+
+
+def test_etl1_missing_records_are_reproduced(tmp_path):
+    (path,) = synth("ETL1", tmp_path, writers=6, files=["ETL1C_09"])
+    batch = etlkit.read(path)
+    assert len(batch) == 8 * 6 - 1
+    na = batch.sheets[batch.chars == "ナ"]
+    assert len(na) == 5 and 2672 not in na
+    assert 2672 in batch.sheets[batch.chars == "ニ"]
+
+
+def test_images_use_the_family_levels(tmp_path):
+    synth("ETL8G", tmp_path, writers=1)
+    synth("ETL9B", tmp_path, writers=1)
+    gray, binary = etlkit.read(tmp_path / "ETL8G_01"), etlkit.read(tmp_path / "ETL9B_1")
+    assert gray.images.max() == 15 and len(np.unique(gray.images)) == 16
+    assert set(np.unique(binary.images).tolist()) == {0, 1}
+    ink = binary.images.mean(axis=(1, 2))
+    assert (ink > 0.02).all() and (ink < 0.5).all()  # every record has a character, not a blob
+
+
+@pytest.mark.parametrize(("dataset", "writers", "message"), [
+    ("ETL2", 1, "not synthesizable"), ("ETL10", 1, "unknown format"), ("ETL1", 0, "at least 1"),
+])
+def test_bad_requests(tmp_path, dataset, writers, message):
+    with pytest.raises((etlkit.EtlError, KeyError), match=message):
+        synth(dataset, tmp_path, writers=writers)
