@@ -35,7 +35,7 @@ _NARGS = {"M": 2, "L": 2, "H": 1, "V": 1, "C": 6, "S": 4}
 # Strokes, as polylines, for characters of the ETL sets that KanjiVG and the font lack (¥ ‾ 「 」),
 # that the font draws small at x-height unlike box-filling handwriting (+ - * = < >), or that
 # KanjiVG draws as a corner diacritic while ETL writers wrote them as a character of their own.
-_RING = tuple((54.5 + 12 * math.cos(t), 52 + 12 * math.sin(t)) for t in np.linspace(0, 6.3, 25))
+_RING = tuple((54.5 + 12 * math.cos(t), 52 + 12 * math.sin(t)) for t in np.linspace(0, 6.6, 25))
 _TABLE: dict[str, tuple[tuple[tuple[float, float], ...], ...]] = {
     "¥": (((23.5, 15), (54.5, 54)), ((85.5, 15), (54.5, 54)), ((54.5, 54), (54.5, 93)),
           ((30, 60), (79, 60)), ((30, 75), (79, 75))),
@@ -98,7 +98,7 @@ def strokes(char: str) -> tuple[np.ndarray, ...]:
         root = ET.parse(_kanji_dir() / f"{ord(char):05x}.svg").getroot()
         group = next(g for g in root.iter(f"{_SVG}g")
                      if g.get("id", "").startswith("kvg:StrokePaths_"))
-        paths = sorted(group.iter(f"{_SVG}path"), key=lambda p: int(p.get("id").rsplit("s")[-1]))
+        paths = sorted(group.iter(f"{_SVG}path"), key=lambda p: int(p.get("id").rsplit("-s", 1)[1]))
         polylines = [poly for p in paths for poly in _parse_path(p.get("d"))]
     out = tuple(_resample(p) for p in polylines)
     for a in out:
@@ -108,12 +108,17 @@ def strokes(char: str) -> tuple[np.ndarray, ...]:
 
 def render(char: str, style: WriterStyle, shape: tuple[int, int],
            rng: np.random.Generator) -> np.ndarray:
-    """Float32 ink image of ``char`` (1 = full ink) of ``shape`` = (rows, cols)."""
+    """Float32 ink image of ``char`` (1 = full ink) of ``shape`` = (rows, cols).
+
+    The 109-box is scaled to fit min(rows, cols), centred. Strokes are drawn on a supersampled
+    canvas and box-filtered down, so edges are anti-aliased; ``rng`` supplies the per-sample
+    variation (stroke noise, pressure, small shift, scale and rotation).
+    """
     h, w = shape
     pts = strokes(char)  # raises KeyError for unknown characters
     a, b = _style_affine(style, rng)
     widths = style.pen_width * np.exp(rng.normal(0, 0.08, max(len(pts), 1)))
-    margin = widths.max() / 2 + 1.0
+    margin = widths.max() / 2 + 3.0  # writers keep clear of the frame
     unit = min(h, w) * _SS / BOX  # canvas pixels per box unit
     origin = (np.array([w, h]) * _SS - BOX * unit) / 2
     canvas = Image.new("L", (w * _SS, h * _SS))
@@ -123,13 +128,15 @@ def render(char: str, style: WriterStyle, shape: tuple[int, int],
         noise = np.einsum("nk,nkd->nd", basis, knots[knot])
         bend = rng.normal(size=len(pts))[sid, None] * bend_dir
         q = (p + style.jitter * noise + style.wobble * bend) @ a.T + b
-        q = (q + _keep_inside(q, margin)) * unit + origin
+        f, t = _fit(q, margin)
+        q = (q * f + t) * unit + origin
         _draw_strokes(ImageDraw.Draw(canvas), q, sid, splits, widths * unit)
     else:
         bbox, width = _font_info(char)
         corners = np.array(bbox)[[[0, 1], [2, 1], [0, 3], [2, 3]]] @ a.T + b
-        fwd_b = (b + _keep_inside(corners, margin)) * unit + origin
-        inv = np.linalg.inv(a * unit / _FR)
+        f, t = _fit(corners, margin)
+        fwd_b = (b * f + t) * unit + origin
+        inv = np.linalg.inv(a * f * unit / _FR)
         off = -inv @ fwd_b
         grow = round(max((style.pen_width - width) / 2, -0.3 * width) * 4) / 4
         canvas = _font_mask(char, grow).transform(
@@ -165,16 +172,16 @@ def _style_affine(style: WriterStyle, rng: np.random.Generator) -> tuple[np.ndar
     return a, offset - a @ centre
 
 
-def _keep_inside(points: np.ndarray, margin: float) -> np.ndarray:
-    """Shift that moves the points' bounding box into the box (centres it if it cannot fit)."""
+def _fit(points: np.ndarray, margin: float) -> tuple[float, np.ndarray]:
+    """Scale and shift (p -> f p + t) that bring the points within ``margin`` of the box edges."""
     lo, hi = points.min(axis=0), points.max(axis=0)
-    fits = hi - lo <= BOX - 2 * margin
-    clamp = np.maximum(margin - lo, 0) + np.minimum(BOX - margin - hi, 0)
-    return np.where(fits, clamp, BOX / 2 - (lo + hi) / 2)
+    f = min(1.0, *((BOX - 2 * margin) / np.maximum(hi - lo, 1e-9)))
+    return f, np.maximum(margin - f * lo, 0) + np.minimum(BOX - margin - f * hi, 0)
 
 
 @lru_cache(maxsize=1)
 def _kanji_dir() -> Path:
+    """Where the installed kanjivg package keeps its SVG files."""
     return Path(str(importlib.metadata.distribution("kanjivg").locate_file("kanji")))
 
 
