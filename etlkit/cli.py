@@ -1,6 +1,7 @@
 """The `etlkit` command line: thin wrappers over the library, one clear line per error."""
 
 import json
+import sys
 import warnings
 from collections import Counter
 from contextlib import contextmanager
@@ -9,8 +10,9 @@ from typing import Annotated
 
 import numpy as np
 import typer
+import yaml
 
-from . import formats, preview, reader, synth, verify
+from . import extract, formats, preview, reader, synth, verify
 from .errors import EtlError, EtlWarning
 from .records import RecordBatch
 
@@ -139,12 +141,15 @@ def preview_cmd(
 
 
 @app.command(name="verify")
-def verify_cmd(root: Annotated[Path, typer.Argument(help="Folder of raw ETL files.")]):
-    """Check a raw ETL download against data_manifest.yaml (files present, sizes, counts)."""
+def verify_cmd(root: Annotated[Path, typer.Argument(help="Folder of raw ETL files, or a "
+                                                    "dataset written by extract.")]):
+    """Check raw ETL files against data_manifest.yaml, or a dataset's shards against its
+    manifest.json (SHA-256, counts, labels)."""
     with _reported():
         if not root.is_dir():
             raise EtlError(f"{root}: not a folder")
-        checks = verify.verify_raw(root)
+        is_dataset = (root / "manifest.json").is_file()
+        checks = verify.verify_dataset(root) if is_dataset else verify.verify_raw(root)
         if not checks:
             raise EtlError(f"{root}: no ETL files (names such as ETL1C_07, ETL8G_01) in it")
     typer.echo(f"{'file':<12} {'dataset':<7} {'status':<16} {'records':>8} {'expected':>8}  detail")
@@ -175,6 +180,82 @@ def synth_cmd(
                               progress=lambda name, n: typer.echo(f"wrote {out / name} ({n} "
                                                                   "records)"))
     typer.echo(f"{len(written)} files in {out}")
+
+
+def _pipeline(path: Path | None) -> dict:
+    """A pipeline recipe's options (pipelines/*.yaml), checked against extract's options."""
+    if path is None:
+        return {}
+    try:
+        doc = yaml.safe_load(path.read_text("utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        detail = " ".join(str(err).split())
+        raise EtlError(f"{path}: unreadable pipeline ({detail})") from None
+    known = set(extract.Options.__dataclass_fields__)
+    options = {k.replace("-", "_"): v for k, v in doc.items() if k != "description"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise EtlError(f"{path}: unknown pipeline keys {', '.join(unknown)}; known: "
+                       f"{', '.join(sorted(known))}")
+    return options
+
+
+@app.command(name="extract")
+def extract_cmd(
+    raw: Annotated[list[Path], typer.Argument(help="Raw ETL files or folders.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
+    pipeline: Annotated[Path | None, typer.Option(help="A recipe (pipelines/*.yaml); options "
+                                                  "given here override it.")] = None,
+    task: Annotated[str | None, typer.Option(help="script, hiragana, katakana, kanji or "
+                                             "all.")] = None,
+    chars: Annotated[str | None, typer.Option(help="A custom class set: these characters.")] = None,
+    scripts: Annotated[list[str] | None, typer.Option(help="A custom class set: characters of "
+                                                      "these scripts.")] = None,
+    binarize: Annotated[str | None, typer.Option(help="otsu or none.")] = None,
+    merge_small_kana: Annotated[bool | None, typer.Option(
+        "--merge-small-kana/--keep-small-kana", help="っゃゅょ → つやゆよ (and katakana).")] = None,
+    split_by: Annotated[str | None, typer.Option("--split", help="random (stratified by class) "
+                                                 "or writer (writer-disjoint).")] = None,
+    test_frac: Annotated[float | None, typer.Option(help="Share for test. [0.2]")] = None,
+    val_frac: Annotated[float | None, typer.Option(help="Share of the rest for validation. "
+                                                   "[0.2]")] = None,
+    seed: Annotated[int | None, typer.Option(help="Split seed. [0]")] = None,
+    shard_size: Annotated[int | None, typer.Option(help="Records per shard. [16384]")] = None,
+    compression: Annotated[str | None, typer.Option(help="lzf, gzip or none. [lzf]")] = None,
+    allow_missing: Annotated[bool | None, typer.Option(
+        "--allow-missing", help="Extract without absent raw files (listed in the manifest).")
+    ] = None,
+):
+    """The paper's datasets: 64×64 images, Otsu, 80/20 splits, as HDF5 shards + manifest.json."""
+    given = {"task": task, "chars": chars, "scripts": tuple(scripts) if scripts else None,
+             "binarize": binarize, "merge_small_kana": merge_small_kana, "split": split_by,
+             "test_frac": test_frac, "val_frac": val_frac, "seed": seed,
+             "shard_size": shard_size, "compression": compression,
+             "allow_missing": allow_missing}
+    with _reported():
+        settings = _pipeline(pipeline)
+        settings.update({k: v for k, v in given.items() if v is not None})
+        if "scripts" in settings:
+            settings["scripts"] = tuple(settings["scripts"])
+        options = extract.Options(**settings)
+        _check_options(options)
+        doc = extract.extract(raw, out, options, command=" ".join(["etlkit", *sys.argv[1:]]),
+                              progress=lambda msg: typer.echo(msg, err=True))
+    splits = ", ".join(f"{k} {v}" for k, v in doc["splits"].items())
+    typer.echo(f"wrote {out}: task {doc['task']}, {doc['num_classes']} classes, {splits}")
+
+
+def _check_options(o: "extract.Options") -> None:
+    choices = {"binarize": ("otsu", "none"), "split": ("random", "writer"),
+               "compression": ("lzf", "gzip", "none")}
+    for name, allowed in choices.items():
+        if getattr(o, name) not in allowed:
+            raise EtlError(f"--{name} must be one of {', '.join(allowed)}, not "
+                           f"{getattr(o, name)!r}")
+    if not (0 <= o.test_frac < 1 and 0 <= o.val_frac < 1):
+        raise EtlError("--test-frac and --val-frac must be in [0, 1)")
+    if o.shard_size < 1:
+        raise EtlError("--shard-size must be at least 1")
 
 
 def main() -> None:

@@ -51,14 +51,15 @@ def read(path: str | Path, format: str | None = None, *, allow_partial: bool = F
 
 
 def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int | None = 8192,
-              allow_partial: bool = False,
-              co59_table: dict[int, str] | str | Path | None = None) -> Iterator[RecordBatch]:
+              allow_partial: bool = False, co59_table: dict[int, str] | str | Path | None = None,
+              images: bool = True) -> Iterator[RecordBatch]:
     """Decode a raw ETL file in chunks of at most `chunk_records` records (None: one chunk).
 
     `format` is a dataset name (ETL1 ... ETL9G), inferred when omitted. A file whose size is not
     a whole number of records is an error unless `allow_partial`, which reads the whole records
     and warns. `co59_table` is AIST's euc_co59.dat (a path or a loaded dict), needed for ETL-2
     labels. Records whose code stands for no character are kept, counted and warned about.
+    `images=False` skips unpacking the images (they come back as (N, 0, 0)): labels only.
     """
     path = Path(path)
     fmt = resolve_format(path, format)
@@ -80,7 +81,7 @@ def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int
         hi = min(lo + step, n_records)
         raw = np.fromfile(path, np.uint8, count=(hi - lo) * fmt.record_size,
                           offset=lo * fmt.record_size).reshape(hi - lo, fmt.record_size)
-        batch = _decode(fmt, raw, np.arange(lo, hi), char_of, entry, n_records)
+        batch = _decode(fmt, raw, np.arange(lo, hi), char_of, entry, n_records, images)
         missing = ~batch.labelled
         if missing.any():
             if not no_table and missing.mean() > 1 - MIN_LABELLED_SHARE and len(batch) >= 8:
@@ -100,8 +101,8 @@ def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int
 
 
 def _decode(fmt: Format, raw: np.ndarray, index: np.ndarray, char_of,
-            entry: manifest.FileEntry | None, n_records: int) -> RecordBatch:
-    fields, images = fmt.layout.decode(raw)
+            entry: manifest.FileEntry | None, n_records: int, with_images: bool) -> RecordBatch:
+    fields, images = fmt.layout.decode(raw, with_images)
     if fmt.family == "K":
         codes = (fields["co59_1"].astype(np.uint16) << 6) | fields["co59_2"].astype(np.uint16)
         sheets = np.zeros(len(raw), np.int64)

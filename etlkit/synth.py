@@ -23,7 +23,10 @@ from .errors import EtlError
 DATASETS = ("ETL1", "ETL4", "ETL5", "ETL7", "ETL8B2", "ETL8G", "ETL9B", "ETL9G")
 #: Sheet numbers the ETL-1 writers start at (katakana files 07-13 hold sheets 1550-2960).
 _ETL1_FIRST_SHEET = {"alnum": 1001, "katakana": 1550}
-_KUNREI = ["a", "i", "u", "e", "o", "ka", "ki", "ku", "ke", "ko", "sa", "si", "su", "se", "so", "ta", "ti", "tu", "te", "to", "na", "ni", "nu", "ne", "no", "ha", "hi", "hu", "he", "ho", "ma", "mi", "mu", "me", "mo", "ya", "yu", "yo", "ra", "ri", "ru", "re", "ro", "wa", "wi", "we", "wo", "n"]
+_KUNREI = ("a", "i", "u", "e", "o", "ka", "ki", "ku", "ke", "ko", "sa", "si", "su", "se", "so",
+           "ta", "ti", "tu", "te", "to", "na", "ni", "nu", "ne", "no", "ha", "hi", "hu", "he",
+           "ho", "ma", "mi", "mu", "me", "mo", "ya", "yu", "yo", "ra", "ri", "ru", "re", "ro",
+           "wa", "wi", "we", "wo", "n")
 _GOJUON = ("アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホ"
            "マミムメモヤユヨラリルレロワヰヱヲン")
 _VOICED = {"k": "g", "s": "z", "t": "d", "h": "b"}

@@ -10,14 +10,14 @@ from . import formats, manifest
 class FileCheck:
     name: str
     dataset: str
-    status: str  # ok, missing, partial, wrong-count, unverified-count
+    status: str  # ok, missing, partial, wrong-count, unverified-count, corrupt
     expected: int
     found: int | None  # whole records found (None when missing)
     detail: str = ""
 
     @property
     def failed(self) -> bool:
-        return self.status in ("missing", "partial", "wrong-count")
+        return self.status in ("missing", "partial", "wrong-count", "corrupt")
 
 
 def find_raw_files(root: Path) -> dict[str, Path]:
@@ -58,4 +58,41 @@ def verify_raw(root: str | Path) -> list[FileCheck]:
         else:
             status, detail = "ok", ""
         checks.append(FileCheck(entry.name, entry.dataset, status, entry.records, n, detail))
+    return checks
+
+
+def verify_dataset(root: str | Path) -> list[FileCheck]:
+    """Check an extracted dataset: every shard present, its SHA-256, counts and labels."""
+    import h5py
+
+    from .shards import open_shards, sha256
+
+    root = Path(root)
+    doc = open_shards(root, "train").manifest
+    checks = []
+    for shard in doc["shards"]:
+        path = root / shard["path"]
+        name, expected = shard["path"], shard["count"]
+        if not path.is_file():
+            checks.append(FileCheck(name, "shard", "missing", expected, None))
+            continue
+        if sha256(path) != shard["sha256"]:
+            checks.append(FileCheck(name, "shard", "corrupt", expected, None,
+                                    "SHA-256 differs from manifest.json"))
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                labels = f["labels"][:]
+                found = len(labels)
+                sizes = {len(f[k]) for k in ("images", "sjis", "codes", "sheets", "source")}
+        except (OSError, KeyError) as err:
+            checks.append(FileCheck(name, "shard", "corrupt", expected, None, str(err)))
+            continue
+        bad_labels = len(labels) and (labels.min() < 0 or labels.max() >= doc["num_classes"])
+        if found != expected or sizes != {found} or bad_labels:
+            checks.append(FileCheck(name, "shard", "wrong-count", expected, found,
+                                    "labels out of range" if bad_labels else
+                                    "dataset lengths disagree"))
+        else:
+            checks.append(FileCheck(name, "shard", "ok", expected, found))
     return checks

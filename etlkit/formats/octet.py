@@ -59,12 +59,17 @@ class OctetLayout:
             if name != "image" and self.dtype[name].kind != "V"
         ])
 
-    def decode(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, record_size) uint8 -> (header fields, (N, H, W) raw-level images)."""
+    def decode(self, raw: np.ndarray, images: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(N, record_size) uint8 -> (header fields, (N, H, W) raw-level images).
+
+        With `images=False` the images come back as (N, 0, 0), and cost nothing.
+        """
         rec = np.ascontiguousarray(raw).view(self.dtype).reshape(-1)
         fields = np.empty(rec.shape, self.field_dtype)
         for name in self.field_dtype.names:
             fields[name] = rec[name]
+        if not images:
+            return fields, np.empty((len(rec), 0, 0), np.uint8)
         return fields, pixels.unpack(rec["image"], self.bits, self.shape)
 
     def encode(self, fields: np.ndarray, images: np.ndarray) -> np.ndarray:

@@ -57,7 +57,8 @@ class SixbitLayout:
         kinds = {"int": np.uint64, "byte": np.uint8}
         return np.dtype([(n, kinds.get(k, f"S{w}")) for n, _, w, k in self.header])
 
-    def decode(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def decode(self, raw: np.ndarray, images: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(N, record_size) uint8 -> (header fields, (N, H, W) raw-level images or (N, 0, 0))."""
         chars = pixels.unpack6(raw[:, : self.image_offset])
         fields = np.empty(len(raw), self.field_dtype)
         for name, start, width, kind in self.header:
@@ -69,6 +70,8 @@ class SixbitLayout:
                 fields[name] = (c[:, 0] << 2) | (c[:, 1] >> 4)
             else:
                 fields[name] = np.ascontiguousarray(_T56_BYTES[c]).view(f"S{width}")[:, 0]
+        if not images:
+            return fields, np.empty((len(raw), 0, 0), np.uint8)
         payload = raw[:, self.image_offset : self.image_offset + self._image_bytes]
         return fields, pixels.unpack(payload, self.bits, self.shape)
 

@@ -1,0 +1,235 @@
+"""etlkit extract: raw ETL files -> a task's 64×64 images, split, in HDF5 shards + manifest.json.
+
+Two streaming passes keep memory bounded by a chunk: the first reads labels only (no image
+unpacking) to choose records, build the class table and assign splits; the second decodes,
+preprocesses and appends each chunk's chosen records to per-split shards. Shards and the
+manifest are written under temporary names and renamed, the manifest last, so an interrupted
+run leaves no dataset that looks complete.
+"""
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, formats, manifest, preprocess, reader, split, tasks, verify
+from .errors import EtlError
+from .shards import sha256, write_shard
+
+CHUNK_RECORDS = 4096
+
+
+@dataclass(frozen=True)
+class Options:
+    task: str = "all"  # a paper task, or "custom" with scripts / chars
+    scripts: tuple[str, ...] = ()
+    chars: str = ""
+    binarize: str = "otsu"  # otsu | none
+    merge_small_kana: bool = False
+    split: str = "random"  # random | writer
+    test_frac: float = 0.2
+    val_frac: float = 0.2
+    seed: int = 0
+    shard_size: int = 16384
+    compression: str = "lzf"  # lzf | gzip | none
+    allow_missing: bool = False
+
+
+def extract(raw: list[Path], out: Path, options: Options, command: str = "",
+            progress: Callable[[str], None] | None = None) -> dict:
+    """Run the extraction; return the manifest written to out/manifest.json."""
+    task = _task(options)
+    files, absent = _raw_files(raw, task, options.allow_missing)
+    say = progress or (lambda _msg: None)
+    say(f"pass 1: labels of {len(files)} files")
+    chosen = [_choose(path, task, options) for path in files]
+    labels_all = np.concatenate([c["labels"] for c in chosen])
+    if not len(labels_all):
+        raise EtlError(f"task {task.name}: no records in {', '.join(str(p) for p in raw)}")
+    classes = tasks.class_table(labels_all, task.by_script)
+    index_of = {c: i for i, (c, _) in enumerate(classes)}
+    class_ids = np.array([index_of[c] for c in labels_all.tolist()], np.int32)
+    writers = np.concatenate([c["writers"] for c in chosen])
+    assign = (split.writer_split(writers, options.test_frac, options.val_frac, options.seed)
+              if options.split == "writer" else
+              split.random_split(class_ids, options.test_frac, options.val_frac, options.seed))
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_previous(out)
+    attrs = {"task": task.name, "classes": classes, "preprocessing": _preprocessing(options),
+             "etlkit_version": __version__}
+    writer = _SplitWriter(out, attrs, options)
+    start = 0
+    for file_no, (path, c) in enumerate(zip(files, chosen, strict=True)):
+        say(f"pass 2: {path.name}")
+        n = len(c["index"])
+        ids, parts = class_ids[start : start + n], assign[start : start + n]
+        _write_file(path, c, ids, parts, file_no, writer, options)
+        start += n
+    writer.flush_all()
+    doc = {
+        "etlkit_version": __version__, "command": command, "task": task.name,
+        "options": asdict(options), "classes": classes, "num_classes": len(classes),
+        "splits": {name: writer.counts[i] for i, name in enumerate(split.NAMES)},
+        "shards": writer.shards,
+        "sources": [{"file": p.name, "dataset": c["dataset"], "sha256": sha256(p),
+                     "records": c["records"], "used": len(c["index"])}
+                    for p, c in zip(files, chosen, strict=True)],
+        "missing": absent,
+    }
+    tmp = out / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), "utf-8")
+    os.replace(tmp, out / "manifest.json")
+    return doc
+
+
+def _task(options: Options) -> tasks.Task:
+    if options.task == "custom" or options.scripts or options.chars:
+        return tasks.custom(list(options.scripts), options.chars)
+    if options.task not in tasks.PAPER_TASKS:
+        raise EtlError(f"unknown task {options.task!r}; choose one of "
+                       f"{', '.join(tasks.PAPER_TASKS)}, or give --scripts / --chars")
+    return tasks.PAPER_TASKS[options.task]
+
+
+def _raw_files(raw: list[Path], task: tasks.Task, allow_missing: bool):
+    """Sorted raw files, and the files a task needs that are absent (an error unless allowed).
+
+    A category-major file holds whole classes, so its absence loses classes; writer-major files
+    hold whole writers, so a subset of them is a smaller, still complete dataset.
+    """
+    files: dict[str, Path] = {}
+    for p in raw:
+        if p.is_dir():
+            files.update(verify.find_raw_files(p))
+        elif p.is_file():
+            files[p.name.upper()] = p
+        else:
+            raise EtlError(f"{p}: no such file or folder")
+    if not files:
+        raise EtlError(f"no ETL files in {', '.join(str(p) for p in raw)}")
+    datasets = {reader.resolve_format(p).name for p in files.values()}
+    absent = []
+    for entry in manifest.files().values():
+        info = manifest.dataset_info(entry.dataset)
+        if (entry.dataset in datasets and entry.name.upper() not in files and not entry.extra
+                and info["order"] == "category-major" and _holds_task_classes(entry, task)):
+            absent.append(entry.name)
+    for script, sources in task.sources.items():
+        if sources and not datasets & set(sources):
+            absent.append(f"{' or '.join(sources)} (for {script})")
+    if absent and not allow_missing:
+        raise EtlError(f"task {task.name}: missing raw files: {', '.join(absent)} "
+                       "(--allow-missing extracts without them)")
+    return sorted(files.values(), key=lambda p: p.name), absent
+
+
+def _holds_task_classes(entry: manifest.FileEntry, task: tasks.Task) -> bool:
+    char_of = formats.FORMATS[entry.dataset].char_of()
+    scripts = {reader.labels.script_of(char_of(c)) for c in entry.classes or ()}
+    return any(not src or entry.dataset in src for s, src in task.sources.items() if s in scripts)
+
+
+def _choose(path: Path, task: tasks.Task, options: Options) -> dict:
+    """Pass 1: the records a task takes from one file, with labels and writer ids."""
+    fmt = reader.resolve_format(path)
+    spw = manifest.dataset_info(fmt.name).get("sheets_per_writer", 1)
+    dataset_no = list(formats.FORMATS).index(fmt.name)  # writer id: (dataset, sheet group)
+    index, labels, writers, records = [], [], [], 0
+    for batch in reader.iter_read(path, fmt.name, chunk_records=1 << 16, images=False):
+        records += len(batch)
+        keep = task.select(batch)
+        chars = batch.chars[keep]
+        if options.merge_small_kana:
+            chars = tasks.merge_small_kana(chars)
+        index.append(batch.index[keep])
+        labels.append(batch.scripts[keep] if task.by_script else chars)
+        writers.append(dataset_no << 32 | (batch.sheets[keep] - 1) // spw)
+    return {"dataset": fmt.name, "records": records, "index": np.concatenate(index),
+            "labels": np.concatenate(labels), "writers": np.concatenate(writers)}
+
+
+def _write_file(path, chosen, class_ids, parts, file_no, writer, options) -> None:
+    """Pass 2: decode one file in chunks and hand its chosen records to the split writer."""
+    fmt = reader.resolve_format(path)
+    wanted = chosen["index"]
+    for batch in reader.iter_read(path, fmt.name, chunk_records=CHUNK_RECORDS):
+        lo, hi = np.searchsorted(wanted, [batch.index[0], batch.index[-1] + 1])
+        if lo == hi:
+            continue
+        take = wanted[lo:hi] - batch.index[0]
+        images = preprocess.to_size(batch.images[take], fmt.levels)
+        if options.binarize == "otsu":
+            images = preprocess.binarize(images)
+        arrays = {
+            "images": images, "labels": class_ids[lo:hi], "sjis": batch.sjis[take],
+            "codes": batch.codes[take], "sheets": batch.sheets[take].astype(np.int32),
+            "source": np.stack([np.full(hi - lo, file_no), wanted[lo:hi]], 1).astype(np.int32),
+        }
+        writer.add(arrays, parts[lo:hi])
+
+
+class _SplitWriter:
+    """Buffers records per split and writes a shard each time `shard_size` are ready."""
+
+    def __init__(self, out: Path, attrs: dict, options: Options):
+        self.out, self.attrs, self.options = out, attrs, options
+        self.buffers: list[list[dict]] = [[], [], []]
+        self.pending = [0, 0, 0]
+        self.counts = [0, 0, 0]
+        self.shards: list[dict] = []
+        self.numbers = [0, 0, 0]
+
+    def add(self, arrays: dict, parts: np.ndarray) -> None:
+        for part in range(3):
+            mask = parts == part
+            if mask.any():
+                self.buffers[part].append({k: v[mask] for k, v in arrays.items()})
+                self.pending[part] += int(mask.sum())
+                while self.pending[part] >= self.options.shard_size:
+                    self._flush(part, self.options.shard_size)
+
+    def flush_all(self) -> None:
+        for part in range(3):
+            if self.pending[part] or not self.numbers[part]:
+                self._flush(part, self.pending[part])
+
+    def _flush(self, part: int, n: int) -> None:
+        buffered = self.buffers[part] or [_empty()]
+        joined = {k: np.concatenate([b[k] for b in buffered]) for k in buffered[0]}
+        rest = {k: v[n:] for k, v in joined.items()}
+        self.buffers[part] = [rest] if len(rest["labels"]) else []
+        self.pending[part] -= n
+        name = split.NAMES[part]
+        (self.out / name).mkdir(exist_ok=True)
+        path = self.out / name / f"shard-{self.numbers[part]:05d}.h5"
+        compression = None if self.options.compression == "none" else self.options.compression
+        head = {k: v[:n] for k, v in joined.items()}
+        digest = write_shard(path, head, {**self.attrs, "split": name}, compression)
+        self.shards.append({"path": f"{name}/{path.name}", "split": name, "count": n,
+                            "sha256": digest})
+        self.counts[part] += n
+        self.numbers[part] += 1
+
+
+def _empty() -> dict:
+    """A split with no records still gets one (empty) shard, so every dataset has all three."""
+    return {"images": np.empty((0, 64, 64), np.uint8), "labels": np.empty(0, np.int32),
+            "sjis": np.empty(0, np.int32), "codes": np.empty(0, np.uint16),
+            "sheets": np.empty(0, np.int32), "source": np.empty((0, 2), np.int32)}
+
+
+def _clear_previous(out: Path) -> None:
+    """Remove an earlier run's manifest, shards and temporary files (ours only, by name)."""
+    for path in [out / "manifest.json", *out.glob(".*.tmp"),
+                 *(p for name in split.NAMES for p in (out / name).glob("shard-*.h5")),
+                 *(p for name in split.NAMES for p in (out / name).glob(".shard-*.tmp"))]:
+        path.unlink(missing_ok=True)
+
+
+def _preprocessing(options: Options) -> dict:
+    return {"size": [preprocess.SIZE, preprocess.SIZE], "ink": 255,
+            "resize": "pad to square (centred, odd row at the bottom), area average",
+            "binarize": options.binarize, "merge_small_kana": options.merge_small_kana}
