@@ -1,7 +1,8 @@
 """The `etlkit` command line: thin wrappers over the library, one clear line per error."""
 
+import dataclasses
 import json
-import sys
+import shlex
 import warnings
 from collections import Counter
 from contextlib import contextmanager
@@ -239,10 +240,26 @@ def extract_cmd(
             settings["scripts"] = tuple(settings["scripts"])
         options = extract.Options(**settings)
         _check_options(options)
-        doc = extract.extract(raw, out, options, command=" ".join(["etlkit", *sys.argv[1:]]),
+        doc = extract.extract(raw, out, options, command=_command_line(raw, out, options),
                               progress=lambda msg: typer.echo(msg, err=True))
     splits = ", ".join(f"{k} {v}" for k, v in doc["splits"].items())
     typer.echo(f"wrote {out}: task {doc['task']}, {doc['num_classes']} classes, {splits}")
+
+
+def _command_line(raw: list[Path], out: Path, options: "extract.Options") -> str:
+    """The extract command with every option spelled out, so it reruns without the recipe."""
+    words = ["etlkit", "extract", *map(str, raw), "--out", str(out)]
+    for name, value in dataclasses.asdict(options).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            words += [flag] if value else []
+        elif isinstance(value, tuple):
+            words += [w for v in value for w in (flag, v)]
+        elif value != "":
+            words += [flag, str(value)]
+    if not options.merge_small_kana:
+        words.append("--keep-small-kana")
+    return shlex.join(words)
 
 
 def _check_options(o: "extract.Options") -> None:

@@ -1,0 +1,196 @@
+"""etlkit extract end to end on synthetic raw files: tasks, splits, shards, faults."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import etlkit
+from etlkit import preprocess
+from etlkit.cli import app
+from etlkit.extract import Options, extract
+from etlkit.shards import open_shards
+from etlkit.synth import synth
+
+runner = CliRunner()
+PIPELINES = Path(__file__).parent.parent / "pipelines"
+KATAKANA_FILES = [f"ETL1C_{i:02d}" for i in range(7, 14)]
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    synth("ETL1", root, writers=6, files=KATAKANA_FILES)
+    synth("ETL8G", root, writers=6)
+    return root
+
+
+def _cli(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.mark.parametrize(("pipeline", "classes"), [
+    ("katakana", 48), ("hiragana", 75), ("hiragana-merged", 71), ("kanji", 881), ("script", 3),
+    ("all", 1004),
+])
+def test_every_paper_pipeline(raw, tmp_path, pipeline, classes):
+    out = tmp_path / pipeline
+    _cli("extract", raw, "--pipeline", PIPELINES / f"{pipeline}.yaml", "--out", out)
+    doc = json.loads((out / "manifest.json").read_text())
+    assert doc["num_classes"] == len(doc["classes"]) == classes
+    assert sum(doc["splits"].values()) == sum(s["count"] for s in doc["shards"])
+    assert sum(s["used"] for s in doc["sources"]) == sum(doc["splits"].values())
+    assert doc["command"].startswith("etlkit extract")
+    result = runner.invoke(app, ["verify", str(out)])
+    assert result.exit_code == 0 and "3 of 3 files ok" in result.stdout
+    if pipeline != "script":
+        sjis = [s for _, s in doc["classes"]]
+        assert sjis == sorted(sjis) and len(set(sjis)) == classes
+
+
+def test_shards_hold_the_right_records_and_labels(raw, tmp_path):
+    out = tmp_path / "all"
+    doc = extract([raw], out, Options(task="all", shard_size=500))
+    sources = [raw / s["file"] for s in doc["sources"]]
+    decoded = {p.name: etlkit.read(p) for p in sources}
+    for split_name in ("train", "val", "test"):
+        shard_set = open_shards(out, split_name)
+        data = shard_set.read(("images", "labels", "sjis", "codes", "sheets", "source"))
+        assert len(data["labels"]) == len(shard_set)
+        for i in np.random.default_rng(0).choice(len(data["labels"]), 40, replace=False):
+            file_no, record = data["source"][i]
+            batch = decoded[sources[file_no].name]
+            at = int(np.searchsorted(batch.index, record))
+            char, code = shard_set.classes[data["labels"][i]]
+            assert batch.chars[at] == char and batch.sjis[at] == code == data["sjis"][i]
+            assert batch.codes[at] == data["codes"][i] and batch.sheets[at] == data["sheets"][i]
+            levels = etlkit.formats.get(batch.dataset).levels
+            expected = preprocess.binarize(preprocess.to_size(batch.images[at : at + 1], levels))
+            assert np.array_equal(data["images"][i], expected[0])
+    with h5py.File(out / "train" / "shard-00000.h5") as f:  # plain h5py, as the README shows
+        assert f["images"].dtype == np.uint8 and f["images"].shape[1:] == (64, 64)
+        assert f["images"].chunks[1:] == (64, 64)
+        assert json.loads(f.attrs["preprocessing"])["binarize"] == "otsu"
+        assert len(json.loads(f.attrs["classes"])) == 1004
+
+
+def test_same_seed_same_bytes(raw, tmp_path):
+    a = extract([raw], tmp_path / "a", Options(task="hiragana", seed=3))
+    b = extract([raw], tmp_path / "b", Options(task="hiragana", seed=3))
+    c = extract([raw], tmp_path / "c", Options(task="hiragana", seed=4))
+    assert [s["sha256"] for s in a["shards"]] == [s["sha256"] for s in b["shards"]]
+    assert [s["sha256"] for s in a["shards"]] != [s["sha256"] for s in c["shards"]]
+
+
+def test_random_split_is_stratified(raw, tmp_path):
+    doc = extract([raw], tmp_path / "k", Options(task="kanji"))
+    counts = {s: np.bincount(open_shards(tmp_path / "k", s).read(("labels",))["labels"],
+                             minlength=881) for s in ("train", "val", "test")}
+    total = sum(counts.values())
+    assert (total == 6).all()  # 6 writers per kanji
+    assert (counts["test"] == round(6 * 0.2)).all() and (counts["val"] == 1).all()
+    assert doc["splits"] == {"train": 881 * 4, "val": 881, "test": 881}
+
+
+def test_writer_split_is_writer_disjoint(raw, tmp_path):
+    extract([raw], tmp_path / "w", Options(task="all", split="writer", seed=1))
+    writers = {}
+    for s in ("train", "val", "test"):
+        data = open_shards(tmp_path / "w", s).read(("sheets", "sjis"))
+        kanji_or_hira = data["sjis"] >= 0x829F  # ETL-8 records: 10 sheets per writer
+        keys = np.where(kanji_or_hira & (data["sjis"] < 0x8340) | (data["sjis"] >= 0x889F),
+                        (data["sheets"] - 1) // 10 + 100000, data["sheets"])
+        writers[s] = set(keys.tolist())
+    assert not writers["train"] & writers["test"] and not writers["train"] & writers["val"]
+    assert not writers["val"] & writers["test"] and all(writers.values())
+
+
+def test_flipped_byte_is_caught_by_verify(raw, tmp_path):
+    out = tmp_path / "h"
+    extract([raw], out, Options(task="hiragana"))
+    shard = out / "val" / "shard-00000.h5"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    result = runner.invoke(app, ["verify", str(out)])
+    assert result.exit_code == 1
+    assert "val/shard-00000.h5" in result.stdout and "corrupt" in result.stdout
+
+
+def test_missing_raw_files(raw, tmp_path):
+    partial = tmp_path / "raw"
+    partial.mkdir()
+    for name in KATAKANA_FILES[1:]:
+        os.symlink(raw / name, partial / name)
+    result = runner.invoke(app, ["extract", str(partial), "--task", "katakana", "--out",
+                                 str(tmp_path / "x")])
+    assert result.exit_code == 1 and not (tmp_path / "x" / "manifest.json").exists()
+    assert "missing raw files: ETL1C_07" in result.stderr
+    _cli("extract", partial, "--task", "katakana", "--allow-missing", "--out", tmp_path / "y")
+    doc = json.loads((tmp_path / "y" / "manifest.json").read_text())
+    # ETL1C_07's イウエ recur in ETL1C_11/12 (ヤ/ワ rows): only アオカキク are lost
+    assert doc["missing"] == ["ETL1C_07"] and doc["num_classes"] == 48 - 5
+    result = runner.invoke(app, ["extract", str(raw / "ETL8G_01"), "--task", "katakana",
+                                 "--out", str(tmp_path / "z")])
+    assert result.exit_code == 1 and "ETL1 (for katakana)" in result.stderr
+
+
+def test_killed_extraction_leaves_nothing_complete_and_rerun_finishes(raw, tmp_path):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "etlkit", "extract", str(raw), "--task", "kanji",
+               "--shard-size", "64", "--out", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*/shard-00003.h5")) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists()
+    with pytest.raises(etlkit.EtlError, match="no manifest.json"):
+        open_shards(out, "train")
+    assert subprocess.run(command, capture_output=True, check=False).returncode == 0
+    clean = extract([raw], tmp_path / "clean", Options(task="kanji", shard_size=64))
+    redone = json.loads((out / "manifest.json").read_text())
+    assert [s["sha256"] for s in redone["shards"]] == [s["sha256"] for s in clean["shards"]]
+    assert not list(out.rglob("*.tmp"))
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+
+
+def test_block_reads_shuffle_at_two_levels_and_cover_everything(raw, tmp_path):
+    extract([raw], tmp_path / "k", Options(task="kanji", shard_size=1000))
+    shard_set = open_shards(tmp_path / "k", "train")
+    plain = shard_set.read(("source",))["source"]
+    blocks = list(shard_set.blocks(block=256, seed=5, fields=("source", "labels")))
+    again = list(shard_set.blocks(block=256, seed=5, fields=("source", "labels")))
+    shuffled = np.concatenate([b["source"] for b in blocks])
+    assert all(len(b["labels"]) <= 256 for b in blocks)
+    assert np.array_equal(shuffled, np.concatenate([b["source"] for b in again]))
+    assert not np.array_equal(shuffled, plain)
+    key = lambda a: sorted(map(tuple, a.tolist()))  # noqa: E731
+    assert key(shuffled) == key(plain)
+
+
+def test_bad_options_get_one_line(raw, tmp_path):
+    for args, needle in [(["--binarize", "sauvola"], "--binarize must be one of"),
+                         (["--task", "kana"], "unknown task 'kana'"),
+                         (["--test-frac", "1.5"], "--test-frac"),
+                         (["--scripts", "runes"], "unknown script runes")]:
+        result = runner.invoke(app, ["extract", str(raw), "--out", str(tmp_path / "o"), *args])
+        assert result.exit_code == 1
+        assert result.stderr.count("\n") == 1 and needle in result.stderr, result.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: kanji\nshards: 3\n")
+    result = runner.invoke(app, ["extract", str(raw), "--pipeline", str(bad), "--out",
+                                 str(tmp_path / "o")])
+    assert result.exit_code == 1 and "unknown pipeline keys shards" in result.stderr
