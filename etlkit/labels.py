@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import EtlError
+
 SCRIPTS = ("hiragana", "katakana", "kanji", "digit", "latin", "symbol")
 NO_SCRIPT = "none"
 #: The yōon/sokuon small kana and the full-size kana they merge into for the "merged" tasks.
@@ -62,13 +64,13 @@ def load_co59(path: str | Path) -> dict[int, str]:
     try:
         text = path.read_bytes().decode("euc_jp")
     except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a readable EUC-JP CO-59 table ({err})") from None
+        raise EtlError(f"{path}: not a readable EUC-JP CO-59 table ({err})") from None
     table = {}
     for entry in text.split():
         char, sep, pair = entry.rpartition(":")
         hi, comma, lo = pair.partition(",")
         if not (sep and comma and hi.isdigit() and lo.isdigit() and len(char) == 1):
-            raise ValueError(f"{path}: entry {entry!r} is not of the form char:hi,lo")
+            raise EtlError(f"{path}: entry {entry!r} is not of the form char:hi,lo")
         table[int(hi) << 6 | int(lo)] = char
     return table
 

@@ -16,8 +16,10 @@ from .errors import EtlError, EtlWarning
 from .formats import Format
 from .records import RecordBatch
 
-#: Below this share of records whose code is a character, a file is not what its name says.
+#: Below this share of records whose code is a character, a file is not what its name says;
+#: judged on the first PLAUSIBILITY_SAMPLE records, so the verdict never depends on chunking.
 MIN_LABELLED_SHARE = 0.5
+PLAUSIBILITY_SAMPLE = 1024
 
 
 def resolve_format(path: str | Path, format: str | None = None) -> Format:
@@ -62,6 +64,8 @@ def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int
     `images=False` skips unpacking the images (they come back as (N, 0, 0)): labels only.
     """
     path = Path(path)
+    if chunk_records is not None and chunk_records < 1:
+        raise ValueError(f"chunk_records must be positive or None, not {chunk_records}")
     fmt = resolve_format(path, format)
     size = _size(path)
     n_records = _whole_records(path, fmt, size, allow_partial)
@@ -76,18 +80,15 @@ def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int
     if start:
         _check_dummy(path, fmt)
     step = chunk_records or max(n_records - start, 1)
+    if not no_table:
+        _check_plausible(path, fmt, char_of, start, n_records, step)
     unlabelled, first_unlabelled = 0, None
     for lo in range(start, n_records, step):
         hi = min(lo + step, n_records)
-        raw = np.fromfile(path, np.uint8, count=(hi - lo) * fmt.record_size,
-                          offset=lo * fmt.record_size).reshape(hi - lo, fmt.record_size)
-        batch = _decode(fmt, raw, np.arange(lo, hi), char_of, entry, n_records, images)
+        batch = _decode(fmt, _raw(path, fmt, lo, hi), np.arange(lo, hi), char_of, entry,
+                        n_records, images)
         missing = ~batch.labelled
         if missing.any():
-            if not no_table and missing.mean() > 1 - MIN_LABELLED_SHARE and len(batch) >= 8:
-                raise EtlError(f"{path}: does not look like {fmt.name} data: {missing.sum()} of "
-                               f"{len(batch)} records from record {lo} have codes that stand "
-                               "for no character")
             unlabelled += int(missing.sum())
             if first_unlabelled is None:
                 i = int(np.argmax(missing))
@@ -100,15 +101,44 @@ def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int
                                  "empty chars"), stacklevel=2)
 
 
+def _raw(path: Path, fmt: Format, lo: int, hi: int) -> np.ndarray:
+    """Records lo..hi-1 as (n, record_size) uint8."""
+    count = (hi - lo) * fmt.record_size
+    raw = np.fromfile(path, np.uint8, count=count, offset=lo * fmt.record_size)
+    return raw.reshape(hi - lo, fmt.record_size)
+
+
+def _check_plausible(path: Path, fmt: Format, char_of, start: int, n_records: int,
+                     step: int) -> None:
+    """Reject a file whose first records are mostly codes that stand for no character.
+
+    Read in chunk-sized pieces, so memory stays bounded by the chunk.
+    """
+    hi = min(n_records, start + PLAUSIBILITY_SAMPLE)
+    codes = np.concatenate([
+        _codes(fmt, fmt.layout.decode(_raw(path, fmt, lo, min(lo + step, hi)), images=False)[0])
+        for lo in range(start, hi, step)
+    ])
+    chars, _, _ = labels.label_arrays(codes, char_of)
+    missing = int((chars == "").sum())
+    if len(codes) >= 8 and missing > (1 - MIN_LABELLED_SHARE) * len(codes):
+        raise EtlError(f"{path}: does not look like {fmt.name} data: {missing} of the first "
+                       f"{len(codes)} records have codes that stand for no character")
+
+
+def _codes(fmt: Format, fields: np.ndarray) -> np.ndarray:
+    """The label code of each record (CO-59 pairs packed as hi << 6 | lo)."""
+    if fmt.family == "K":
+        return (fields["co59_1"].astype(np.uint16) << 6) | fields["co59_2"].astype(np.uint16)
+    return fields["jis"].astype(np.uint16)
+
+
 def _decode(fmt: Format, raw: np.ndarray, index: np.ndarray, char_of,
             entry: manifest.FileEntry | None, n_records: int, with_images: bool) -> RecordBatch:
     fields, images = fmt.layout.decode(raw, with_images)
-    if fmt.family == "K":
-        codes = (fields["co59_1"].astype(np.uint16) << 6) | fields["co59_2"].astype(np.uint16)
-        sheets = np.zeros(len(raw), np.int64)
-    else:
-        codes = fields["jis"].astype(np.uint16)
-        sheets = fields["sheet"].astype(np.int64)
+    codes = _codes(fmt, fields)
+    sheets = (np.zeros(len(raw), np.int64) if fmt.family == "K"
+              else fields["sheet"].astype(np.int64))
     chars, sjis, scripts = labels.label_arrays(codes, char_of)
     extra = np.zeros(len(raw), bool)
     if entry is not None:

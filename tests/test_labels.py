@@ -148,5 +148,5 @@ def test_co59_labels_need_the_aist_table(tmp_path):
     with pytest.warns(etlkit.EtlWarning, match="euc_co59.dat"):
         assert etlkit.read(path).chars.tolist() == ["", "", ""]
     table.write_bytes(b"not a table")
-    with pytest.raises(ValueError, match="euc_co59.dat: entry"), warnings.catch_warnings():
+    with pytest.raises(etlkit.EtlError, match="euc_co59.dat: entry"), warnings.catch_warnings():
         etlkit.read(path, co59_table=table)

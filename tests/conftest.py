@@ -1,0 +1,73 @@
+"""Shared fixtures for the etlkit tests."""
+
+import numpy as np
+import pytest
+
+from etlkit.formats import FORMATS
+from etlkit.formats.sixbit import T56, SixbitLayout
+
+#: One real AIST file name per dataset (etl-formats.md §5), so name-based inference applies.
+_ETL_FILE_NAMES = {
+    "ETL1": "ETL1C_01", "ETL2": "ETL2_1", "ETL3": "ETL3C_1", "ETL4": "ETL4C", "ETL5": "ETL5C",
+    "ETL6": "ETL6C_01", "ETL7": "ETL7LC_1", "ETL8B2": "ETL8B2C1", "ETL8G": "ETL8G_01",
+    "ETL9B": "ETL9B_1", "ETL9G": "ETL9G_01",
+}
+
+#: Label codes that stand for a character, per code kind.
+_JIS0201_CODES = np.r_[0x30:0x3A, 0x41:0x5B, 0xB1:0xDE]
+_JIS0208_CODES = np.r_[0x2422:0x2474, 0x3021:0x307F]
+_PRINTABLE = np.frombuffer(bytes(range(0x20, 0x7F)), np.uint8)
+_T56_BYTES = np.frombuffer(T56.encode("ascii"), np.uint8)
+
+
+@pytest.fixture(scope="session")
+def etl_file_names() -> dict[str, str]:
+    """dataset -> one of its real raw file names (ETL1C_01, ETL2_1, ETL3C_1, ...)."""
+    return dict(_ETL_FILE_NAMES)
+
+
+def _random_fields(fmt, n: int, rng: np.random.Generator, invalid_every: int) -> np.ndarray:
+    layout = fmt.layout
+    fields = np.zeros(n, layout.field_dtype)
+    widths = {}
+    if isinstance(layout, SixbitLayout):
+        widths = {name: width for name, _, width, _ in layout.header}
+    for name in layout.field_dtype.names:
+        dt = layout.field_dtype[name]
+        if dt.kind == "S":
+            alphabet = _T56_BYTES if isinstance(layout, SixbitLayout) else _PRINTABLE
+            text = rng.choice(alphabet, (n, dt.itemsize)).astype(np.uint8)
+            fields[name] = text.view(f"S{dt.itemsize}")[:, 0]
+        elif isinstance(layout, SixbitLayout) and dt == np.uint64:
+            top = 1 << (6 * widths[name])
+            fields[name] = rng.integers(0, top, n, dtype=np.uint64)
+        else:
+            fields[name] = rng.integers(0, np.iinfo(dt).max, n, dtype=dt, endpoint=True)
+    if fmt.code == "jis0201":
+        fields["jis"] = rng.choice(_JIS0201_CODES, n)
+    elif fmt.code == "jis0208":
+        fields["jis"] = rng.choice(_JIS0208_CODES, n)
+    if invalid_every and fmt.code != "co59":
+        fields["jis"][::invalid_every] = 0  # a code that stands for no character
+    return fields
+
+
+def _random_etl_bytes(dataset: str, n: int, seed: int = 0, invalid_every: int = 0) -> bytes:
+    fmt = FORMATS[dataset]
+    rng = np.random.default_rng([seed, n, len(dataset), sum(map(ord, dataset))])
+    fields = _random_fields(fmt, n, rng, invalid_every)
+    images = rng.integers(0, fmt.levels, (n, *fmt.layout.shape), np.uint8, endpoint=True)
+    raw = fmt.layout.encode(fields, images)
+    dummy = np.zeros((fmt.dummy_records, fmt.record_size), np.uint8)
+    return np.concatenate([dummy, raw]).tobytes()
+
+
+@pytest.fixture(scope="session")
+def random_etl_bytes():
+    """make(dataset, n, seed=0, invalid_every=0) -> the bytes of a valid raw file.
+
+    `n` records (plus the B family's zero dummy) built with the dataset's layout `encode` from
+    seeded random header fields, label codes that stand for characters (every
+    `invalid_every`-th record gets code 0, which stands for none) and random raw-level images.
+    """
+    return _random_etl_bytes
