@@ -1,9 +1,10 @@
 """etlkit: the ETL Character Database decoded, correctly labelled, fast."""
 
 from .errors import EtlError, EtlWarning
-from .reader import iter_read, read, resolve_format
+from .reader import iter_read, read, read_records, resolve_format
 from .records import RecordBatch
+from .shards import ShardSet, open_shards
 
 __version__ = "0.1.0"
-__all__ = ["EtlError", "EtlWarning", "RecordBatch", "iter_read", "read", "resolve_format",
-           "__version__"]
+__all__ = ["EtlError", "EtlWarning", "RecordBatch", "ShardSet", "iter_read", "open_shards", "read",
+           "read_records", "resolve_format", "__version__"]

@@ -16,6 +16,7 @@ import yaml
 from . import extract, formats, preview, reader, synth, verify
 from .errors import EtlError, EtlWarning
 from .records import RecordBatch
+from .shards import open_shards
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Decode the ETL Character Database into correctly labelled arrays.")
@@ -121,24 +122,38 @@ def info(
 
 @app.command(name="preview")
 def preview_cmd(
-    path: Annotated[Path, typer.Argument(help="A raw ETL file.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("grid.png"),
-    count: Annotated[int, typer.Option(help="How many records to show.")] = 60,
-    columns: Annotated[int, typer.Option(help="Tiles per row.")] = 12,
+    path: Annotated[Path, typer.Argument(help="A raw ETL file, or a dataset written by extract.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write (a raw file), or folder "
+                                      "(a dataset).")] = Path("preview.png"),
+    count: Annotated[int, typer.Option(help="Records to show (raw file).")] = 60,
+    columns: Annotated[int, typer.Option(help="Tiles per row (raw file).")] = 12,
+    split_name: Annotated[str, typer.Option("--split", help="Split to show (dataset).")] = "train",
     seed: Annotated[int, typer.Option(help="Which records to sample.")] = 0,
     format: FormatOpt = None,
     allow_partial: PartialOpt = False,
     co59: Co59Opt = None,
 ):
-    """A labelled grid of sample records as PNG (character and code under each image)."""
+    """A labelled grid of a raw file's records; for a dataset, a grid per class and the
+    gray-vs-Otsu comparison (paper Fig. 2b)."""
     with _reported():
+        if (path / "manifest.json").is_file():
+            shard_set = open_shards(path, split_name)
+            out.mkdir(parents=True, exist_ok=True)
+            _save(preview.class_grid(shard_set, seed=seed), out / "classes.png")
+            _save(preview.gray_vs_otsu(shard_set, seed=seed), out / "gray-vs-otsu.png")
+            typer.echo(f"wrote {out / 'classes.png'} and {out / 'gray-vs-otsu.png'}")
+            return
         batch = reader.read(path, format, allow_partial=allow_partial, co59_table=co59)
         shown: RecordBatch = preview.sample(batch, count, seed)
-        image = preview.grid(shown, formats.get(batch.dataset).levels, columns)
-        tmp = out.with_name(f".{out.name}.tmp")
-        image.save(tmp, format="PNG")
-        tmp.replace(out)
+        _save(preview.grid(shown, formats.get(batch.dataset).levels, columns), out)
     typer.echo(f"wrote {out} ({len(shown)} of {len(batch)} records)")
+
+
+def _save(image, out: Path) -> None:
+    """Write a PNG atomically."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    image.save(tmp, format="PNG")
+    tmp.replace(out)
 
 
 @app.command(name="verify")

@@ -1,10 +1,14 @@
 """A labelled grid of decoded records as one PNG, for eyeballing a file's images and labels."""
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import render
+from . import formats, preprocess, reader, render
+from .errors import EtlError
 from .records import RecordBatch
+from .shards import ShardSet
 
 _LABEL_STYLE = render.WriterStyle(pen_width=7.0, slant=0.0, scale=1.0, aspect=1.0, dx=0.0,
                                   dy=0.0, jitter=0.0, wobble=0.0, ink=1.0)
@@ -38,3 +42,63 @@ def grid(batch: RecordBatch, levels: int, columns: int = 12) -> Image.Image:
             draw.text((x, y + h + 4), "--", fill=0, font=font)
         draw.text((x + 21, y + h + 5), f"{int(batch.codes[i]):X}", fill=0, font=font)
     return sheet
+
+
+def _glyph(char: str, size: int) -> Image.Image | None:
+    if not char or not render.has_glyph(char):
+        return None
+    ink = render.render(char, _LABEL_STYLE, (size, size), np.random.default_rng(0))
+    return Image.fromarray(255 - (ink * 255).astype(np.uint8))
+
+
+def class_grid(shards: ShardSet, per_class: int = 10, max_classes: int = 48,
+               seed: int = 0) -> Image.Image:
+    """One row per class (up to `max_classes`, spread over the table): its glyph, then samples."""
+    data = shards.read(("images", "labels"))
+    classes = shards.classes
+    rows = np.unique(np.linspace(0, len(classes) - 1, min(max_classes, len(classes))).round())
+    rng = np.random.default_rng(seed)
+    sheet = Image.new("L", ((per_class + 1) * 66, len(rows) * 66), 255)
+    draw = ImageDraw.Draw(sheet)
+    for r, c in enumerate(rows.astype(int)):
+        name = classes[c][0]
+        glyph = _glyph(name, 40)
+        if glyph is not None:
+            sheet.paste(glyph, (12, r * 66 + 12))
+        else:
+            draw.text((4, r * 66 + 26), name[:9], fill=0, font=ImageFont.load_default(size=11))
+        members = np.flatnonzero(data["labels"] == c)
+        picks = rng.choice(members, min(per_class, len(members)), replace=False)
+        for k, i in enumerate(np.sort(picks)):
+            sheet.paste(Image.fromarray(255 - data["images"][i]), ((k + 1) * 66 + 1, r * 66 + 1))
+    return sheet
+
+
+def gray_vs_otsu(shards: ShardSet, count: int = 12, seed: int = 0) -> Image.Image:
+    """Paper Fig. 2b: 64×64 gray images (top) and their Otsu binarization (bottom).
+
+    Gray images come from the raw records the shards point to (`source`), or from the shards
+    themselves when they were extracted with --binarize none.
+    """
+    data = shards.read(("images", "source"))
+    if not len(data["source"]):
+        raise EtlError(f"{shards.root}: split {shards.split} is empty")
+    picks = np.sort(np.random.default_rng(seed).choice(len(data["source"]),
+                                                       min(count, len(data["source"])), False))
+    if shards.manifest["options"]["binarize"] == "none":
+        gray = data["images"][picks]
+    else:
+        gray = np.stack([_raw_gray(shards.manifest["sources"][f], rec)
+                         for f, rec in data["source"][picks]])
+    both = np.concatenate([np.concatenate(list(gray), axis=1),
+                           np.concatenate(list(preprocess.binarize(gray)), axis=1)], axis=0)
+    return Image.fromarray(255 - both)
+
+
+def _raw_gray(source: dict, record: int) -> np.ndarray:
+    path = Path(source["path"])
+    if not path.is_file():
+        raise EtlError(f"{path}: raw file not found; gray images need the raw files, or a dataset "
+                       "extracted with --binarize none")
+    fmt = formats.get(source["dataset"])
+    return preprocess.to_size(reader.read_records(path, [record], fmt.name).images, fmt.levels)[0]

@@ -52,6 +52,21 @@ def read(path: str | Path, format: str | None = None, *, allow_partial: bool = F
     return RecordBatch.concatenate(chunks)
 
 
+def read_records(path: str | Path, indices, format: str | None = None, *,
+                 co59_table: dict[int, str] | None = None) -> RecordBatch:
+    """Only the records numbered `indices` (record numbers in the file), for random access."""
+    path = Path(path)
+    fmt = resolve_format(path, format)
+    n_records = _whole_records(path, fmt, _size(path), allow_partial=True)
+    indices = np.asarray(indices, np.int64).reshape(-1)
+    if len(indices) and (indices.min() < fmt.dummy_records or indices.max() >= n_records):
+        raise EtlError(f"{path}: record numbers must be in {fmt.dummy_records}..{n_records - 1}")
+    records = np.memmap(path, np.uint8, "r", shape=(n_records, fmt.record_size))
+    entry = manifest.lookup(path) or manifest.lookup(path.stem)
+    return _decode(fmt, np.array(records[indices]), indices, fmt.char_of(co59_table), entry,
+                   n_records, True)
+
+
 def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int | None = 8192,
               allow_partial: bool = False, co59_table: dict[int, str] | str | Path | None = None,
               images: bool = True) -> Iterator[RecordBatch]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 import etlkit
@@ -194,3 +195,25 @@ def test_bad_options_get_one_line(raw, tmp_path):
     result = runner.invoke(app, ["extract", str(raw), "--pipeline", str(bad), "--out",
                                  str(tmp_path / "o")])
     assert result.exit_code == 1 and "unknown pipeline keys shards" in result.stderr
+
+
+def test_preview_of_a_dataset(raw, tmp_path):
+    extract([raw], tmp_path / "h", Options(task="hiragana"))
+    _cli("preview", tmp_path / "h", "--out", tmp_path / "p")
+    classes = np.asarray(Image.open(tmp_path / "p" / "classes.png"))
+    assert classes.shape == (48 * 66, 11 * 66)  # 48 of the 75 classes: glyph + 10 tiles
+    fig2b = np.asarray(Image.open(tmp_path / "p" / "gray-vs-otsu.png"))
+    gray, otsu = fig2b[:64], fig2b[64:]
+    assert fig2b.shape == (128, 12 * 64)
+    assert set(np.unique(otsu).tolist()) == {0, 255}
+    assert len(np.unique(gray)) > 8  # real gray levels, from the raw records
+
+
+def test_read_records_is_random_access(raw):
+    whole = etlkit.read(raw / "ETL8G_02")
+    picked = etlkit.read_records(raw / "ETL8G_02", [955, 3, 500])
+    assert picked.index.tolist() == [955, 3, 500]
+    assert np.array_equal(picked.images, whole.images[[955, 3, 500]])
+    assert picked.chars.tolist() == whole.chars[[955, 3, 500]].tolist()
+    with pytest.raises(etlkit.EtlError, match="record numbers must be in 0..955"):
+        etlkit.read_records(raw / "ETL8G_02", [956])
