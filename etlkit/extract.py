@@ -9,7 +9,9 @@ run leaves no dataset that looks complete.
 
 import json
 import os
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from .errors import EtlError
 from .shards import sha256, write_shard
 
 CHUNK_RECORDS = 4096
+#: Threads for decode + preprocess (numpy releases the GIL) and for hashing the sources.
+WORKERS = min(4, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -61,23 +65,32 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
     attrs = {"task": task.name, "classes": classes, "preprocessing": _preprocessing(options),
              "etlkit_version": __version__}
     writer = _SplitWriter(out, attrs, options)
-    start = 0
-    for file_no, (path, c) in enumerate(zip(files, chosen, strict=True)):
-        say(f"pass 2: {path.name}")
-        n = len(c["index"])
-        ids, parts = class_ids[start : start + n], assign[start : start + n]
-        _write_file(path, c, ids, parts, file_no, writer, options)
-        start += n
-    writer.flush_all()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        digests = [pool.submit(sha256, p) for p in files]
+        start = 0
+        for file_no, (path, c) in enumerate(zip(files, chosen, strict=True)):
+            say(f"pass 2: {path.name}")
+            n = len(c["index"])
+            ids, parts = class_ids[start : start + n], assign[start : start + n]
+            in_flight: deque = deque()  # at most WORKERS chunks decoded ahead, in file order
+            for batch in reader.iter_read(path, chunk_records=CHUNK_RECORDS):
+                in_flight.append(pool.submit(_prepare, batch, c["index"], ids, parts, file_no,
+                                             options))
+                if len(in_flight) > WORKERS:
+                    writer.add(*in_flight.popleft().result())
+            while in_flight:
+                writer.add(*in_flight.popleft().result())
+            start += n
+        writer.flush_all()
+        digests = [d.result() for d in digests]
     doc = {
         "etlkit_version": __version__, "command": command, "task": task.name,
         "options": asdict(options), "classes": classes, "num_classes": len(classes),
         "splits": {name: writer.counts[i] for i, name in enumerate(split.NAMES)},
         "shards": writer.shards,
         "sources": [{"file": p.name, "path": str(p.resolve()), "dataset": c["dataset"],
-                     "sha256": sha256(p),
-                     "records": c["records"], "used": len(c["index"])}
-                    for p, c in zip(files, chosen, strict=True)],
+                     "sha256": digest, "records": c["records"], "used": len(c["index"])}
+                    for p, c, digest in zip(files, chosen, digests, strict=True)],
         "missing": absent,
     }
     tmp = out / ".manifest.json.tmp"
@@ -152,24 +165,19 @@ def _choose(path: Path, task: tasks.Task, options: Options) -> dict:
             "labels": np.concatenate(labels), "writers": np.concatenate(writers)}
 
 
-def _write_file(path, chosen, class_ids, parts, file_no, writer, options) -> None:
-    """Pass 2: decode one file in chunks and hand its chosen records to the split writer."""
-    fmt = reader.resolve_format(path)
-    wanted = chosen["index"]
-    for batch in reader.iter_read(path, fmt.name, chunk_records=CHUNK_RECORDS):
-        lo, hi = np.searchsorted(wanted, [batch.index[0], batch.index[-1] + 1])
-        if lo == hi:
-            continue
-        take = wanted[lo:hi] - batch.index[0]
-        images = preprocess.to_size(batch.images[take], fmt.levels)
-        if options.binarize == "otsu":
-            images = preprocess.binarize(images)
-        arrays = {
-            "images": images, "labels": class_ids[lo:hi], "sjis": batch.sjis[take],
-            "codes": batch.codes[take], "sheets": batch.sheets[take].astype(np.int32),
-            "source": np.stack([np.full(hi - lo, file_no), wanted[lo:hi]], 1).astype(np.int32),
-        }
-        writer.add(arrays, parts[lo:hi])
+def _prepare(batch, wanted, class_ids, parts, file_no, options):
+    """Pass 2 for one chunk: its chosen records, preprocessed, as shard arrays (or None)."""
+    lo, hi = np.searchsorted(wanted, [batch.index[0], batch.index[-1] + 1])
+    take = wanted[lo:hi] - batch.index[0]
+    images = preprocess.to_size(batch.images[take], formats.get(batch.dataset).levels)
+    if options.binarize == "otsu":
+        images = preprocess.binarize(images)
+    arrays = {
+        "images": images, "labels": class_ids[lo:hi], "sjis": batch.sjis[take],
+        "codes": batch.codes[take], "sheets": batch.sheets[take].astype(np.int32),
+        "source": np.stack([np.full(hi - lo, file_no), wanted[lo:hi]], 1).astype(np.int32),
+    }
+    return arrays, parts[lo:hi]
 
 
 class _SplitWriter:
@@ -184,6 +192,7 @@ class _SplitWriter:
         self.numbers = [0, 0, 0]
 
     def add(self, arrays: dict, parts: np.ndarray) -> None:
+        """Append a chunk's records to their splits' buffers; write every full shard."""
         for part in range(3):
             mask = parts == part
             if mask.any():

@@ -8,6 +8,7 @@ few thousand) and is broadcast back, so it costs nothing per record. Python's `s
 
 import unicodedata
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ SMALL_KANA = dict(zip("ぁぃぅぇぉっゃゅょゎァィゥェォッャュョ
 _KATA_TO_HIRA = {k: k - 0x60 for k in range(0x30A1, 0x30F7)}
 
 
+@cache
 def jis0201_char(code: int, *, hiragana: bool = False, wi_we: bool = False) -> str:
     """One JIS X 0201 byte as the character it stands for ("" if it stands for none).
 
@@ -43,6 +45,7 @@ def jis0201_char(code: int, *, hiragana: bool = False, wi_we: bool = False) -> s
     return char.translate(_KATA_TO_HIRA) if hiragana else char
 
 
+@cache
 def jis0208_char(code: int) -> str:
     """One JIS X 0208 word (row << 8 | cell) as its character ("" if it has none)."""
     hi, lo = code >> 8, code & 0xFF
@@ -75,6 +78,7 @@ def load_co59(path: str | Path) -> dict[int, str]:
     return table
 
 
+@cache
 def sjis_code(char: str) -> int:
     """The Shift-JIS code of a character as an int (two bytes for full-width ones), 0 if none."""
     try:
@@ -83,6 +87,7 @@ def sjis_code(char: str) -> int:
         return 0
 
 
+@cache
 def script_of(char: str) -> str:
     """hiragana, katakana, kanji, digit, latin or symbol; NO_SCRIPT for an empty label."""
     if not char:

@@ -12,6 +12,7 @@ from functools import cache
 import numpy as np
 
 SIZE = 64
+_HIST_BLOCK = 256
 
 
 def to_size(images: np.ndarray, levels: int) -> np.ndarray:
@@ -22,13 +23,17 @@ def to_size(images: np.ndarray, levels: int) -> np.ndarray:
     """
     square = _pad_square(images)
     side = square.shape[1]
+    if side == SIZE:
+        return _level_table(levels)[square]
+    if side == 2 * SIZE and levels * 2 <= 255:
+        rows = np.add(square[:, 0::2], square[:, 1::2], dtype=np.uint8)  # row pairs: contiguous
+        pairs = rows.view("<u2")  # then the two horizontal neighbours in each uint16
+        return _level_table(levels * 4)[(pairs & 0xFF) + (pairs >> 8)]
     if side % SIZE == 0:
         f = side // SIZE
         total = square.astype(np.uint16)
-        if f > 1:
-            rows = sum(total[:, i::f] for i in range(f))
-            total = sum(rows[:, :, j::f] for j in range(f))
-        return _level_table(levels * f * f)[total]
+        rows = sum(total[:, i::f] for i in range(f))
+        return _level_table(levels * f * f)[sum(rows[:, :, j::f] for j in range(f))]
     weights = _area_weights(side)
     mean = weights @ square.astype(np.float32) @ weights.T
     return np.floor(mean * np.float32(255 / levels) + np.float32(0.5)).astype(np.uint8)
@@ -43,9 +48,13 @@ def _level_table(top: int) -> np.ndarray:
 def otsu_thresholds(images: np.ndarray) -> np.ndarray:
     """Per-image `skimage.filters.threshold_otsu` of (N, H, W) uint8 images, as int (N,)."""
     n = len(images)
-    flat = images.reshape(n, -1)
-    counts = np.bincount((np.arange(n)[:, None] * 256 + flat).ravel(), minlength=n * 256)
-    counts = counts.reshape(n, 256)
+    flat = images.reshape(n, images.shape[1] * images.shape[2])
+    counts = np.empty((n, 256), np.intp)
+    for start in range(0, n, _HIST_BLOCK):  # one bincount per block of images: keys stay in cache
+        keys = flat[start : start + _HIST_BLOCK].astype(np.intp)
+        keys += (np.arange(len(keys), dtype=np.intp) << 8)[:, None]
+        hist = np.bincount(keys.ravel(), minlength=len(keys) * 256)
+        counts[start : start + _HIST_BLOCK] = hist.reshape(-1, 256)
     values = np.arange(256)
     weight1 = np.cumsum(counts, axis=1)
     weight2 = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]
@@ -57,6 +66,8 @@ def otsu_thresholds(images: np.ndarray) -> np.ndarray:
     # scikit-image histograms only [min, max]; outside it the terms above are 0/0
     inside = (values[None, :-1] >= lo[:, None]) & (values[None, :-1] < hi[:, None])
     variance = np.where(inside, variance, -np.inf)
+    if not n:
+        return np.empty(0, np.int64)
     return np.where(lo == hi, lo, np.argmax(variance, axis=1)).astype(np.int64)
 
 

@@ -49,7 +49,7 @@ def read(path: str | Path, format: str | None = None, *, allow_partial: bool = F
     """The whole file as one RecordBatch (see `iter_read` for the arguments)."""
     chunks = list(iter_read(path, format, chunk_records=None, allow_partial=allow_partial,
                             co59_table=co59_table))
-    return RecordBatch.concatenate(chunks)
+    return chunks[0] if len(chunks) == 1 else RecordBatch.concatenate(chunks)
 
 
 def read_records(path: str | Path, indices, format: str | None = None, *,

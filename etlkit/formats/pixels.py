@@ -12,9 +12,7 @@ def unpack(payload: np.ndarray, bits: int, shape: tuple[int, int]) -> np.ndarray
     """(N, nbytes) uint8 packed rows -> (N, H, W) uint8 raw levels."""
     n = payload.shape[0]
     if bits == 4:
-        px = np.empty((n, payload.shape[1] * 2), np.uint8)
-        np.right_shift(payload, 4, out=px[:, 0::2])
-        np.bitwise_and(payload, 15, out=px[:, 1::2])
+        px = _unpack4(payload)
     elif bits == 1:
         px = np.unpackbits(payload, axis=1)
     elif bits == 6:
@@ -22,6 +20,16 @@ def unpack(payload: np.ndarray, bits: int, shape: tuple[int, int]) -> np.ndarray
     else:
         raise ValueError(f"unsupported bit depth {bits}")
     return px[:, : shape[0] * shape[1]].reshape(n, *shape)
+
+
+def _unpack4(payload: np.ndarray) -> np.ndarray:
+    """Nibbles -> pixels with contiguous writes: byte b = hi<<4|lo times 0x1001, shifted right
+    by 4, is the little-endian uint16 lo<<8|hi, whose two bytes are the left and right pixels.
+    (Writing every other byte instead is ~3x slower.)"""
+    wide = np.empty(payload.shape, "<u2")
+    np.multiply(payload, 0x1001, out=wide, dtype="<u2")
+    wide >>= 4
+    return wide.view(np.uint8).reshape(payload.shape[0], -1)
 
 
 def pack(images: np.ndarray, bits: int) -> np.ndarray:
