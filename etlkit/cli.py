@@ -168,11 +168,13 @@ def verify_cmd(root: Annotated[Path, typer.Argument(help="Folder of raw ETL file
         checks = verify.verify_dataset(root) if is_dataset else verify.verify_raw(root)
         if not checks:
             raise EtlError(f"{root}: no ETL files (names such as ETL1C_07, ETL8G_01) in it")
-    typer.echo(f"{'file':<12} {'dataset':<7} {'status':<16} {'records':>8} {'expected':>8}  detail")
+    width = max(12, *(len(c.name) for c in checks))
+    typer.echo(f"{'file':<{width}} {'dataset':<7} {'status':<16} {'records':>8} "
+               f"{'expected':>8}  detail")
     for c in checks:
         found = "-" if c.found is None else str(c.found)
-        typer.echo(f"{c.name:<12} {c.dataset:<7} {c.status:<16} {found:>8} {c.expected:>8}  "
-                   f"{c.detail}")
+        typer.echo(f"{c.name:<{width}} {c.dataset:<7} {c.status:<16} {found:>8} "
+                   f"{c.expected:>8}  {c.detail}")
     failed = [c for c in checks if c.failed]
     typer.echo(f"{len(checks) - len(failed)} of {len(checks)} files ok" +
                (f", {len(failed)} failed" if failed else ""))
