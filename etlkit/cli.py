@@ -13,7 +13,7 @@ import numpy as np
 import typer
 import yaml
 
-from . import extract, formats, preview, reader, synth, verify
+from . import extract, formats, labels, preview, reader, synth, verify
 from .errors import EtlError, EtlWarning
 from .records import RecordBatch
 from .shards import open_shards
@@ -77,9 +77,7 @@ def _summary(path: Path, fmt_name: str | None, allow_partial: bool, co59: Path |
         codes, first = np.unique(batch.codes, return_index=True)
         classes.update(zip(codes.tolist(), batch.chars[first].tolist(), strict=True))
         sheets.update(np.unique(batch.sheets).tolist())
-    scripts = Counter(
-        reader.labels.script_of(c) for c in set(classes.values()) if c
-    )
+    scripts = Counter(labels.script_of(c) for c in set(classes.values()) if c)
     return {
         "file": str(path), "format": fmt.name, "family": fmt.family,
         "record_size": fmt.record_size, "records": records,

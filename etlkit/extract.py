@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, formats, manifest, preprocess, reader, split, tasks, verify
+from . import __version__, formats, labels, manifest, preprocess, reader, split, tasks, verify
 from .errors import EtlError
 from .shards import sha256, write_shard
 
@@ -142,7 +142,7 @@ def _raw_files(raw: list[Path], task: tasks.Task, allow_missing: bool):
 
 def _holds_task_classes(entry: manifest.FileEntry, task: tasks.Task) -> bool:
     char_of = formats.FORMATS[entry.dataset].char_of()
-    scripts = {reader.labels.script_of(char_of(c)) for c in entry.classes or ()}
+    scripts = {labels.script_of(char_of(c)) for c in entry.classes or ()}
     return any(not src or entry.dataset in src for s, src in task.sources.items() if s in scripts)
 
 
@@ -151,7 +151,7 @@ def _choose(path: Path, task: tasks.Task, options: Options) -> dict:
     fmt = reader.resolve_format(path)
     spw = manifest.dataset_info(fmt.name).get("sheets_per_writer", 1)
     dataset_no = list(formats.FORMATS).index(fmt.name)  # writer id: (dataset, sheet group)
-    index, labels, writers, records = [], [], [], 0
+    index, names, writers, records = [], [], [], 0
     for batch in reader.iter_read(path, fmt.name, chunk_records=1 << 16, images=False):
         records += len(batch)
         keep = task.select(batch)
@@ -159,10 +159,10 @@ def _choose(path: Path, task: tasks.Task, options: Options) -> dict:
         if options.merge_small_kana:
             chars = tasks.merge_small_kana(chars)
         index.append(batch.index[keep])
-        labels.append(batch.scripts[keep] if task.by_script else chars)
+        names.append(batch.scripts[keep] if task.by_script else chars)
         writers.append(dataset_no << 32 | (batch.sheets[keep] - 1) // spw)
     return {"dataset": fmt.name, "records": records, "index": np.concatenate(index),
-            "labels": np.concatenate(labels), "writers": np.concatenate(writers)}
+            "labels": np.concatenate(names), "writers": np.concatenate(writers)}
 
 
 def _prepare(batch, wanted, class_ids, parts, file_no, options):

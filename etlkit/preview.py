@@ -34,17 +34,17 @@ def grid(batch: RecordBatch, levels: int, columns: int = 12) -> Image.Image:
     for i in range(len(batch)):
         x, y = (i % columns) * (w + 4) + 2, (i // columns) * (h + label_h + 6) + 2
         sheet.paste(Image.fromarray(scaled[i]), (x, y))
-        char = str(batch.chars[i])
-        if char and render.has_glyph(char):
-            glyph = render.render(char, _LABEL_STYLE, (18, 18), np.random.default_rng(0))
-            sheet.paste(Image.fromarray(255 - (glyph * 255).astype(np.uint8)), (x, y + h + 2))
-        elif not char:
+        glyph = _glyph(str(batch.chars[i]), 18)
+        if glyph is not None:
+            sheet.paste(glyph, (x, y + h + 2))
+        else:
             draw.text((x, y + h + 4), "--", fill=0, font=font)
         draw.text((x + 21, y + h + 5), f"{int(batch.codes[i]):X}", fill=0, font=font)
     return sheet
 
 
 def _glyph(char: str, size: int) -> Image.Image | None:
+    """A caption for `char` drawn with the KanjiVG renderer (Pillow's font has no kana or kanji)."""
     if not char or not render.has_glyph(char):
         return None
     ink = render.render(char, _LABEL_STYLE, (size, size), np.random.default_rng(0))

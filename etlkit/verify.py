@@ -3,7 +3,10 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
+
 from . import formats, manifest
+from .shards import open_shards, sha256
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,6 @@ def verify_raw(root: str | Path) -> list[FileCheck]:
 
 def verify_dataset(root: str | Path) -> list[FileCheck]:
     """Check an extracted dataset: every shard present, its SHA-256, counts and labels."""
-    import h5py
-
-    from .shards import open_shards, sha256
-
     root = Path(root)
     doc = open_shards(root, "train").manifest
     checks = []
