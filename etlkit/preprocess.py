@@ -4,7 +4,7 @@ Every native size is first padded to a square (centred; an odd extra row goes at
 64×63 gains one blank bottom row as in Tsai 2016), then reduced by area averaging: a block mean
 when the side is a multiple of 64 (128×127 → 64×64), a separable area-weight matrix otherwise
 (76×76, 60×60). Otsu thresholds are exactly scikit-image's `threshold_otsu` per image, computed
-for the whole batch from one bincount.
+for the whole batch from per-block bincounts and cumulative sums, with no per-image loop.
 """
 
 from functools import cache
