@@ -1,8 +1,9 @@
 """etlkit extract: raw ETL files -> a task's 64×64 images, split, in HDF5 shards + manifest.json.
 
 Two streaming passes keep memory bounded by a chunk: the first reads labels only (no image
-unpacking) to choose records, build the class table and assign splits; the second decodes,
-preprocesses and appends each chunk's chosen records to per-split shards. Shards and the
+unpacking) to choose records, build the class table and assign splits, and keeps the chosen
+records' shard fields; the second reads only the chosen records' bytes, preprocesses their
+images on a thread pool and copies each chunk into per-split shard buffers. Shards and the
 manifest are written under temporary names and renamed, the manifest last, so an interrupted
 run leaves no dataset that looks complete.
 """
@@ -22,7 +23,7 @@ from .errors import EtlError
 from .shards import sha256, write_shard
 
 CHUNK_RECORDS = 4096
-#: Threads for decode + preprocess (numpy releases the GIL) and for hashing the sources.
+#: Threads for both passes (numpy and file reads release the GIL) and for hashing the sources.
 WORKERS = min(4, os.cpu_count() or 1)
 
 
@@ -48,39 +49,39 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
     task = _task(options)
     files, absent = _raw_files(raw, task, options.allow_missing)
     say = progress or (lambda _msg: None)
-    say(f"pass 1: labels of {len(files)} files")
-    chosen = [_choose(path, task, options) for path in files]
-    labels_all = np.concatenate([c["labels"] for c in chosen])
-    if not len(labels_all):
-        raise EtlError(f"task {task.name}: no records in {', '.join(str(p) for p in raw)}")
-    classes = tasks.class_table(labels_all, task.by_script)
-    index_of = {c: i for i, (c, _) in enumerate(classes)}
-    class_ids = np.array([index_of[c] for c in labels_all.tolist()], np.int32)
-    writers = np.concatenate([c["writers"] for c in chosen])
-    assign = (split.writer_split(writers, options.test_frac, options.val_frac, options.seed)
-              if options.split == "writer" else
-              split.random_split(class_ids, options.test_frac, options.val_frac, options.seed))
-    out.mkdir(parents=True, exist_ok=True)
-    _clear_previous(out)
-    attrs = {"task": task.name, "classes": classes, "preprocessing": _preprocessing(options),
-             "etlkit_version": __version__}
-    writer = _SplitWriter(out, attrs, options)
     with ThreadPoolExecutor(WORKERS) as pool:
+        say(f"pass 1: labels of {len(files)} files")
+        chosen = list(pool.map(_choose, files, range(len(files)), [task] * len(files),
+                               [options] * len(files)))
         digests = [pool.submit(sha256, p) for p in files]
-        start = 0
-        for file_no, (path, c) in enumerate(zip(files, chosen, strict=True)):
-            say(f"pass 2: {path.name}")
-            n = len(c["index"])
-            ids, parts = class_ids[start : start + n], assign[start : start + n]
-            in_flight: deque = deque()  # at most WORKERS chunks decoded ahead, in file order
-            for batch in reader.iter_read(path, chunk_records=CHUNK_RECORDS):
-                in_flight.append(pool.submit(_prepare, batch, c["index"], ids, parts, file_no,
-                                             options))
-                if len(in_flight) > WORKERS:
-                    writer.add(*in_flight.popleft().result())
-            while in_flight:
-                writer.add(*in_flight.popleft().result())
-            start += n
+        labels_all = np.concatenate([c["labels"] for c in chosen])
+        if not len(labels_all):
+            raise EtlError(f"task {task.name}: no records in {', '.join(str(p) for p in raw)}")
+        classes = tasks.class_table(labels_all, task.by_script)
+        index_of = {c: i for i, (c, _) in enumerate(classes)}
+        class_ids = np.array([index_of[c] for c in labels_all.tolist()], np.int32)
+        writers = np.concatenate([c["writers"] for c in chosen])
+        assign = (split.writer_split(writers, options.test_frac, options.val_frac, options.seed)
+                  if options.split == "writer" else
+                  split.random_split(class_ids, options.test_frac, options.val_frac,
+                                     options.seed))
+        out.mkdir(parents=True, exist_ok=True)
+        _clear_previous(out)
+        attrs = {"task": task.name, "classes": classes, "preprocessing": _preprocessing(options),
+                 "etlkit_version": __version__}
+        writer = _SplitWriter(out, attrs, options, np.bincount(assign, minlength=3).tolist())
+        columns = {"labels": class_ids, **{k: np.concatenate([c[k] for c in chosen])
+                                           for k in ("sjis", "codes", "sheets", "source")}}
+        jobs = _chunks(files, chosen)
+        in_flight: deque = deque()  # at most WORKERS + 1 chunks prepared ahead, in order
+        for n_job, (path, fmt, records, rows) in enumerate(jobs):
+            if n_job == 0 or path != jobs[n_job - 1][0]:
+                say(f"pass 2: {path.name}")
+            in_flight.append((rows, pool.submit(_prepare, path, fmt, records, options)))
+            while len(in_flight) > WORKERS or (in_flight and n_job == len(jobs) - 1):
+                done_rows, images = in_flight.popleft()
+                writer.add({"images": images.result(),
+                            **{k: v[done_rows] for k, v in columns.items()}}, assign[done_rows])
         writer.flush_all()
         digests = [d.result() for d in digests]
     doc = {
@@ -146,46 +147,60 @@ def _holds_task_classes(entry: manifest.FileEntry, task: tasks.Task) -> bool:
     return any(not src or entry.dataset in src for s, src in task.sources.items() if s in scripts)
 
 
-def _choose(path: Path, task: tasks.Task, options: Options) -> dict:
-    """Pass 1: the records a task takes from one file, with labels and writer ids."""
+def _choose(path: Path, file_no: int, task: tasks.Task, options: Options) -> dict:
+    """Pass 1: the records a task takes from one file, with labels, writer ids and the fields
+    shards keep (so pass 2 only has to read images)."""
     fmt = reader.resolve_format(path)
     spw = manifest.dataset_info(fmt.name).get("sheets_per_writer", 1)
     dataset_no = list(formats.FORMATS).index(fmt.name)  # writer id: (dataset, sheet group)
-    index, names, writers, records = [], [], [], 0
+    kept: dict[str, list] = {k: [] for k in ("index", "labels", "writers", "sjis", "codes",
+                                              "sheets")}
+    records = 0
     for batch in reader.iter_read(path, fmt.name, chunk_records=1 << 16, images=False):
         records += len(batch)
         keep = task.select(batch)
         chars = batch.chars[keep]
         if options.merge_small_kana:
             chars = tasks.merge_small_kana(chars)
-        index.append(batch.index[keep])
-        names.append(batch.scripts[keep] if task.by_script else chars)
-        writers.append(dataset_no << 32 | (batch.sheets[keep] - 1) // spw)
-    return {"dataset": fmt.name, "records": records, "index": np.concatenate(index),
-            "labels": np.concatenate(names), "writers": np.concatenate(writers)}
+        kept["index"].append(batch.index[keep])
+        kept["labels"].append(batch.scripts[keep] if task.by_script else chars)
+        kept["writers"].append(dataset_no << 32 | (batch.sheets[keep] - 1) // spw)
+        kept["sjis"].append(batch.sjis[keep])
+        kept["codes"].append(batch.codes[keep])
+        kept["sheets"].append(batch.sheets[keep].astype(np.int32))
+    arrays = {k: np.concatenate(v) for k, v in kept.items()}
+    arrays["source"] = np.stack([np.full(len(arrays["index"]), file_no), arrays["index"]],
+                                1).astype(np.int32)
+    return {"dataset": fmt.name, "records": records, **arrays}
 
 
-def _prepare(batch, wanted, class_ids, parts, file_no, options):
-    """Pass 2 for one chunk: its chosen records, preprocessed, as shard arrays (or None)."""
-    lo, hi = np.searchsorted(wanted, [batch.index[0], batch.index[-1] + 1])
-    take = wanted[lo:hi] - batch.index[0]
-    images = preprocess.to_size(batch.images[take], formats.get(batch.dataset).levels)
-    if options.binarize == "otsu":
-        images = preprocess.binarize(images)
-    arrays = {
-        "images": images, "labels": class_ids[lo:hi], "sjis": batch.sjis[take],
-        "codes": batch.codes[take], "sheets": batch.sheets[take].astype(np.int32),
-        "source": np.stack([np.full(hi - lo, file_no), wanted[lo:hi]], 1).astype(np.int32),
-    }
-    return arrays, parts[lo:hi]
+def _chunks(files: list[Path], chosen: list[dict]) -> list[tuple]:
+    """Pass 2's work: (path, format, record numbers, rows of the chosen arrays) per chunk."""
+    jobs, start = [], 0
+    for path, c in zip(files, chosen, strict=True):
+        fmt = formats.get(c["dataset"])
+        n = len(c["index"])
+        for lo in range(0, n, CHUNK_RECORDS):
+            hi = min(lo + CHUNK_RECORDS, n)
+            jobs.append((path, fmt, c["index"][lo:hi], slice(start + lo, start + hi)))
+        start += n
+    return jobs
+
+
+def _prepare(path: Path, fmt: formats.Format, records: np.ndarray, options: Options):
+    """Pass 2 for one chunk: the chosen records' raw bytes -> final 64×64 images."""
+    return preprocess.prepare(fmt, reader.raw_records(path, fmt, records),
+                              otsu=options.binarize == "otsu")
 
 
 class _SplitWriter:
-    """Buffers records per split and writes a shard each time `shard_size` are ready."""
+    """Copies each chunk's records straight into per-split shard buffers (one copy, no
+    concatenation) and writes a shard each time a buffer is full."""
 
-    def __init__(self, out: Path, attrs: dict, options: Options):
+    def __init__(self, out: Path, attrs: dict, options: Options, totals: list[int]):
         self.out, self.attrs, self.options = out, attrs, options
-        self.buffers: list[list[dict]] = [[], [], []]
+        size = options.shard_size
+        self.buffers = [_allocate(min(size, total)) for total in totals]
         self.pending = [0, 0, 0]
         self.counts = [0, 0, 0]
         self.shards: list[dict] = []
@@ -194,41 +209,40 @@ class _SplitWriter:
     def add(self, arrays: dict, parts: np.ndarray) -> None:
         """Append a chunk's records to their splits' buffers; write every full shard."""
         for part in range(3):
-            mask = parts == part
-            if mask.any():
-                self.buffers[part].append({k: v[mask] for k, v in arrays.items()})
-                self.pending[part] += int(mask.sum())
-                while self.pending[part] >= self.options.shard_size:
-                    self._flush(part, self.options.shard_size)
+            rows = np.flatnonzero(parts == part)
+            while len(rows):
+                buffer, at = self.buffers[part], self.pending[part]
+                take, rows = rows[: len(buffer["labels"]) - at], rows[len(buffer["labels"]) - at :]
+                for name, values in arrays.items():
+                    np.take(values, take, axis=0, out=buffer[name][at : at + len(take)])
+                self.pending[part] += len(take)
+                if self.pending[part] == len(buffer["labels"]):
+                    self._flush(part)
 
     def flush_all(self) -> None:
         for part in range(3):
             if self.pending[part] or not self.numbers[part]:
-                self._flush(part, self.pending[part])
+                self._flush(part)
 
-    def _flush(self, part: int, n: int) -> None:
-        buffered = self.buffers[part] or [_empty()]
-        joined = {k: np.concatenate([b[k] for b in buffered]) for k in buffered[0]}
-        rest = {k: v[n:] for k, v in joined.items()}
-        self.buffers[part] = [rest] if len(rest["labels"]) else []
-        self.pending[part] -= n
-        name = split.NAMES[part]
+    def _flush(self, part: int) -> None:
+        n, name = self.pending[part], split.NAMES[part]
         (self.out / name).mkdir(exist_ok=True)
         path = self.out / name / f"shard-{self.numbers[part]:05d}.h5"
         compression = None if self.options.compression == "none" else self.options.compression
-        head = {k: v[:n] for k, v in joined.items()}
+        head = {k: v[:n] for k, v in self.buffers[part].items()}
         digest = write_shard(path, head, {**self.attrs, "split": name}, compression)
         self.shards.append({"path": f"{name}/{path.name}", "split": name, "count": n,
                             "sha256": digest})
         self.counts[part] += n
         self.numbers[part] += 1
+        self.pending[part] = 0
 
 
-def _empty() -> dict:
-    """A split with no records still gets one (empty) shard, so every dataset has all three."""
-    return {"images": np.empty((0, 64, 64), np.uint8), "labels": np.empty(0, np.int32),
-            "sjis": np.empty(0, np.int32), "codes": np.empty(0, np.uint16),
-            "sheets": np.empty(0, np.int32), "source": np.empty((0, 2), np.int32)}
+def _allocate(n: int) -> dict:
+    """One shard's arrays (a split with no records still gets one empty shard)."""
+    return {"images": np.empty((n, 64, 64), np.uint8), "labels": np.empty(n, np.int32),
+            "sjis": np.empty(n, np.int32), "codes": np.empty(n, np.uint16),
+            "sheets": np.empty(n, np.int32), "source": np.empty((n, 2), np.int32)}
 
 
 def _clear_previous(out: Path) -> None:

@@ -61,10 +61,17 @@ def read_records(path: str | Path, indices, format: str | None = None, *,
     indices = np.asarray(indices, np.int64).reshape(-1)
     if len(indices) and (indices.min() < fmt.dummy_records or indices.max() >= n_records):
         raise EtlError(f"{path}: record numbers must be in {fmt.dummy_records}..{n_records - 1}")
-    records = np.memmap(path, np.uint8, "r", shape=(n_records, fmt.record_size))
     entry = manifest.lookup(path) or manifest.lookup(path.stem)
-    return _decode(fmt, np.array(records[indices]), indices, fmt.char_of(co59_table), entry,
+    return _decode(fmt, raw_records(path, fmt, indices), indices, fmt.char_of(co59_table), entry,
                    n_records, True)
+
+
+def raw_records(path: Path, fmt: Format, indices: np.ndarray) -> np.ndarray:
+    """The undecoded bytes of records numbered `indices`, (n, record_size) uint8; only those
+    records are read."""
+    records = np.memmap(path, np.uint8, "r", shape=(_size(path) // fmt.record_size,
+                                                      fmt.record_size))
+    return np.array(records[indices])
 
 
 def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int | None = 8192,

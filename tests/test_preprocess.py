@@ -9,29 +9,48 @@ from etlkit import preprocess
 from etlkit.formats import get
 from etlkit.synth import synth
 
+NAMES = ("ETL8G_01", "ETL1C_07", "ETL4C", "ETL8B2C1")
+
 
 @pytest.fixture(scope="module")
-def batches(tmp_path_factory):
+def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("raw")
     synth("ETL8G", root, writers=1, files=["ETL8G_01"])
     synth("ETL1", root, writers=10, files=["ETL1C_07"])
     synth("ETL4", root, writers=2)
     synth("ETL8B2", root, writers=1, files=["ETL8B2C1"])
-    return {name: etlkit.read(root / name) for name in ("ETL8G_01", "ETL1C_07", "ETL4C",
-                                                        "ETL8B2C1")}
+    return root
+
+
+@pytest.fixture(scope="module")
+def batches(root):
+    return {name: etlkit.read(root / name) for name in NAMES}
 
 
 def _sized(batch):
     return preprocess.to_size(batch.images, get(batch.dataset).levels)
 
 
-@pytest.mark.parametrize("name", ["ETL8G_01", "ETL1C_07", "ETL4C", "ETL8B2C1"])
+@pytest.mark.parametrize("name", NAMES)
 def test_otsu_equals_scikit_image_on_every_image(batches, name):
     images = _sized(batches[name])
     expected = np.array([threshold_otsu(image) for image in images])
     assert np.array_equal(preprocess.otsu_thresholds(images), expected)
     binary = preprocess.binarize(images)
     assert np.array_equal(binary == 255, images > expected[:, None, None])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_prepare_from_raw_records_equals_resize_then_scikit_image_otsu(root, batches, name):
+    """The extract path (G images block-summed from packed bytes, Otsu on level sums)."""
+    batch = batches[name]
+    fmt = get(batch.dataset)
+    raw = etlkit.reader.raw_records(root / name, fmt, batch.index)
+    gray = _sized(batch)
+    assert np.array_equal(preprocess.prepare(fmt, raw, otsu=False), gray)
+    expected = [np.where(g > threshold_otsu(g), 255, 0) if g.min() < g.max() else 0 * g
+                for g in gray]
+    assert np.array_equal(preprocess.prepare(fmt, raw, otsu=True), np.array(expected))
 
 
 def test_otsu_edge_cases_match_scikit_image():

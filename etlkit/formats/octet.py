@@ -72,6 +72,10 @@ class OctetLayout:
             return fields, np.empty((len(rec), 0, 0), np.uint8)
         return fields, pixels.unpack(rec["image"], self.bits, self.shape)
 
+    def payload(self, raw: np.ndarray) -> np.ndarray:
+        """(N, record_size) uint8 -> (N, nbytes) packed image bytes, not unpacked."""
+        return np.ascontiguousarray(raw).view(self.dtype).reshape(-1)["image"]
+
     def encode(self, fields: np.ndarray, images: np.ndarray) -> np.ndarray:
         """The inverse of `decode`; padding is written as zeros."""
         rec = np.zeros(len(images), self.dtype)

@@ -32,6 +32,22 @@ def _unpack4(payload: np.ndarray) -> np.ndarray:
     return wide.view(np.uint8).reshape(payload.shape[0], -1)
 
 
+def block_sums4(payload: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """2×2 block sums of 4-bit images straight from their packed bytes: (N, nbytes) uint8 ->
+    (N, ceil(H/2), W/2) uint8, as if the image were unpacked and given a blank bottom row when H
+    is odd. Each byte holds two horizontal neighbours, so the horizontal pair sum is its two
+    nibbles added, and unpacking (4× the bytes) is skipped.
+    """
+    n, (h, w) = payload.shape[0], shape
+    rows = payload[:, : h * w // 2].reshape(n, h, w // 2)
+    pairs = (rows >> 4) + (rows & 15)
+    out = np.empty((n, (h + 1) // 2, w // 2), np.uint8)
+    np.add(pairs[:, 0 : h - 1 : 2], pairs[:, 1:h:2], out=out[:, : h // 2])
+    if h % 2:
+        out[:, -1] = pairs[:, -1]
+    return out
+
+
 def pack(images: np.ndarray, bits: int) -> np.ndarray:
     """(N, H, W) raw levels -> (N, nbytes) uint8, the inverse of `unpack`."""
     flat = images.reshape(images.shape[0], -1).astype(np.uint8)
