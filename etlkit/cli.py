@@ -290,5 +290,13 @@ def _check_options(o: "extract.Options") -> None:
         raise EtlError("--shard-size must be at least 1")
 
 
+def _register_trainer() -> None:
+    from train.cli import register
+    register(app, _reported)
+
+
+_register_trainer()
+
+
 def main() -> None:
     app()

@@ -1,0 +1,277 @@
+"""Every network etlkit trains, described as data in one table and built by one builder.
+
+The table (``_TABLE``) is the specification: each entry gives a network's layers in the
+paper's notation plus the few conventions that differ between networks (input size, kernel,
+padding, batch norm, activation, pooling, initialisation). ``build`` turns any entry into a
+``Model``, and ``count_params`` / ``flops_per_image`` read the same entries, so a network is
+defined in exactly one place (docs/m-series.md for the M-series, Tsai 2016 Table 1).
+
+Layer notation, comma-separated: ``32`` is a kxk convolution with 32 output channels, ``P`` a
+2x2 pool with stride 2, ``FC-256`` a hidden fully connected layer (the input is flattened in
+row-major NHWC order first), ``D0.25`` a dropout layer at a fixed rate. Every network ends with
+an output layer ``FC-num_classes`` (weights and bias, no batch norm, no dropout) that returns
+logits; the softmax belongs to the loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One network: its layers in the paper's notation and its layer conventions."""
+
+    family: str  # "M" (Tsai 2016, 64x64) or "seed" (28x28 digit/letter networks)
+    layers: str
+    input_size: int = 64
+    kernel_size: int = 3
+    padding: str = "SAME"
+    batch_norm: bool = True  # True: weights without bias -> BatchNorm; False: weights with bias
+    activation: str = "relu"  # "relu" or "sigmoid"
+    pool: str = "max"  # "max" or "avg"
+    init: str = "he_normal"  # kernel init of every weight layer: "he_normal" or "glorot_uniform"
+    auto_dropout: bool = True  # dropout after every conv / hidden FC at the builder's rates
+
+
+def _seed(layers: str, **kw) -> Spec:
+    """A 28x28 seed network: valid 3x3 convs with biases, ReLU, max-pool, Keras' default init."""
+    conventions = dict(input_size=28, padding="VALID", batch_norm=False, init="glorot_uniform",
+                       auto_dropout=False)
+    return Spec("seed", layers, **(conventions | kw))
+
+
+_TABLE: dict[str, Spec] = {
+    "M3": Spec("M", "FC-5000, FC-5000"),
+    "M6-1": Spec("M", "32, 32, P, 64, 64, P, FC-256"),
+    "M6-2": Spec("M", "64, P, 128, P, 512, P, FC-4096, FC-4096"),
+    "M7-1": Spec("M", "64, P, 128, P, 512, 512, P, FC-4096, FC-4096"),
+    "M7-2": Spec("M", "64, P, 128, P, 192, P, 256, P, FC-1024, FC-1024"),
+    "M8": Spec("M", "32, 32, P, 64, 64, P, 128, 128, P, FC-1024"),
+    "M9": Spec("M", "64, P, 128, P, 256, 256, P, 512, 512, P, FC-4096, FC-4096"),
+    "M11": Spec("M", "64, 64, P, 128, 128, P, 256, 256, P, 512, 512, P, FC-1024, FC-1024"),
+    "M12": Spec("M", "64, 64, P, 128, 128, P, 256, 256, P, 512, 512, 512, P, FC-4096, FC-4096"),
+    "M13": Spec("M", "32, 32, P, 64, 64, P, 128, 128, P, 256, 256, P, 512, 512, P, "
+                     "FC-1024, FC-1024"),
+    "M16": Spec("M", "64, 64, P, 128, 128, P, 256, 256, 256, P, 512, 512, 512, P, "
+                     "512, 512, 512, P, FC-4096, FC-4096"),
+    "LeNet-5": _seed("6, P, 12, P", kernel_size=5, activation="sigmoid", pool="avg"),
+    "MNIST-CNN-1": _seed("32, 64, P, FC-128"),
+    "MNIST-CNN-2": _seed("32, 64, P, D0.25, FC-128"),
+    "MNIST-CNN-3": _seed("32, 64, P, D0.25, FC-128, D0.5"),
+    "MNIST-CNN-4": _seed("32, P, 64, P, FC-128"),
+    "MNIST-CNN-5": _seed("32, P, 64, P, D0.25, FC-128"),
+    "MNIST-CNN-6": _seed("32, P, 64, P, D0.25, FC-128, D0.5"),
+    "CNN-93k": _seed("32, P, 64, P, 64, FC-64"),
+    "FF-baseline": _seed("FC-128"),
+    "EMNIST-CNN": _seed("32, P, 64, P, FC-128, D0.5"),
+}
+
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid}
+_POOLS = {"max": nnx.max_pool, "avg": nnx.avg_pool}
+_INITS = {"he_normal": nnx.initializers.he_normal(),
+          "glorot_uniform": nnx.initializers.glorot_uniform()}
+
+
+def names() -> list[str]:
+    """All network names, the M-series first in table order."""
+    return list(_TABLE)
+
+
+def spec(name: str) -> Spec:
+    """The table entry of ``name`` (case-insensitive)."""
+    by_lower = {n.lower(): n for n in _TABLE}
+    if name.lower() not in by_lower:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(_TABLE)}")
+    return _TABLE[by_lower[name.lower()]]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    """One layer of a planned network; ``n_in``/``n_out`` are channels or features."""
+
+    kind: str  # "conv", "pool", "fc" (hidden), "dropout", "out"
+    n_in: int = 0
+    n_out: int = 0
+    out_pixels: int = 1  # output height x width of a conv
+    rate: float = 0.0  # dropout rate
+
+
+def _plan(s: Spec, num_classes: int, conv_dropout: float, fc_dropout: float) -> Iterator[_Step]:
+    """Walk the layer string, tracking the activation shape, and yield every layer."""
+    side, channels, features = s.input_size, 1, None  # features: set once flattened
+    shrink = 0 if s.padding == "SAME" else s.kernel_size - 1
+    for token in (t.strip() for t in s.layers.split(",")):
+        if token == "P":
+            side //= 2
+            yield _Step("pool")
+        elif token.startswith("D"):
+            yield _Step("dropout", rate=float(token[1:]))
+        elif token.startswith("FC-"):
+            n_in = features or side * side * channels
+            features = int(token[3:])
+            yield _Step("fc", n_in, features)
+            if s.auto_dropout and fc_dropout > 0:
+                yield _Step("dropout", rate=fc_dropout)
+        else:
+            side -= shrink
+            yield _Step("conv", channels, int(token), out_pixels=side * side)
+            channels = int(token)
+            if s.auto_dropout and conv_dropout > 0:
+                yield _Step("dropout", rate=conv_dropout)
+    yield _Step("out", features or side * side * channels, num_classes)
+
+
+class ConvBlock(nnx.Module):
+    """kxk convolution -> BatchNorm (M-series) or bias (seed nets) -> activation."""
+
+    def __init__(self, s: Spec, n_in: int, n_out: int, dtype, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(n_in, n_out, (s.kernel_size, s.kernel_size), padding=s.padding,
+                             use_bias=not s.batch_norm, kernel_init=_INITS[s.init],
+                             dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.bn = _batch_norm(n_out, dtype, rngs) if s.batch_norm else None
+        self.activation = s.activation
+
+    def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None) -> jax.Array:
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x, use_running_average=not train)
+        return _ACTIVATIONS[self.activation](x)
+
+
+class DenseBlock(nnx.Module):
+    """Flatten -> fully connected -> BatchNorm or bias -> activation; ``activation=None`` is
+    the output layer (always with bias, no BatchNorm)."""
+
+    def __init__(self, s: Spec, n_in: int, n_out: int, activation: str | None, dtype,
+                 rngs: nnx.Rngs):
+        hidden_bn = s.batch_norm and activation is not None
+        self.linear = nnx.Linear(n_in, n_out, use_bias=not hidden_bn, kernel_init=_INITS[s.init],
+                                 dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.bn = _batch_norm(n_out, dtype, rngs) if hidden_bn else None
+        self.activation = activation
+
+    def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None) -> jax.Array:
+        x = self.linear(x.reshape(x.shape[0], -1))
+        if self.bn is not None:
+            x = self.bn(x, use_running_average=not train)
+        return x if self.activation is None else _ACTIVATIONS[self.activation](x)
+
+
+class Pool(nnx.Module):
+    """2x2 pooling with stride 2 (max or average)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None) -> jax.Array:
+        return _POOLS[self.kind](x, (2, 2), strides=(2, 2))
+
+
+class Dropout(nnx.Module):
+    """Dropout, active only in train mode, with the key the model derives for this layer."""
+
+    def __init__(self, rate: float):
+        self.dropout = nnx.Dropout(rate)
+
+    def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None) -> jax.Array:
+        return self.dropout(x, deterministic=not train, rngs=key)
+
+
+def _batch_norm(n: int, dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:
+    """Keras-style BatchNorm (momentum 0.99, epsilon 1e-3); statistics stay float32."""
+    return nnx.BatchNorm(n, momentum=0.99, epsilon=1e-3, dtype=dtype, param_dtype=jnp.float32,
+                         rngs=rngs)
+
+
+class Model(nnx.Module):
+    """A network built from its table entry: a flat list of blocks run in order."""
+
+    def __init__(self, s: Spec, num_classes: int, *, conv_dropout: float, fc_dropout: float,
+                 dtype, rngs: nnx.Rngs):
+        self.input_size = s.input_size
+        self.dtype = dtype
+        layers = []
+        for step in _plan(s, num_classes, conv_dropout, fc_dropout):
+            if step.kind == "conv":
+                layers.append(ConvBlock(s, step.n_in, step.n_out, dtype, rngs))
+            elif step.kind in ("fc", "out"):
+                activation = s.activation if step.kind == "fc" else None
+                layers.append(DenseBlock(s, step.n_in, step.n_out, activation, dtype, rngs))
+            elif step.kind == "pool":
+                layers.append(Pool(s.pool))
+            else:
+                layers.append(Dropout(step.rate))
+        self.layers = nnx.List(layers)
+
+    def __call__(self, images: jax.Array, *, train: bool,
+                 key: jax.Array | None = None) -> jax.Array:
+        """Logits, float32 (B, num_classes), of images (B, H, W) or (B, H, W, 1) in [0, 1].
+
+        ``train=True`` uses batch statistics and dropout driven by ``key``; ``train=False``
+        uses the running statistics and no dropout, and ignores ``key``.
+        """
+        x = self._prepare(images)
+        for i, layer in enumerate(self.layers):
+            subkey = None
+            if train and isinstance(layer, Dropout):
+                if key is None:
+                    raise ValueError("train=True needs a dropout key")
+                subkey = jax.random.fold_in(key, i)
+            x = layer(x, train=train, key=subkey)
+        return x.astype(jnp.float32)
+
+    def activations(self, images: jax.Array) -> list[tuple[str, jax.Array]]:
+        """Eval-mode output of every conv block (after its activation): [("conv1", a), ...]."""
+        x, out = self._prepare(images), []
+        for layer in self.layers:
+            x = layer(x, train=False, key=None)
+            if isinstance(layer, ConvBlock):
+                out.append((f"conv{len(out) + 1}", x))
+        return out
+
+    def conv_kernels(self) -> list[jax.Array]:
+        """The (k, k, in, out) kernel of every convolution, in order."""
+        return [layer.conv.kernel[...] for layer in self.layers if isinstance(layer, ConvBlock)]
+
+    def _prepare(self, images: jax.Array) -> jax.Array:
+        """Add the channel axis when missing, check the size, cast to the compute dtype."""
+        x = images[..., None] if images.ndim == 3 else images
+        if x.shape[1:] != (self.input_size, self.input_size, 1):
+            raise ValueError(f"expected images (B, {self.input_size}, {self.input_size}[, 1]), "
+                             f"got {images.shape}")
+        return x.astype(self.dtype)
+
+
+def build(name: str, num_classes: int, *, rngs: nnx.Rngs, conv_dropout: float = 0.5,
+          fc_dropout: float = 0.5, dtype=jnp.float32) -> Model:
+    """Build ``name``. ``dtype`` is the computation dtype (params stay float32); the dropout
+    rates apply to the M-series, where dropout follows every conv and hidden FC layer (the
+    seed networks carry their own fixed rates in the table)."""
+    return Model(spec(name), num_classes, conv_dropout=conv_dropout, fc_dropout=fc_dropout,
+                 dtype=dtype, rngs=rngs)
+
+
+def count_params(name: str, num_classes: int) -> int:
+    """Trainable parameters (weights, biases, BatchNorm scale and shift), nothing allocated."""
+    abstract = nnx.eval_shape(lambda: build(name, num_classes, rngs=nnx.Rngs(0)))
+    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
+
+
+def flops_per_image(name: str, num_classes: int) -> int:
+    """Forward-pass FLOPs of one image: 2 x the multiply-adds of every conv and dense layer."""
+    s = spec(name)
+    macs = 0
+    for step in _plan(s, num_classes, 0.0, 0.0):
+        if step.kind == "conv":
+            macs += step.out_pixels * s.kernel_size**2 * step.n_in * step.n_out
+        elif step.kind in ("fc", "out"):
+            macs += step.n_in * step.n_out
+    return 2 * macs

@@ -1,0 +1,116 @@
+"""The jitted train and eval functions, and the device mesh they run on.
+
+The model and optimizer are split once into a graph definition and a state pytree; the jitted
+functions take and return only the state (donated, so updates happen in place) and are traced
+once per run, since every call has the same shapes. One train call runs K optimizer steps with
+`lax.scan`, so a batch of 16 is not bound by Python dispatch; an epoch whose steps are not a
+multiple of K ends with one shorter call, compiled once more and then reused every epoch (no
+padded steps, no `lax.cond`). On CPU the scan is unrolled: XLA:CPU runs convolutions inside a
+loop or conditional body ~15× slower than at top level (measured: M6-1, 1.9 s vs 0.11 s a
+step). Keys for dropout and augmentation are `fold_in(seed, step)`, so a resumed run draws the
+same randomness.
+
+Data parallelism is GSPMD: a 1-D ("data",) mesh over every device of every process, batches
+sharded along their batch axis, the state replicated. BatchNorm's batch statistics are then
+global means, and the same code runs on 1 or N devices.
+"""
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from .augment import augment
+
+
+@dataclass
+class Mesh:
+    """The ("data",) mesh and the shardings batches and state use on it."""
+
+    mesh: jax.sharding.Mesh
+
+    @classmethod
+    def create(cls) -> "Mesh":
+        return cls(jax.make_mesh((jax.device_count(),), ("data",)))
+
+    @property
+    def size(self) -> int:
+        return self.mesh.size
+
+    def replicate(self, tree):
+        return jax.device_put(tree, NamedSharding(self.mesh, P()))
+
+    def batch(self, host: dict[str, np.ndarray], axis: int) -> dict[str, jax.Array]:
+        """This process's part of a global batch -> global arrays sharded along `axis`."""
+        def put(x):
+            spec = P(*([None] * axis), "data") if x.ndim > axis else P()
+            return jax.make_array_from_process_local_data(NamedSharding(self.mesh, spec), x)
+        return {k: put(v) for k, v in host.items()}
+
+
+class Steps:
+    """Compiled train / eval functions for one model and optimizer."""
+
+    def __init__(self, model: nnx.Module, optimizer: nnx.Optimizer, seed: int, augmented: bool):
+        self.graphdef, state = nnx.split((model, optimizer))
+        self.model_def, _ = nnx.split(model)
+        self.state = state
+        self.traces = {"train": 0, "eval": 0}  # Python runs once per trace: counts compiles
+        self._key = jax.random.key(seed)
+        self._augment = augmented
+        self.train_call = jax.jit(self._train_call, donate_argnums=0)
+        self.eval_call = jax.jit(self._eval_call)
+
+    def _train_call(self, state, images, labels, first_step):
+        self.traces["train"] += 1
+        keys = jax.vmap(lambda i: jax.random.fold_in(self._key, i))(
+            first_step + jnp.arange(images.shape[0]))
+        if images.shape[0] == 1:  # a scan of length 1 would still be a loop
+            state, (loss, correct) = self._step(state, (images[0], labels[0], keys[0]))
+        else:
+            state, (loss, correct) = jax.lax.scan(self._step, state, (images, labels, keys),
+                                                  unroll=jax.default_backend() == "cpu")
+        return state, {"loss_sum": loss.sum(), "correct": correct.sum(),
+                       "steps": images.shape[0], "seen": images.shape[0] * images.shape[1]}
+
+    def _step(self, state, batch):
+        images, labels, key = batch
+        model, optimizer = nnx.merge(self.graphdef, state)
+        x = images.astype(jnp.float32) / 255.0
+        if self._augment:
+            x = augment(x, jax.random.fold_in(key, 1))
+
+        def loss_fn(model):
+            logits = model(x, train=True, key=jax.random.fold_in(key, 0))
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+            return loss, logits
+
+        (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+        optimizer.update(model, grads)
+        correct = (jnp.argmax(logits, -1) == labels).sum()
+        return nnx.state((model, optimizer)), (loss, correct)
+
+    def _eval_call(self, model_state, images, labels, mask):
+        self.traces["eval"] += 1
+        return evaluate_batch(nnx.merge(self.model_def, model_state), images, labels, mask)
+
+    def model_state(self):
+        """The model's part of the train state (what evaluation and `best` need)."""
+        return self.state[0]
+
+
+def evaluate_batch(model, images, labels, mask, k: int = 5) -> dict[str, jax.Array]:
+    """Sums over a padded batch (loss, top-1, top-k) and per-record predictions."""
+    logits = model(images.astype(jnp.float32) / 255.0, train=False)
+    logp = jax.nn.log_softmax(logits)
+    loss = -jnp.take_along_axis(logp, labels[:, None], axis=1)[:, 0]
+    top_p, top_i = jax.lax.top_k(logp, min(k, logits.shape[-1]))
+    hit = (top_i == labels[:, None])
+    return {"loss_sum": jnp.where(mask, loss, 0).sum(),
+            "correct": (hit[:, 0] & mask).sum(), "top5": (hit.any(1) & mask).sum(),
+            "count": mask.sum(), "top_index": top_i, "top_prob": jnp.exp(top_p)}
