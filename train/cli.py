@@ -21,8 +21,9 @@ def register(app: typer.Typer, reported) -> None:
         batch_size: Annotated[int, typer.Option(help="Global batch, over all devices.")] = 16,
         lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
         epochs: Annotated[int, typer.Option(help="At most this many epochs.")] = 40,
-        lr_step_epochs: Annotated[int, typer.Option(help="Learning rate × 0.1 every this many "
-                                                    "epochs.")] = 20,
+        lr_step_epochs: Annotated[int, typer.Option(help="Multiply the learning rate by "
+                                                    "--lr-decay every this many epochs.")] = 20,
+        lr_decay: Annotated[float, typer.Option(help="Step decay factor.")] = 0.1,
         patience: Annotated[int, typer.Option(help="Stop after this many epochs without a "
                                               "better validation accuracy (0: never).")] = 5,
         precision: Annotated[str, typer.Option(help="fp32 or bf16 (bf16 compute, fp32 "
@@ -43,11 +44,22 @@ def register(app: typer.Typer, reported) -> None:
         resume: Annotated[bool, typer.Option(help="Continue the run in --out from its latest "
                                              "checkpoint (repeat the same options).")] = False,
         progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+        distributed: Annotated[bool, typer.Option(help="One of several processes (hosts): "
+                                                  "calls jax.distributed.initialize, which finds "
+                                                  "its peers on TPU, Slurm and Open MPI.")] = False,
+        coordinator: Annotated[str | None, typer.Option(help="With --distributed elsewhere: "
+                                                        "process 0's host:port.")] = None,
+        num_processes: Annotated[int | None, typer.Option(help="With --coordinator.")] = None,
+        process_id: Annotated[int | None, typer.Option(help="With --coordinator.")] = None,
     ):
         """Train an M-series network on shards with the paper's recipe; report test accuracy."""
+        if distributed:  # before any other JAX call
+            import jax
+            jax.distributed.initialize(coordinator, num_processes, process_id)
         from .loop import Config, fit
         config = Config(shards=str(shards), model=model, batch_size=batch_size, lr=lr,
-                        epochs=epochs, lr_step_epochs=lr_step_epochs, patience=patience,
+                        epochs=epochs, lr_step_epochs=lr_step_epochs, lr_decay=lr_decay,
+                        patience=patience,
                         precision=precision, augment=augment, seed=seed,
                         conv_dropout=conv_dropout, fc_dropout=fc_dropout,
                         steps_per_call=steps_per_call, log_every=log_every,
@@ -55,3 +67,43 @@ def register(app: typer.Typer, reported) -> None:
         with reported():
             fit(config, out, resume=resume, say=lambda m: typer.echo(m, err=True),
                 progress=progress)
+
+    @app.command(name="evaluate")
+    def evaluate_cmd(
+        run: Annotated[Path, typer.Argument(help="Run folder from `etlkit train`.")],
+        split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
+        which: Annotated[str, typer.Option(help="best (highest validation accuracy) or "
+                                           "latest checkpoint.")] = "best",
+    ):
+        """Accuracy, per-class accuracy and confusions of a run's model on a split of its
+        shards: eval.json, confusion.png, misclassified.png and curves.png in the run folder."""
+        from . import evaluate
+        with reported():
+            doc, written = evaluate.write(run, evaluate.evaluate(run, split, which))
+        typer.echo(f"{split}: {doc['count']} images, accuracy {doc['accuracy']:.2%}, top-5 "
+                   f"{doc['top5_accuracy']:.2%}, loss {doc['loss']:.4f} ({which} model)")
+        typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+    @app.command(name="predict")
+    def predict_cmd(
+        run: Annotated[Path, typer.Argument(help="Run folder from `etlkit train`.")],
+        images: Annotated[list[Path], typer.Argument(help="PNG or JPEG images, one character "
+                                                     "each.")],
+        top: Annotated[int, typer.Option(help="Classes listed per image.")] = 5,
+        which: Annotated[str, typer.Option(help="best or latest checkpoint.")] = "best",
+    ):
+        """The most probable classes of character images (any size, colour or gray, dark ink on
+        light paper or the reverse), preprocessed like the run's training images."""
+        from .evaluate import sjis_hex
+        from .predict import predict
+        with reported():
+            results = predict(run, images, which, top)
+        for path, result in zip(images, results, strict=True):
+            if isinstance(result, Exception):
+                typer.echo(f"error: {result}", err=True)
+                continue
+            typer.echo(str(path))
+            for rank, (char, code, prob) in enumerate(result, start=1):
+                typer.echo(f"  {rank}. {char}  {sjis_hex(code) or '-'}  {prob:.3f}")
+        if any(isinstance(r, Exception) for r in results):
+            raise typer.Exit(1)

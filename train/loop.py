@@ -70,14 +70,19 @@ class Config:
                 raise EtlError(f"--{name.replace('_', '-')} must be at least 1")
         if not self.lr > 0:
             raise EtlError(f"--lr must be positive, not {self.lr}")
-        models.spec(self.model)  # unknown names fail here, with the list of names
+        try:
+            models.spec(self.model)
+        except ValueError as err:  # names the valid models
+            raise EtlError(str(err)) from None
 
 
 class Run:
-    """The files of one run folder."""
+    """The files of one run folder. Only the primary process (process 0) writes them; with
+    several hosts the folder must be on a filesystem they all see (they all read `latest`)."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, primary: bool = True):
         self.root = Path(root)
+        self.primary = primary
         self.config = self.root / "config.json"
         self.metrics = self.root / "metrics.jsonl"
         self.latest = self.root / "checkpoints" / "latest.msgpack"
@@ -90,12 +95,17 @@ class Run:
             raise EtlError(f"{self.root}: not a training run (no config.json)") from None
 
     def log(self, record: dict) -> None:
-        with open(self.metrics, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.primary:
+            with open(self.metrics, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def save(self, path: Path, state, meta: dict) -> None:
+        if self.primary:
+            checkpoint.save(path, state, meta)
 
     def truncate_metrics(self, step: int) -> None:
         """Drop what a killed run logged after the checkpoint it is resumed from."""
-        if not self.metrics.exists():
+        if not self.primary or not self.metrics.exists():
             return
         lines = self.metrics.read_text("utf-8").splitlines()
         kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step
@@ -121,7 +131,7 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
         progress: bool = True) -> dict:
     """Train, keep the best model by validation accuracy, evaluate it on the test split."""
     config.check()
-    run = Run(out)
+    run = Run(out, primary=jax.process_index() == 0)
     _prepare_folder(run, config, resume)
     train_set = open_shards(config.shards, "train")
     val_set, test_set = open_shards(config.shards, "val"), open_shards(config.shards, "test")
@@ -151,68 +161,57 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
         _write_config(run, config, train_set, classes, mesh, steps_per_epoch)
     state = mesh.replicate(state)
     group = config.group(jax.default_backend())
+    calls = -(-steps_per_epoch // group)
     val_part = Part(val_set, jax.process_index(), jax.process_count())
-    bar = Progress(enabled=progress and jax.process_index() == 0)
+    meter = _Meter(run, Progress(enabled=progress and run.primary), schedule)
     say(f"training {config.model} on {len(train_set)} images, {len(classes)} classes, "
         f"{steps_per_epoch} steps/epoch, {mesh.size} device(s)")
     last_save = time.monotonic()
-    stop = False
-    for epoch in range(loop["epoch"], config.epochs):
-        if stop:
-            break
-        started = time.monotonic()
-        calls = -(-steps_per_epoch // group)
+    while loop["epoch"] < config.epochs:
+        epoch, started = loop["epoch"], time.monotonic()
+        meter.start_epoch(epoch, config.epochs, loop, (calls - loop["group"]) * group)
         groups = Prefetch(train_groups(part, config.batch_size, group, config.seed, epoch,
                                        start_group=loop["group"]),
                           put=lambda b: mesh.batch(b, axis=1))
-        totals = loop["totals"] or {"loss_sum": 0.0, "correct": 0, "seen": 0, "steps": 0}
-        window = {"loss_sum": 0.0, "correct": 0, "seen": 0, "steps": 0, "t": time.monotonic()}
-        pending = []
-        bar.start_epoch(epoch, config.epochs, (calls - loop["group"]) * group)
         try:
             for call, batch in enumerate(groups, start=loop["group"]):
                 state, metrics = steps.train_call(state, batch["images"], batch["labels"],
                                                   jnp.int32(loop["step"]))
                 done = min(group, steps_per_epoch - call * group)
-                loop["step"] += done
-                loop["group"] = call + 1
-                pending.append(metrics)
-                if (loop["step"] // config.log_every != (loop["step"] - done) // config.log_every
-                        or call == calls - 1):
-                    _drain(pending, totals, window, run, bar, loop, epoch, schedule)
+                loop.update(step=loop["step"] + done, group=call + 1)
+                meter.add(metrics)
+                if loop["step"] // config.log_every != (loop["step"] - done) // config.log_every:
+                    meter.log(loop)
                 if time.monotonic() - last_save > 60 * config.checkpoint_minutes:
-                    _save_latest(run, state, loop, epoch, pending, totals, window, bar,
-                                 schedule)
+                    meter.fetch(loop)  # only a state whose losses are finite is saved
+                    run.save(run.latest, state, {**loop, "totals": dict(meter.totals)})
                     last_save = time.monotonic()
         finally:
             groups.close()
-        _drain(pending, totals, window, run, bar, loop, epoch, schedule)
+        meter.log(loop)
         val = _evaluate(steps, state[0], val_part, config.eval_batch_size, mesh)
         improved = loop["best_accuracy"] is None or val["accuracy"] > loop["best_accuracy"]
         if improved:
             loop.update(best_accuracy=val["accuracy"], best_epoch=epoch + 1, bad_epochs=0)
-            checkpoint.save(run.best, state[0], {"epoch": epoch + 1, "step": loop["step"],
-                                                 "val_accuracy": val["accuracy"]})
+            run.save(run.best, state[0], {"epoch": epoch + 1, "step": loop["step"],
+                                          "val_accuracy": val["accuracy"]})
         else:
             loop["bad_epochs"] += 1
         record = {"kind": "epoch", "epoch": epoch + 1, "step": loop["step"],
-                  "train_loss": totals["loss_sum"] / max(totals["steps"], 1),
-                  "train_accuracy": totals["correct"] / max(totals["seen"], 1),
-                  "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                  "val_top5": val["top5"], "lr": float(schedule(loop["step"] - 1)),
+                  **meter.epoch_means(), "val_loss": val["loss"],
+                  "val_accuracy": val["accuracy"], "val_top5": val["top5"],
+                  "lr": float(schedule(loop["step"] - 1)),
                   "seconds": round(time.monotonic() - started, 2), "best": improved}
         run.log(record)
-        bar.end_epoch()
         say(f"epoch {epoch + 1}/{config.epochs}: train loss {record['train_loss']:.4f} "
             f"acc {record['train_accuracy']:.2%}, val loss {val['loss']:.4f} "
             f"acc {val['accuracy']:.2%}{' (best)' if improved else ''}")
         loop.update(epoch=epoch + 1, group=0, totals=None)
-        stop = bool(config.patience) and loop["bad_epochs"] >= config.patience
-        if stop:
+        if config.patience and loop["bad_epochs"] >= config.patience:
             say(f"early stop: validation accuracy has not improved for {config.patience} "
                 f"epochs (best {loop['best_accuracy']:.2%} at epoch {loop['best_epoch']})")
             loop["epoch"] = config.epochs  # a resumed run is finished too
-        checkpoint.save(run.latest, state, loop)
+        run.save(run.latest, state, loop)
         last_save = time.monotonic()
     best_state, _ = checkpoint.load(run.best, steps.model_state())
     test = _evaluate(steps, mesh.replicate(best_state), Part(test_set, jax.process_index(),
@@ -227,6 +226,64 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
     return result
 
 
+class _Meter:
+    """Training metrics: summed on the device per call, fetched (one host sync) only to log
+    or checkpoint, checked for NaN when fetched, shown on the progress bar."""
+
+    _KEYS = ("loss_sum", "correct", "seen", "steps")
+
+    def __init__(self, run: Run, bar: Progress, schedule):
+        self.run, self.bar, self.schedule = run, bar, schedule
+        self.pending: list = []
+
+    def start_epoch(self, epoch: int, epochs: int, loop: dict, steps: int) -> None:
+        self.epoch = epoch
+        self.totals = dict(loop["totals"] or dict.fromkeys(self._KEYS, 0))
+        self.window = dict.fromkeys(self._KEYS, 0)
+        self.window_start = time.monotonic()
+        self.bar.start_epoch(epoch, epochs, steps)
+
+    def add(self, metrics: dict) -> None:
+        self.pending.append(metrics)
+
+    def fetch(self, loop: dict) -> None:
+        for m in jax.device_get(self.pending):
+            for k in self._KEYS:
+                self.totals[k] += m[k].item()
+                self.window[k] += m[k].item()
+        self.pending.clear()
+        loss = self.window["loss_sum"] / max(self.window["steps"], 1)
+        if not math.isfinite(loss):
+            self.bar.end_epoch()
+            good = checkpoint.peek_step(self.run.latest)
+            raise Diverged(f"loss became {loss} at step {loop['step']} (epoch {self.epoch + 1}); "
+                           f"stopped. The last good checkpoint is {self.run.latest}"
+                           + (f" (step {good})" if good is not None else " (none saved yet)")
+                           + "; try a lower --lr")
+
+    def log(self, loop: dict) -> None:
+        """One metrics.jsonl line for the steps since the last one."""
+        self.fetch(loop)
+        if not self.window["steps"]:
+            return
+        now = time.monotonic()
+        record = {"kind": "train", "epoch": self.epoch + 1, "step": loop["step"],
+                  "loss": self.window["loss_sum"] / self.window["steps"],
+                  "accuracy": self.window["correct"] / max(self.window["seen"], 1),
+                  "lr": float(self.schedule(loop["step"] - 1)),
+                  "images_per_s": round(self.window["seen"] / max(now - self.window_start,
+                                                                   1e-9), 1)}
+        self.run.log(record)
+        self.bar.update(self.window["steps"], record)
+        self.window = dict.fromkeys(self._KEYS, 0)
+        self.window_start = now
+
+    def epoch_means(self) -> dict:
+        self.bar.end_epoch()
+        return {"train_loss": self.totals["loss_sum"] / max(self.totals["steps"], 1),
+                "train_accuracy": self.totals["correct"] / max(self.totals["seen"], 1)}
+
+
 def _prepare_folder(run: Run, config: Config, resume: bool) -> None:
     if resume:
         saved = run.read_config()["config"]
@@ -237,6 +294,8 @@ def _prepare_folder(run: Run, config: Config, resume: bool) -> None:
                                        f"{getattr(config, k)!r})" for k in differ))
         if not run.latest.exists():
             raise EtlError(f"{run.latest}: no checkpoint to resume from")
+        return
+    if not run.primary:
         return
     if run.root.exists() and any(run.root.iterdir()):
         raise EtlError(f"{run.root}: already holds files; pass --resume to continue a run, "
@@ -254,6 +313,8 @@ def _check_input(config: Config, train_set) -> None:
 
 def _write_config(run: Run, config: Config, train_set, classes, mesh: Mesh,
                   steps_per_epoch: int) -> None:
+    if not run.primary:
+        return
     manifest = train_set.manifest
     doc = {"config": asdict(config), "num_classes": len(classes),
            "classes": [list(c) for c in classes], "task": manifest.get("task"),
@@ -266,39 +327,6 @@ def _write_config(run: Run, config: Config, train_set, classes, mesh: Mesh,
     tmp = run.config.with_name(".config.json.tmp")
     tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), "utf-8")
     tmp.replace(run.config)
-
-
-def _drain(pending, totals, window, run: Run, bar, loop, epoch, schedule) -> None:
-    """Fetch the finished calls' metrics (one host sync), stop on NaN, log and show them."""
-    if not pending:
-        return
-    fetched = jax.device_get(pending)
-    pending.clear()
-    for m in fetched:
-        for k in ("loss_sum", "correct", "seen", "steps"):
-            totals[k] += m[k].item()
-            window[k] += m[k].item()
-    loss = window["loss_sum"] / max(window["steps"], 1)
-    if not math.isfinite(loss):
-        good = checkpoint.peek_step(run.latest)
-        raise Diverged(f"loss became {loss} at step {loop['step']} (epoch {epoch + 1}); "
-                       f"stopped. The last good checkpoint is {run.latest}"
-                       + (f" (step {good})" if good is not None else " (none was saved yet)")
-                       + "; try a lower --lr")
-    now = time.monotonic()
-    record = {"kind": "train", "epoch": epoch + 1, "step": loop["step"], "loss": loss,
-              "accuracy": window["correct"] / max(window["seen"], 1),
-              "lr": float(schedule(loop["step"] - 1)),
-              "images_per_s": round(window["seen"] / max(now - window["t"], 1e-9), 1)}
-    run.log(record)
-    bar.update(window["steps"], record)
-    window.update(loss_sum=0.0, correct=0, seen=0, steps=0, t=now)
-
-
-def _save_latest(run, state, loop, epoch, pending, totals, window, bar, schedule) -> None:
-    """A mid-epoch checkpoint, taken only after the metrics so far are known to be finite."""
-    _drain(pending, totals, window, run, bar, loop, epoch, schedule)
-    checkpoint.save(run.latest, state, {**loop, "epoch": epoch, "totals": dict(totals)})
 
 
 def _evaluate(steps: Steps, model_state, part: Part, batch_size: int, mesh: Mesh) -> dict:

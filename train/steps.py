@@ -36,7 +36,9 @@ class Mesh:
 
     @classmethod
     def create(cls) -> "Mesh":
-        return cls(jax.make_mesh((jax.device_count(),), ("data",)))
+        # Auto axes: XLA propagates the shardings (plain GSPMD), no sharding-in-types rules
+        return cls(jax.make_mesh((jax.device_count(),), ("data",),
+                                 axis_types=(jax.sharding.AxisType.Auto,)))
 
     @property
     def size(self) -> int:

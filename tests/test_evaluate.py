@@ -1,0 +1,239 @@
+"""`etlkit evaluate` and `etlkit predict` on a real (tiny) run: the numbers agree with what fit
+logged and add up, the figures are written the same every time, photos of test images get
+the test images' predictions, and bad input gets one error line."""
+
+import io
+import json
+import shutil
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from etlkit.cli import app
+from etlkit.extract import Options, extract
+from etlkit.shards import open_shards
+from etlkit.synth import synth
+from train import evaluate, figures, predict
+from train.loop import Config, fit
+
+runner = CliRunner()
+OUTPUTS = ("eval.json", "confusion.png", "misclassified.png", "curves.png")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """M6-1 trained 2 epochs on 8 synthetic katakana from 30 writers (240 images; ~97% test
+    accuracy: a model that has learned something, so its predictions are worth comparing)."""
+    root = tmp_path_factory.mktemp("eval")
+    synth("ETL1", root / "raw", writers=30, files=["ETL1C_07"])
+    extract([root / "raw"], root / "kana", Options(task="custom", scripts=("katakana",),
+                                                   allow_missing=True))
+    fit(Config(shards=str(root / "kana"), model="M6-1", epochs=2, lr=1e-3, log_every=2),
+        root / "run", say=lambda m: None, progress=False)
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def evaluated(run):
+    """The test-split evaluation as the CLI writes it, and the outputs' bytes."""
+    result = runner.invoke(app, ["evaluate", str(run)])
+    assert result.exit_code == 0, result.output
+    return result, {name: (run / name).read_bytes() for name in OUTPUTS}
+
+
+def _metrics(run, kind):
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def _one_error_line(result, *needles):
+    assert result.exit_code == 1
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_evaluation_matches_fit_and_adds_up(run, evaluated):
+    result, outputs = evaluated
+    doc = json.loads(outputs["eval.json"])
+    test = _metrics(run, "test")[0]
+    assert doc["split"] == "test" and doc["model"] == "best"
+    assert doc["count"] == len(open_shards(run.parent / "kana", "test"))
+    assert doc["accuracy"] == test["test_accuracy"] and doc["top5_accuracy"] == test["test_top5"]
+    assert doc["loss"] == pytest.approx(test["test_loss"], rel=1e-5)
+    assert f"accuracy {doc['accuracy']:.2%}" in result.stdout
+    assert all(str(run / name) in result.stdout for name in OUTPUTS)
+
+    per_class = doc["per_class"]
+    config = json.loads((run / "config.json").read_text())
+    assert [[c["char"], c["sjis_int"]] for c in per_class] == config["classes"]
+    assert all(c["sjis"] == f"0x{c['sjis_int']:04X}" for c in per_class)
+    assert sum(c["count"] for c in per_class) == doc["count"]
+    assert sum(c["correct"] for c in per_class) / doc["count"] == doc["accuracy"]
+    assert all(c["accuracy"] == c["correct"] / c["count"] for c in per_class)
+
+    ev = evaluate.evaluate(run, "test")
+    matrix = evaluate.confusion(ev)
+    assert matrix.sum() == doc["count"] == len(ev.labels)
+    assert np.trace(matrix) / matrix.sum() == doc["accuracy"]
+    assert matrix.sum(1).tolist() == [c["count"] for c in per_class]
+    wrong = doc["count"] - np.trace(matrix)
+    assert len(ev.wrong_images) == len(ev.wrong) == wrong
+    pairs = doc["most_confused"]
+    assert len(pairs) <= 20 and sum(p["count"] for p in pairs) == wrong  # under 20 pairs here
+    assert [p["count"] for p in pairs] == sorted((p["count"] for p in pairs), reverse=True)
+    assert all(p["true"] != p["predicted"] for p in pairs)
+
+
+def test_figures(evaluated):
+    _, outputs = evaluated
+    classes = len(json.loads(outputs["eval.json"])["per_class"])
+    images = {name: Image.open(io.BytesIO(outputs[name])) for name in OUTPUTS[1:]}
+    assert all(im.format == "PNG" for im in images.values())
+    assert min(images["confusion.png"].size) >= classes * 32  # 32-pixel blocks at 8 classes
+    assert images["misclassified.png"].width == 8 * 104  # 8 tiles a row
+    pixels = np.asarray(images["curves.png"].convert("RGB")).reshape(-1, 3).astype(int)
+    for colour in (figures.BLUE, figures.ORANGE):  # the train and validation lines
+        assert (np.abs(pixels - colour).sum(1) < 30).sum() > 50
+
+
+def test_reruns_are_identical_and_val_gives_the_best_epochs_accuracy(run, evaluated):
+    """The best checkpoint is the epoch with the highest validation accuracy; evaluating the
+    test split again rewrites the same bytes."""
+    result = runner.invoke(app, ["evaluate", str(run), "--split", "val"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((run / "eval.json").read_text())
+    best = max(_metrics(run, "epoch"), key=lambda r: r["val_accuracy"])
+    assert doc["split"] == "val" and doc["accuracy"] == best["val_accuracy"]
+    assert runner.invoke(app, ["evaluate", str(run)]).exit_code == 0
+    assert {name: (run / name).read_bytes() for name in OUTPUTS} == evaluated[1]
+
+
+def test_predict_agrees_with_the_evaluation_of_the_originals(run, tmp_path):
+    """Test images as photos would come: dark ink on white, 200×180, PNG (gray) and JPEG
+    (colour), every third one white ink on dark blue; their top-1 must mostly be the
+    evaluation's top-1 of the original 64×64 images."""
+    data = open_shards(run.parent / "kana", "test").read(("images",))["images"]
+    predicted = evaluate.evaluate(run, "test").predicted
+    paths, expected = [], []
+    for i in range(0, 48, 2):
+        paper = Image.fromarray(255 - data[i]).resize((200, 180), Image.Resampling.BICUBIC)
+        if i % 3 == 0:
+            ink = np.asarray(paper)[..., None] / 255
+            paper = Image.fromarray(np.uint8((1 - ink) * 255 + ink * [20, 30, 90]))
+        paper.save(tmp_path / f"{i}.png")
+        paper.convert("RGB").save(tmp_path / f"{i}.jpg", quality=90)
+        paths += [tmp_path / f"{i}.png", tmp_path / f"{i}.jpg"]
+        expected += [predicted[i]] * 2
+    result = runner.invoke(app, ["predict", str(run), *map(str, paths), "--top", "3"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 * len(paths)
+    classes = json.loads((run / "config.json").read_text())["classes"]
+    index = {char: i for i, (char, _) in enumerate(classes)}
+    top1 = []
+    for n, path in enumerate(paths):
+        assert lines[4 * n] == str(path)
+        ranked = [ln.split() for ln in lines[4 * n + 1 : 4 * n + 4]]
+        assert [r[0] for r in ranked] == ["1.", "2.", "3."]
+        assert all(r[2] == f"0x{classes[index[r[1]]][1]:04X}" for r in ranked)
+        probs = [float(r[3]) for r in ranked]
+        assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.001
+        top1.append(index[ranked[0][1]])
+    agreement = np.mean(np.array(top1) == np.array(expected))
+    assert agreement >= 0.8, agreement
+
+
+def test_framing_is_measured_from_the_training_shards(run):
+    doc = json.loads((run / "config.json").read_text())
+    images = open_shards(run.parent / "kana", "train").read(("images",))["images"]
+    fill = predict.fill_fraction(doc)
+    assert fill == np.median(predict.ink_extent(images)) / 64  # fewer than SAMPLE: all of them
+    assert 0.3 < fill < 1
+
+
+def _png_header(width, height):
+    """A PNG that declares width × height and holds no pixels (a decompression bomb's header)."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0,
+                                                               0, 0, 0)) + chunk(b"IEND", b""))
+
+
+def test_predict_reports_each_bad_file_in_one_line(run, tmp_path, monkeypatch):
+    good = tmp_path / "good.png"
+    Image.fromarray(255 - open_shards(run.parent / "kana", "test").read(("images",))["images"][0]
+                    ).save(good)
+    bad = {
+        "white.png": (Image.new("L", (120, 90), 255), "no ink found"),
+        "white.jpg": (Image.new("RGB", (120, 90), "white"), "no ink found"),
+        "notes.png": (b"not an image at all\n", "not a PNG or JPEG image"),
+        "huge.png": (_png_header(9000, 9000), "9000×9000 pixels"),
+        "bomb.png": (_png_header(30000, 30000), "pixels allowed"),
+        "empty.png": (b"", "empty file"),
+        "cut.png": (good.read_bytes()[:120], "unreadable image"),
+        "big.png": (bytes(4096), "MB"),
+        "gone.png": (None, "no such file"),
+    }
+    monkeypatch.setattr(predict, "MAX_BYTES", 2048)  # big.png stands for a > 50 MB file
+    for name, (content, _) in bad.items():
+        if isinstance(content, Image.Image):
+            content.save(tmp_path / name)
+        elif content is not None:
+            (tmp_path / name).write_bytes(content)
+    paths = [good, *(tmp_path / name for name in bad)]
+    result = runner.invoke(app, ["predict", str(run), *map(str, paths), "--top", "2"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == str(good) and len(result.stdout.splitlines()) == 3
+    errors = result.stderr.splitlines()
+    assert len(errors) == len(bad) and "Traceback" not in result.output
+    for line, (name, (_, needle)) in zip(errors, bad.items(), strict=True):
+        assert line.startswith(f"error: {tmp_path / name}: ") and needle in line, line
+
+
+def test_usage_errors_are_one_line(run, tmp_path):
+    image = tmp_path / "a.png"
+    Image.new("L", (10, 10)).save(image)
+    _one_error_line(runner.invoke(app, ["evaluate", str(tmp_path)]), str(tmp_path),
+                    "not a training run")
+    _one_error_line(runner.invoke(app, ["evaluate", str(tmp_path / "nope")]),
+                    "not a training run")
+    _one_error_line(runner.invoke(app, ["predict", str(tmp_path), str(image)]),
+                    "not a training run")
+    _one_error_line(runner.invoke(app, ["evaluate", str(run), "--split", "dev"]),
+                    "--split must be one of test, val, train, not 'dev'")
+    _one_error_line(runner.invoke(app, ["evaluate", str(run), "--which", "last"]),
+                    "--which must be one of best, latest")
+    _one_error_line(runner.invoke(app, ["predict", str(run), str(image), "--top", "0"]),
+                    "--top must be at least 1")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(run / "config.json", bare / "config.json")
+    _one_error_line(runner.invoke(app, ["evaluate", str(bare)]), "best.msgpack",
+                    "no checkpoint")
+    _one_error_line(runner.invoke(app, ["evaluate", str(bare), "--which", "latest"]),
+                    "latest.msgpack", "no checkpoint")
+
+
+def test_a_run_whose_shards_moved(run, tmp_path):
+    """evaluate needs the shards; predict frames with the default and says so."""
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    doc = json.loads((moved / "config.json").read_text())
+    doc["config"]["shards"] = str(tmp_path / "gone")
+    (moved / "config.json").write_text(json.dumps(doc))
+    _one_error_line(runner.invoke(app, ["evaluate", str(moved)]), "no manifest.json")
+    image = tmp_path / "a.png"
+    sample = open_shards(run.parent / "kana", "test").read(("images",))["images"][0]
+    Image.fromarray(255 - sample).save(image)
+    result = runner.invoke(app, ["predict", str(moved), str(image), "--top", "1"])
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.stderr and "framing characters at 70%" in result.stderr
+    assert len(result.stdout.splitlines()) == 2

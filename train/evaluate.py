@@ -1,0 +1,169 @@
+"""A run's model on one split: per-record predictions, then the numbers eval.json reports.
+
+Batches come from `data.eval_batches` and go through `steps.evaluate_batch`, the code and the
+batch size `fit` used for its test line, so the accuracy here is the one in metrics.jsonl.
+"""
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from etlkit.errors import EtlError, EtlWarning
+from etlkit.shards import open_shards
+
+from . import figures
+from .data import Part, eval_batches
+from .loop import Run, load_model
+from .steps import evaluate_batch
+
+SPLITS = ("test", "val", "train")
+WHICH = ("best", "latest")
+GALLERY = 48  # misclassified images shown
+
+
+@dataclass
+class Evaluation:
+    """Per-record results of a split, in file order."""
+
+    split: str
+    which: str
+    classes: list[tuple[str, int]]
+    labels: np.ndarray  # (N,) int
+    top_index: np.ndarray  # (N, k) classes, most probable first (k = min(5, classes))
+    top_prob: np.ndarray  # (N, k)
+    loss: float  # mean cross-entropy
+    wrong_images: np.ndarray  # (M, 64, 64) uint8, the misclassified records' images
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.top_index[:, 0]
+
+    @property
+    def wrong(self) -> np.ndarray:
+        """Indices of the misclassified records (the rows of `wrong_images`)."""
+        return np.flatnonzero(self.predicted != self.labels)
+
+
+def check_choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
+    """An unknown option value as one error line (typer's own check prints a usage box)."""
+    if value not in allowed:
+        raise EtlError(f"--{option} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def evaluate(root: str | Path, split: str = "test", which: str = "best") -> Evaluation:
+    """Run the `which` model over `split` of the run's shards, one compiled batch shape."""
+    check_choice("split", split, SPLITS)
+    check_choice("which", which, WHICH)
+    model, doc = load_model(root, which)
+    shards = open_shards(doc["config"]["shards"], split)
+    if [list(c) for c in shards.classes] != doc["classes"]:
+        raise EtlError(f"{shards.root}: its class table is not the one {root} was trained on")
+    if not len(shards):
+        raise EtlError(f"{shards.root}: split {split} is empty")
+    graphdef, state = nnx.split(model)
+    call = jax.jit(lambda s, images, labels, mask: evaluate_batch(nnx.merge(graphdef, s),
+                                                                  images, labels, mask))
+    labels, top_index, top_prob, wrong_images, loss_sum = [], [], [], [], 0.0
+    for batch in eval_batches(Part(shards), doc["config"]["eval_batch_size"]):
+        out = jax.device_get(call(state, batch["images"], batch["labels"], batch["mask"]))
+        n = int(batch["mask"].sum())
+        labels.append(batch["labels"][:n])
+        top_index.append(out["top_index"][:n])
+        top_prob.append(out["top_prob"][:n])
+        wrong_images.append(batch["images"][:n][out["top_index"][:n, 0] != batch["labels"][:n]])
+        loss_sum += out["loss_sum"].item()
+    labels = np.concatenate(labels)
+    return Evaluation(split, which, [tuple(c) for c in doc["classes"]], labels,
+                      np.concatenate(top_index), np.concatenate(top_prob),
+                      loss_sum / len(labels), np.concatenate(wrong_images))
+
+
+def confusion(ev: Evaluation) -> np.ndarray:
+    """(C, C) counts: row = true class, column = predicted class, class-table order."""
+    c = len(ev.classes)
+    return np.bincount(ev.labels * c + ev.predicted, minlength=c * c).reshape(c, c)
+
+
+def most_confused(matrix: np.ndarray, count: int = 20) -> list[tuple[int, int, int]]:
+    """The `count` largest off-diagonal cells as (true, predicted, count); ties in table order."""
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off.ravel(), kind="stable")[:count]
+    c = len(matrix)
+    return [(int(i // c), int(i % c), int(off.flat[i])) for i in order if off.flat[i] > 0]
+
+
+def sjis_hex(code: int) -> str | None:
+    """0x82A0-style, or None for classes that are not characters (the script task's)."""
+    return f"0x{code:04X}" if code else None
+
+
+def report(ev: Evaluation, matrix: np.ndarray) -> dict:
+    """eval.json: overall, per-class and most-confused numbers of one evaluation."""
+    n = len(ev.labels)
+    per_class = []
+    for i, (char, code) in enumerate(ev.classes):
+        total, right = int(matrix[i].sum()), int(matrix[i, i])
+        per_class.append({"char": char, "sjis": sjis_hex(code), "sjis_int": code,
+                          "count": total, "correct": right,
+                          "accuracy": right / total if total else None})
+    pairs = [{"true": ev.classes[t][0], "predicted": ev.classes[p][0], "count": k,
+              "true_sjis": sjis_hex(ev.classes[t][1]),
+              "predicted_sjis": sjis_hex(ev.classes[p][1])}
+             for t, p, k in most_confused(matrix)]
+    return {"split": ev.split, "model": ev.which, "count": n,
+            "accuracy": int(np.trace(matrix)) / n,
+            "top5_accuracy": int((ev.top_index == ev.labels[:, None]).any(1).sum()) / n,
+            "loss": ev.loss, "per_class": per_class, "most_confused": pairs}
+
+
+def write_json(doc: dict, path: Path) -> None:
+    """Write atomically, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", "utf-8")
+    os.replace(tmp, path)
+
+
+def training_records(root: str | Path) -> list[dict]:
+    """The run's metrics.jsonl lines (empty when it has none)."""
+    path = Run(root).metrics
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def write(root: str | Path, ev: Evaluation) -> tuple[dict, list[Path]]:
+    """eval.json, confusion.png, misclassified.png and (from metrics.jsonl) curves.png in the
+    run folder; returns eval.json's content and the paths written."""
+    root = Path(root)
+    matrix = confusion(ev)
+    doc = report(ev, matrix)
+    written = [root / "eval.json", root / "confusion.png", root / "misclassified.png"]
+    write_json(doc, written[0])
+    caption = (f"{ev.split}: {doc['count']} images, accuracy {doc['accuracy']:.2%}; rows true, "
+               "columns predicted, class-table order; shade log(1 + count), blue right, red wrong")
+    figures.save(figures.confusion(matrix, ev.classes, most_confused(matrix), caption),
+                 written[1])
+    wrong = ev.wrong
+    prob = ev.top_prob[wrong, 0]
+    shown = np.argsort(-prob, kind="stable")[:GALLERY]  # the most confident mistakes
+    captions = [(ev.classes[ev.labels[wrong[i]]][0], ev.classes[ev.predicted[wrong[i]]][0],
+                 float(prob[i])) for i in shown]
+    heading = (f"{len(shown)} of {len(wrong)} misclassified {ev.split} images, most confident "
+               "first")
+    figures.save(figures.gallery(ev.wrong_images[shown], captions, heading), written[2])
+    records = training_records(root)
+    if records:
+        steps = Run(root).read_config()["steps_per_epoch"]
+        written.append(root / "curves.png")
+        figures.save(figures.curves(records, steps), written[3])
+    else:
+        warnings.warn(f"{Run(root).metrics}: missing; curves.png not written", EtlWarning,
+                      stacklevel=2)
+    return doc, written
