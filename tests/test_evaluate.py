@@ -117,8 +117,8 @@ def test_reruns_are_identical_and_val_gives_the_best_epochs_accuracy(run, evalua
 
 def test_predict_agrees_with_the_evaluation_of_the_originals(run, tmp_path):
     """Test images as photos would come: dark ink on white, 200×180, PNG (gray) and JPEG
-    (colour), every third one white ink on dark blue; their top-1 must mostly be the
-    evaluation's top-1 of the original 64×64 images."""
+    (colour), every third one white ink on dark blue, every third PNG 16-bit; their top-1 must
+    mostly be the evaluation's top-1 of the original 64×64 images."""
     data = open_shards(run.parent / "kana", "test").read(("images",))["images"]
     predicted = evaluate.evaluate(run, "test").predicted
     paths, expected = [], []
@@ -127,7 +127,8 @@ def test_predict_agrees_with_the_evaluation_of_the_originals(run, tmp_path):
         if i % 3 == 0:
             ink = np.asarray(paper)[..., None] / 255
             paper = Image.fromarray(np.uint8((1 - ink) * 255 + ink * [20, 30, 90]))
-        paper.save(tmp_path / f"{i}.png")
+        wide = Image.fromarray(np.asarray(paper, np.uint16) * 257) if i % 3 == 1 else paper
+        wide.save(tmp_path / f"{i}.png")
         paper.convert("RGB").save(tmp_path / f"{i}.jpg", quality=90)
         paths += [tmp_path / f"{i}.png", tmp_path / f"{i}.jpg"]
         expected += [predicted[i]] * 2

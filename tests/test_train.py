@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,10 +25,10 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    """Synthetic ETL-8G hiragana from 5 writers: 225 train, 75 val, 75 test images."""
+    """Synthetic ETL-8G hiragana from 5 writers: 225 train (3 shards), 75 val, 75 test images."""
     root = tmp_path_factory.mktemp("data")
     synth("ETL8G", root / "raw", writers=5, files=["ETL8G_01"])
-    extract([root / "raw"], root / "hiragana", Options(task="hiragana"))
+    extract([root / "raw"], root / "hiragana", Options(task="hiragana", shard_size=100))
     return root / "hiragana"
 
 
@@ -135,6 +136,27 @@ def test_eight_devices_run_the_same_code(reference, shards, tmp_path):
     for eight, one in zip(_lines(out, "epoch"), _lines(reference[0], "epoch"), strict=True):
         assert eight["val_loss"] == pytest.approx(one["val_loss"], rel=1e-3)
         assert eight["train_loss"] == pytest.approx(one["train_loss"], rel=1e-3)
+
+
+def test_two_processes_train_one_model_through_jax_distributed(shards, tmp_path):
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "hosts"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.getcwd()}
+    procs = [_cli(_args(shards, out, "--distributed", "--coordinator", f"localhost:{port}",
+                        "--num-processes", "2", "--process-id", str(i), epochs=2), env=env)
+             for i in range(2)]
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    # each process reads its own shards (100 + 25 and 100 records) in 12 steps of 8 images
+    assert all("12 steps/epoch, 2 device(s)" in e for e in errs)
+    config = json.loads((out / "config.json").read_text())
+    assert (config["processes"], config["devices"]) == (2, 2)
+    # one model: both processes report the same metrics, and only process 0 wrote the log
+    finals = [[ln for ln in e.splitlines() if ln.startswith(("epoch", "test"))] for e in errs]
+    assert finals[0] == finals[1] and len(finals[0]) == 3
+    assert len(_lines(out, "epoch")) == 2 and len(_lines(out, "test")) == 1
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(shards,

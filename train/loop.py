@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from etlkit import __version__
 from etlkit.errors import EtlError
@@ -93,6 +94,8 @@ class Run:
             return json.loads(self.config.read_text("utf-8"))
         except FileNotFoundError:
             raise EtlError(f"{self.root}: not a training run (no config.json)") from None
+        except ValueError as err:
+            raise EtlError(f"{self.config}: unreadable ({err})") from None
 
     def log(self, record: dict) -> None:
         if self.primary:
@@ -213,6 +216,8 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
             loop["epoch"] = config.epochs  # a resumed run is finished too
         run.save(run.latest, state, loop)
         last_save = time.monotonic()
+    if jax.process_count() > 1:  # every process reads what process 0 has written
+        multihost_utils.sync_global_devices("best checkpoint written")
     best_state, _ = checkpoint.load(run.best, steps.model_state())
     test = _evaluate(steps, mesh.replicate(best_state), Part(test_set, jax.process_index(),
                                                              jax.process_count()),

@@ -50,6 +50,8 @@ def load_gray(path: Path) -> np.ndarray:
                 raise EtlError(f"{path}: {image.width}×{image.height} pixels, more than the "
                                f"{MAX_PIXELS:,} allowed")
             image = ImageOps.exif_transpose(image)
+            if image.mode.startswith("I"):  # 16-bit gray, which convert("L") would clip
+                image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
             if "A" in image.getbands() or "transparency" in image.info:
                 rgba = image.convert("RGBA")
                 image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
@@ -136,16 +138,15 @@ def predict(root: str | Path, paths: list[Path], which: str = "best", k: int = 5
         raise EtlError(f"--top must be at least 1, not {k}")
     model, doc = load_model(root, which)
     fill, otsu = fill_fraction(doc), doc["preprocessing"].get("binarize") == "otsu"
-    prepared: list = []
+    results: list = []
     for path in paths:
         try:
-            prepared.append(to_input(load_gray(path), fill, otsu, path))
+            results.append(to_input(load_gray(path), fill, otsu, path))
         except EtlError as err:
-            prepared.append(err)
-    good = [p for p in prepared if not isinstance(p, EtlError)]
-    ranked = iter([])
+            results.append(err)
+    good = [i for i, r in enumerate(results) if not isinstance(r, EtlError)]
     if good:
-        index, prob = top_k(model, np.stack(good), k)
-        ranked = iter([[(*doc["classes"][c], float(p)) for c, p in zip(ci, pi, strict=True)]
-                       for ci, pi in zip(index, prob, strict=True)])
-    return [p if isinstance(p, EtlError) else next(ranked) for p in prepared]
+        index, prob = top_k(model, np.stack([results[i] for i in good]), k)
+        for i, ci, pi in zip(good, index, prob, strict=True):
+            results[i] = [(*doc["classes"][c], float(p)) for c, p in zip(ci, pi, strict=True)]
+    return results
