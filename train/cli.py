@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from etlkit.errors import EtlError
+
 
 def register(app: typer.Typer, reported) -> None:
     """Add the trainer's commands to `app`; `reported` turns EtlErrors into one-line exits."""
@@ -107,3 +109,42 @@ def register(app: typer.Typer, reported) -> None:
                 typer.echo(f"  {rank}. {char}  {sjis_hex(code) or '-'}  {prob:.3f}")
         if any(isinstance(r, Exception) for r in results):
             raise typer.Exit(1)
+
+    @app.command(name="table")
+    def table_cmd(
+        raw: Annotated[list[Path] | None, typer.Argument(help="Raw ETL files or folders; each "
+                                                         "task's dataset is extracted from "
+                                                         "them.")] = None,
+        out: Annotated[Path, typer.Option("--out", "-o", help="Grid folder: data/, runs/, "
+                                          "table.md, table.json.")] = Path("table"),
+        models: Annotated[str, typer.Option(help="Comma-separated models.")] = (
+            "M3,M6-1,M6-2,M7-1,M7-2,M8,M9,M11,M12,M13,M16"),
+        tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = (
+            "script,hiragana,katakana,kanji,all"),
+        shards: Annotated[list[str] | None, typer.Option(help="TASK=DIR: use these shards for "
+                                                         "a task instead of extracting.")] = None,
+        split: Annotated[str, typer.Option(help="random (the paper's) or writer.")] = "random",
+        epochs: Annotated[int, typer.Option(help="At most this many epochs per run.")] = 40,
+        batch_size: Annotated[int, typer.Option(help="Global batch.")] = 16,
+        lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
+        patience: Annotated[int, typer.Option(help="Early-stopping patience (0: never).")] = 5,
+        precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+        seed: Annotated[int, typer.Option(help="Seed of every run.")] = 0,
+    ):
+        """Train a grid of models × tasks and write the paper-style Table 3 beside the paper's
+        numbers (resumable: rerun the same command after a stop)."""
+        from .loop import Config
+        from .table import run_grid
+        with reported():
+            given = {}
+            for item in shards or []:
+                task, sep, path = item.partition("=")
+                if not sep:
+                    raise EtlError(f"--shards {item!r}: expected TASK=DIR")
+                given[task] = Path(path)
+            base = Config(shards="", epochs=epochs, batch_size=batch_size, lr=lr,
+                          patience=patience, precision=precision, seed=seed)
+            run_grid([m.strip() for m in models.split(",")], [t.strip() for t in tasks.split(",")],
+                     out, base, raw=raw or [], shards=given, split=split,
+                     say=lambda m: typer.echo(m, err=True))
+        typer.echo((out / "table.md").read_text("utf-8"), nl=False)

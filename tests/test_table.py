@@ -1,0 +1,55 @@
+"""`etlkit table`: a models × tasks grid from raw files, resumable, beside the paper's numbers."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from etlkit.cli import app
+from etlkit.synth import synth
+from train.table import PAPER
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    synth("ETL8G", root, writers=5, files=["ETL8G_01"])
+    return root
+
+
+def test_grid_from_raw_files_writes_table_3_and_resumes(raw, tmp_path):
+    out = tmp_path / "grid"
+    args = ["table", str(raw), "--out", str(out), "--models", "M6-1,M7-2", "--tasks",
+            "hiragana", "--epochs", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "table.json").read_text())
+    assert doc["datasets"]["hiragana"]["classes"] == 75
+    for r in doc["results"]:
+        metrics = (out / "runs" / f"hiragana-{r['model']}" / "metrics.jsonl").read_text()
+        test = [json.loads(ln) for ln in metrics.splitlines() if '"kind": "test"' in ln][0]
+        assert r["test_accuracy"] == test["test_accuracy"]
+        assert r["paper"] == PAPER[r["model"]][1]
+        row = f"| {r['model']} | {100 * r['test_accuracy']:.2f} ({r['paper']:.2f}) |"
+        assert row in result.stdout and row in (out / "table.md").read_text()
+    # the same command again reads the finished runs back instead of training
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "hiragana-M6-1: done" in again.stderr
+    assert "training M6-1" not in again.stderr and again.stdout == result.stdout
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--tasks", "kana"], "unknown task 'kana'"),
+    (["--shards", "hiragana"], "expected TASK=DIR"),
+])
+def test_bad_grids_give_one_clear_line(raw, tmp_path, extra, needle):
+    result = runner.invoke(app, ["table", str(raw), "--out", str(tmp_path / "g"), *extra])
+    assert result.exit_code == 1 and needle in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_grid_needs_raw_files_or_shards(tmp_path):
+    result = runner.invoke(app, ["table", "--out", str(tmp_path / "g"), "--tasks", "kanji"])
+    assert result.exit_code == 1 and "no shards for kanji" in result.stderr

@@ -1,0 +1,115 @@
+"""`etlkit table`: a grid of models × tasks, trained and tested, as the paper's Table 3.
+
+Each task's dataset is extracted once (or given as shards), each model is trained with `fit`
+into its own run folder, and the finished runs' test accuracies are set beside the paper's.
+The grid is resumable: a finished run is read back instead of retrained, an interrupted one is
+resumed, so a long grid survives being stopped and restarted with the same command.
+"""
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from etlkit.errors import EtlError
+from etlkit.extract import Options, extract
+from etlkit.shards import open_shards
+
+from .loop import Config, Run, fit
+
+#: Tsai 2016, Table 3: test accuracy (%) per model and task (random 80/20 split).
+PAPER = {
+    "M3": (91.63, 90.17, 83.21, 85.78, 89.91),
+    "M6-1": (96.61, 96.13, 96.98, 98.33, 97.47),
+    "M6-2": (99.27, 95.88, 97.96, 99.28, 98.95),
+    "M7-1": (99.08, 96.25, 96.69, 99.55, 99.53),
+    "M7-2": (99.22, 96.50, 96.92, 99.64, 99.20),
+    "M8": (99.01, 95.58, 96.02, 99.32, 99.02),
+    "M9": (98.60, 94.71, 97.88, 99.03, 99.10),
+    "M11": (99.30, 96.33, 97.30, 99.25, 99.31),
+    "M12": (99.18, 96.25, 98.19, 99.17, 99.17),
+    "M13": (95.76, 95.13, 96.14, 93.24, 96.69),
+    "M16": (99.29, 96.17, 97.79, 98.88, 98.39),
+}
+TASKS = ("script", "hiragana", "katakana", "kanji", "all")
+
+
+def run_grid(models: list[str], tasks: list[str], out: Path, base: Config, *,
+             raw: list[Path] = (), shards: dict[str, Path] | None = None, split: str = "random",
+             say=print, progress: bool = False) -> dict:
+    """Train every model on every task; write out/table.md and out/table.json."""
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        raise EtlError(f"unknown task {unknown[0]!r}; the paper's tasks are {', '.join(TASKS)}")
+    shards = dict(shards or {})
+    missing = [t for t in tasks if t not in shards]
+    if missing and not raw:
+        raise EtlError(f"no shards for {', '.join(missing)}: give raw ETL files, or "
+                       "--shards TASK=DIR for each task")
+    for task in missing:
+        shards[task] = _dataset(raw, task, out / "data" / task, split, say)
+    results = {}
+    for task in tasks:
+        for model in models:
+            run = out / "runs" / f"{task}-{model}"
+            results[(model, task)] = _train(replace(base, shards=str(shards[task]), model=model),
+                                             run, say, progress)
+    doc = {"split": split, "epochs": base.epochs, "batch_size": base.batch_size,
+           "datasets": {t: {"path": str(shards[t]), "train": len(open_shards(shards[t], "train")),
+                            "classes": len(open_shards(shards[t], "train").classes)}
+                        for t in tasks},
+           "results": [{"model": m, "task": t, "test_accuracy": r["test_accuracy"],
+                        "best_epoch": r["best_epoch"], "paper": _paper(m, t)}
+                       for (m, t), r in results.items()]}
+    (out / "table.json").write_text(json.dumps(doc, indent=1), "utf-8")
+    (out / "table.md").write_text(markdown(doc, models, tasks), "utf-8")
+    return doc
+
+
+def markdown(doc: dict, models: list[str], tasks: list[str]) -> str:
+    """Table 3 as markdown: ours, with the paper's number in brackets."""
+    cell = {(r["model"], r["task"]): r for r in doc["results"]}
+    lines = ["| model | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
+    for m in models:
+        row = []
+        for t in tasks:
+            r = cell[(m, t)]
+            paper = f" ({r['paper']:.2f})" if r["paper"] is not None else ""
+            row.append(f"{100 * r['test_accuracy']:.2f}{paper}")
+        lines.append(f"| {m} | " + " | ".join(row) + " |")
+    sizes = ", ".join(f"{t} {d['classes']} classes / {d['train']} train"
+                      for t, d in doc["datasets"].items())
+    lines += ["", f"Test accuracy %, ours (paper's Table 3 in brackets). Split: {doc['split']}; "
+                  f"at most {doc['epochs']} epochs, batch {doc['batch_size']}; {sizes}."]
+    return "\n".join(lines) + "\n"
+
+
+def _paper(model: str, task: str) -> float | None:
+    return PAPER[model][TASKS.index(task)] if model in PAPER else None
+
+
+def _dataset(raw: list[Path], task: str, out: Path, split: str, say) -> Path:
+    manifest = out / "manifest.json"
+    if manifest.exists():
+        saved = json.loads(manifest.read_text("utf-8"))["options"]
+        if (saved["task"], saved["split"]) == (task, split):
+            say(f"{task}: using {out}")
+            return out
+    say(f"{task}: extracting into {out}")
+    extract(list(raw), out, Options(task=task, split=split))
+    return out
+
+
+def _train(config: Config, run: Path, say, progress: bool) -> dict:
+    folder = Run(run)
+    if folder.metrics.exists():
+        finished = [json.loads(ln) for ln in folder.metrics.read_text("utf-8").splitlines()
+                    if '"kind": "test"' in ln]
+        if finished:
+            say(f"{run.name}: done ({100 * finished[-1]['test_accuracy']:.2f} %)")
+            return finished[-1]
+    resume = folder.latest.exists()
+    if not resume and run.exists():  # stopped before its first checkpoint: start it again
+        shutil.rmtree(run)
+    say(f"{run.name}: {'resuming' if resume else 'training'}")
+    return fit(config, run, resume=resume, say=say, progress=progress)
