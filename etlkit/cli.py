@@ -13,7 +13,7 @@ import numpy as np
 import typer
 import yaml
 
-from . import extract, formats, labels, preview, reader, synth, verify
+from . import digits, extract, formats, idx, labels, preview, reader, synth, verify
 from .errors import EtlError, EtlWarning
 from .records import RecordBatch
 from .shards import open_shards
@@ -218,8 +218,15 @@ def _pipeline(path: Path | None) -> dict:
 
 @app.command(name="extract")
 def extract_cmd(
-    raw: Annotated[list[Path], typer.Argument(help="Raw ETL files or folders.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
+    raw: Annotated[list[Path] | None, typer.Argument(
+        help="Raw ETL files or folders, or IDX files (MNIST/EMNIST images and labels, train and "
+             "t10k/test).", show_default=False)] = None,
+    dataset: Annotated[str | None, typer.Option(
+        help=f"A digits dataset installed with a package: {', '.join(digits.DATASETS)} "
+             "(no RAW).")] = None,
+    mapping: Annotated[Path | None, typer.Option(
+        help="EMNIST's *-mapping.txt (label -> character) for EMNIST IDX files.")] = None,
     pipeline: Annotated[Path | None, typer.Option(help="A recipe (pipelines/*.yaml); options "
                                                   "given here override it.")] = None,
     task: Annotated[str | None, typer.Option(help="script, hiragana, katakana, kanji or "
@@ -227,7 +234,8 @@ def extract_cmd(
     chars: Annotated[str | None, typer.Option(help="A custom class set: these characters.")] = None,
     scripts: Annotated[list[str] | None, typer.Option(help="A custom class set: characters of "
                                                       "these scripts.")] = None,
-    binarize: Annotated[str | None, typer.Option(help="otsu or none.")] = None,
+    binarize: Annotated[str | None, typer.Option(help="otsu or none (default: otsu for ETL, "
+                                                 "none for IDX files and --dataset).")] = None,
     merge_small_kana: Annotated[bool | None, typer.Option(
         "--merge-small-kana/--keep-small-kana", help="っゃゅょ → つやゆよ (and katakana).")] = None,
     split_by: Annotated[str | None, typer.Option("--split", help="random (stratified by class) "
@@ -242,23 +250,53 @@ def extract_cmd(
         "--allow-missing", help="Extract without absent raw files (listed in the manifest).")
     ] = None,
 ):
-    """The paper's datasets: 64×64 images, Otsu, 80/20 splits, as HDF5 shards + manifest.json."""
+    """The paper's datasets: 64×64 images, Otsu, 80/20 splits, as HDF5 shards + manifest.json.
+    Also digits and letters at 28×28: IDX files (MNIST, EMNIST with --mapping) or --dataset."""
+    raw = raw or []
     given = {"task": task, "chars": chars, "scripts": tuple(scripts) if scripts else None,
              "binarize": binarize, "merge_small_kana": merge_small_kana, "split": split_by,
              "test_frac": test_frac, "val_frac": val_frac, "seed": seed,
              "shard_size": shard_size, "compression": compression,
              "allow_missing": allow_missing}
     with _reported():
-        settings = _pipeline(pipeline)
-        settings.update({k: v for k, v in given.items() if v is not None})
-        if "scripts" in settings:
-            settings["scripts"] = tuple(settings["scripts"])
-        options = extract.Options(**settings)
-        _check_options(options)
-        doc = extract.extract(raw, out, options, command=_command_line(raw, out, options),
-                              progress=lambda msg: typer.echo(msg, err=True))
+        if dataset is not None or mapping is not None or any(map(idx.is_idx_name, raw)):
+            doc = _extract_digits(raw, out, dataset, mapping, pipeline, given)
+        else:
+            if not raw:
+                raise EtlError("nothing to extract: give raw ETL files or folders, IDX files, "
+                               f"or --dataset {' or '.join(digits.DATASETS)}")
+            settings = _pipeline(pipeline)
+            settings.update({k: v for k, v in given.items() if v is not None})
+            if "scripts" in settings:
+                settings["scripts"] = tuple(settings["scripts"])
+            options = extract.Options(**settings)
+            _check_options(options)
+            doc = extract.extract(raw, out, options, command=_command_line(raw, out, options),
+                                  progress=lambda msg: typer.echo(msg, err=True))
     splits = ", ".join(f"{k} {v}" for k, v in doc["splits"].items())
     typer.echo(f"wrote {out}: task {doc['task']}, {doc['num_classes']} classes, {splits}")
+
+
+def _extract_digits(raw: list[Path], out: Path, dataset: str | None, mapping: Path | None,
+                    pipeline: Path | None, given: dict) -> dict:
+    """extract for IDX files or --dataset: the ETL-only options are refused, not ignored."""
+    etl_only = {"task", "chars", "scripts", "merge_small_kana", "split", "test_frac",
+                "allow_missing"}
+    refused = ["--pipeline"] * (pipeline is not None) + [
+        "--" + k.replace("_", "-") for k in sorted(etl_only) if given[k] is not None]
+    if refused:
+        what = f"--dataset {dataset}" if dataset else "IDX files"
+        raise EtlError(f"{', '.join(refused)}: only for ETL files, not {what} (IDX files keep "
+                       "their own test split, --dataset has a fixed one)")
+    settings = {k: v for k, v in given.items() if v is not None and k not in etl_only}
+    options = digits.Options(dataset=dataset or "idx", mapping=str(mapping or ""), **settings)
+    _check_options(options)
+    words = ["etlkit", "extract", *map(str, raw)]
+    for name, value in dataclasses.asdict(options).items():
+        if value != "" and not (name == "dataset" and value == "idx"):
+            words += ["--" + name.replace("_", "-"), str(value)]
+    return digits.extract(raw, out, options, command=shlex.join([*words, "--out", str(out)]),
+                          progress=lambda msg: typer.echo(msg, err=True))
 
 
 def _command_line(raw: list[Path], out: Path, options: "extract.Options") -> str:
@@ -277,14 +315,14 @@ def _command_line(raw: list[Path], out: Path, options: "extract.Options") -> str
     return shlex.join(words)
 
 
-def _check_options(o: "extract.Options") -> None:
+def _check_options(o: "extract.Options | digits.Options") -> None:
     choices = {"binarize": ("otsu", "none"), "split": ("random", "writer"),
                "compression": ("lzf", "gzip", "none")}
     for name, allowed in choices.items():
-        if getattr(o, name) not in allowed:
+        if hasattr(o, name) and getattr(o, name) not in allowed:
             raise EtlError(f"--{name} must be one of {', '.join(allowed)}, not "
                            f"{getattr(o, name)!r}")
-    if not (0 <= o.test_frac < 1 and 0 <= o.val_frac < 1):
+    if not (0 <= getattr(o, "test_frac", 0) < 1 and 0 <= o.val_frac < 1):
         raise EtlError("--test-frac and --val-frac must be in [0, 1)")
     if o.shard_size < 1:
         raise EtlError("--shard-size must be at least 1")

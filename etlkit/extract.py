@@ -8,7 +8,6 @@ manifest are written under temporary names and renamed, the manifest last, so an
 run leaves no dataset that looks complete.
 """
 
-import json
 import os
 from collections import deque
 from collections.abc import Callable
@@ -20,7 +19,7 @@ import numpy as np
 
 from . import __version__, formats, labels, manifest, preprocess, reader, split, tasks, verify
 from .errors import EtlError
-from .shards import sha256, write_shard
+from .shards import SplitWriter, clear_previous, sha256, write_manifest
 
 CHUNK_RECORDS = 4096
 #: Threads for both passes (numpy and file reads release the GIL) and for hashing the sources.
@@ -66,10 +65,12 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
                   split.random_split(class_ids, options.test_frac, options.val_frac,
                                      options.seed))
         out.mkdir(parents=True, exist_ok=True)
-        _clear_previous(out)
+        clear_previous(out)
         attrs = {"task": task.name, "classes": classes, "preprocessing": _preprocessing(options),
                  "etlkit_version": __version__}
-        writer = _SplitWriter(out, attrs, options, np.bincount(assign, minlength=3).tolist())
+        writer = SplitWriter(out, attrs, np.bincount(assign, minlength=3).tolist(),
+                             options.shard_size, options.compression,
+                             (preprocess.SIZE, preprocess.SIZE))
         columns = {"labels": class_ids, **{k: np.concatenate([c[k] for c in chosen])
                                            for k in ("sjis", "codes", "sheets", "source")}}
         jobs = _chunks(files, chosen)
@@ -86,7 +87,8 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
         digests = [d.result() for d in digests]
     doc = {
         "etlkit_version": __version__, "command": command, "task": task.name,
-        "options": asdict(options), "classes": classes, "num_classes": len(classes),
+        "options": asdict(options), "image_size": preprocess.SIZE, "classes": classes,
+        "num_classes": len(classes),
         "splits": {name: writer.counts[i] for i, name in enumerate(split.NAMES)},
         "shards": writer.shards,
         "sources": [{"file": p.name, "path": str(p.resolve()), "dataset": c["dataset"],
@@ -94,9 +96,7 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
                     for p, c, digest in zip(files, chosen, digests, strict=True)],
         "missing": absent,
     }
-    tmp = out / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), "utf-8")
-    os.replace(tmp, out / "manifest.json")
+    write_manifest(out, doc)
     return doc
 
 
@@ -191,66 +191,6 @@ def _prepare(path: Path, fmt: formats.Format, records: np.ndarray, options: Opti
     """Pass 2 for one chunk: the chosen records' raw bytes -> final 64×64 images."""
     return preprocess.prepare(fmt, reader.raw_records(path, fmt, records),
                               otsu=options.binarize == "otsu")
-
-
-class _SplitWriter:
-    """Copies each chunk's records straight into per-split shard buffers (one copy, no
-    concatenation) and writes a shard each time a buffer is full."""
-
-    def __init__(self, out: Path, attrs: dict, options: Options, totals: list[int]):
-        self.out, self.attrs, self.options = out, attrs, options
-        size = options.shard_size
-        self.buffers = [_allocate(min(size, total)) for total in totals]
-        self.pending = [0, 0, 0]
-        self.counts = [0, 0, 0]
-        self.shards: list[dict] = []
-        self.numbers = [0, 0, 0]
-
-    def add(self, arrays: dict, parts: np.ndarray) -> None:
-        """Append a chunk's records to their splits' buffers; write every full shard."""
-        for part in range(3):
-            rows = np.flatnonzero(parts == part)
-            while len(rows):
-                buffer, at = self.buffers[part], self.pending[part]
-                take, rows = rows[: len(buffer["labels"]) - at], rows[len(buffer["labels"]) - at :]
-                for name, values in arrays.items():
-                    np.take(values, take, axis=0, out=buffer[name][at : at + len(take)])
-                self.pending[part] += len(take)
-                if self.pending[part] == len(buffer["labels"]):
-                    self._flush(part)
-
-    def flush_all(self) -> None:
-        for part in range(3):
-            if self.pending[part] or not self.numbers[part]:
-                self._flush(part)
-
-    def _flush(self, part: int) -> None:
-        n, name = self.pending[part], split.NAMES[part]
-        (self.out / name).mkdir(exist_ok=True)
-        path = self.out / name / f"shard-{self.numbers[part]:05d}.h5"
-        compression = None if self.options.compression == "none" else self.options.compression
-        head = {k: v[:n] for k, v in self.buffers[part].items()}
-        digest = write_shard(path, head, {**self.attrs, "split": name}, compression)
-        self.shards.append({"path": f"{name}/{path.name}", "split": name, "count": n,
-                            "sha256": digest})
-        self.counts[part] += n
-        self.numbers[part] += 1
-        self.pending[part] = 0
-
-
-def _allocate(n: int) -> dict:
-    """One shard's arrays (a split with no records still gets one empty shard)."""
-    return {"images": np.empty((n, 64, 64), np.uint8), "labels": np.empty(n, np.int32),
-            "sjis": np.empty(n, np.int32), "codes": np.empty(n, np.uint16),
-            "sheets": np.empty(n, np.int32), "source": np.empty((n, 2), np.int32)}
-
-
-def _clear_previous(out: Path) -> None:
-    """Remove an earlier run's manifest, shards and temporary files (ours only, by name)."""
-    for path in [out / "manifest.json", *out.glob(".*.tmp"),
-                 *(p for name in split.NAMES for p in (out / name).glob("shard-*.h5")),
-                 *(p for name in split.NAMES for p in (out / name).glob(".shard-*.tmp"))]:
-        path.unlink(missing_ok=True)
 
 
 def _preprocessing(options: Options) -> dict:

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import formats, preprocess, reader, render
+from . import digits, formats, preprocess, reader, render
 from .errors import EtlError
 from .records import RecordBatch
 from .shards import ShardSet
@@ -58,27 +58,32 @@ def class_grid(shards: ShardSet, per_class: int = 10, max_classes: int = 48,
     classes = shards.classes
     rows = np.unique(np.linspace(0, len(classes) - 1, min(max_classes, len(classes))).round())
     rng = np.random.default_rng(seed)
-    sheet = Image.new("L", ((per_class + 1) * 66, len(rows) * 66), 255)
+    side = shards.manifest.get("image_size", 64)
+    cell, glyph_size = side + 2, min(40, side - 4)  # 66 and 40 for 64×64, 30 and 24 for 28×28
+    at = (cell - glyph_size) // 2 - 1
+    sheet = Image.new("L", ((per_class + 1) * cell, len(rows) * cell), 255)
     draw = ImageDraw.Draw(sheet)
     for r, c in enumerate(rows.astype(int)):
         name = classes[c][0]
-        glyph = _glyph(name, 40)
+        glyph = _glyph(name, glyph_size)
         if glyph is not None:
-            sheet.paste(glyph, (12, r * 66 + 12))
+            sheet.paste(glyph, (at, r * cell + at))
         else:
-            draw.text((4, r * 66 + 26), name[:9], fill=0, font=ImageFont.load_default(size=11))
+            draw.text((4, r * cell + cell // 2 - 7), name[:9], fill=0,
+                      font=ImageFont.load_default(size=11))
         members = np.flatnonzero(data["labels"] == c)
         picks = rng.choice(members, min(per_class, len(members)), replace=False)
         for k, i in enumerate(np.sort(picks)):
-            sheet.paste(Image.fromarray(255 - data["images"][i]), ((k + 1) * 66 + 1, r * 66 + 1))
+            sheet.paste(Image.fromarray(255 - data["images"][i]),
+                        ((k + 1) * cell + 1, r * cell + 1))
     return sheet
 
 
 def gray_vs_otsu(shards: ShardSet, count: int = 12, seed: int = 0) -> Image.Image:
-    """Paper Fig. 2b: 64×64 gray images (top) and their Otsu binarization (bottom).
+    """Paper Fig. 2b: gray images (top) and their Otsu binarization (bottom).
 
-    Gray images come from the raw records the shards point to (`source`), or from the shards
-    themselves when they were extracted with --binarize none.
+    Gray images come from the raw records (or IDX / package files) the shards point to
+    (`source`), or from the shards themselves when they were extracted with --binarize none.
     """
     data = shards.read(("images", "source"))
     if not len(data["source"]):
@@ -88,17 +93,28 @@ def gray_vs_otsu(shards: ShardSet, count: int = 12, seed: int = 0) -> Image.Imag
     if shards.manifest["options"]["binarize"] == "none":
         gray = data["images"][picks]
     else:
-        gray = np.stack([_raw_gray(shards.manifest["sources"][f], rec)
-                         for f, rec in data["source"][picks]])
+        gray = _raw_gray(shards.manifest["sources"], data["source"][picks])
     both = np.concatenate([np.concatenate(list(gray), axis=1),
                            np.concatenate(list(preprocess.binarize(gray)), axis=1)], axis=0)
     return Image.fromarray(255 - both)
 
 
-def _raw_gray(source: dict, record: int) -> np.ndarray:
-    path = Path(source["path"])
-    if not path.is_file():
-        raise EtlError(f"{path}: raw file not found; gray images need the raw files, or a dataset "
-                       "extracted with --binarize none")
-    fmt = formats.get(source["dataset"])
-    return preprocess.to_size(reader.read_records(path, [record], fmt.name).images, fmt.levels)[0]
+def _raw_gray(sources: list[dict], picks: np.ndarray) -> np.ndarray:
+    """The gray images of (source, record) pairs, each source file read once."""
+    gray: list[np.ndarray] = [np.empty(0)] * len(picks)
+    for f in np.unique(picks[:, 0]):
+        rows = np.flatnonzero(picks[:, 0] == f)
+        source, records = sources[f], picks[rows, 1]
+        if digits.is_digits_source(source):
+            images = digits.source_images(source)[records]
+        else:
+            path = Path(source["path"])
+            if not path.is_file():
+                raise EtlError(f"{path}: raw file not found; gray images need the raw files, or "
+                               "a dataset extracted with --binarize none")
+            fmt = formats.get(source["dataset"])
+            images = preprocess.to_size(reader.read_records(path, records, fmt.name).images,
+                                        fmt.levels)
+        for row, image in zip(rows, images, strict=True):
+            gray[row] = image
+    return np.stack(gray)

@@ -1,10 +1,11 @@
 """HDF5 shards: one split per folder, every shard self-describing, written atomically.
 
 A dataset folder holds `{train,val,test}/shard-NNNNN.h5` and `manifest.json`. Each shard has
-`images` uint8 (N, 64, 64) chunked along N, `labels` int32, `sjis` int32, `codes` uint16,
-`sheets` int32 and `source` int32 (N, 2) = (index into the manifest's source files, record
-number), plus the class table, task and preprocessing as JSON attributes. The same arrays give
-the same bytes (h5py writes no timestamps).
+`images` uint8 (N, S, S) chunked along N (S = the manifest's `image_size`: 64 for ETL, 28 for
+digits and letters), `labels` int32, `sjis` int32, `codes` uint16, `sheets` int32 and `source`
+int32 (N, 2) = (index into the manifest's source files, record number), plus the class table,
+task and preprocessing as JSON attributes. The same arrays give the same bytes (h5py writes no
+timestamps).
 """
 
 import hashlib
@@ -17,6 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from . import split as split_module
 from .errors import EtlError
 
 CHUNK = 256  # images per HDF5 chunk: 1 MiB, the unit of block reads
@@ -39,6 +41,78 @@ def write_shard(path: Path, arrays: dict[str, np.ndarray], attrs: dict,
     digest = sha256(tmp)
     os.replace(tmp, path)
     return digest
+
+
+class SplitWriter:
+    """Copies each chunk's records straight into per-split shard buffers (one copy, no
+    concatenation) and writes a shard each time a buffer is full.
+
+    `totals` are the records each split (train, val, test) will get; `image_shape` the shape of
+    one image. `counts` and `shards` (the manifest's shard list) grow as shards are written.
+    """
+
+    def __init__(self, out: Path, attrs: dict, totals: list[int], shard_size: int,
+                 compression: str, image_shape: tuple[int, int] = (64, 64)):
+        self.out, self.attrs = out, attrs
+        self.compression = None if compression == "none" else compression
+        self.buffers = [_allocate(min(shard_size, total), image_shape) for total in totals]
+        self.pending = [0, 0, 0]
+        self.counts = [0, 0, 0]
+        self.shards: list[dict] = []
+        self.numbers = [0, 0, 0]
+
+    def add(self, arrays: dict, parts: np.ndarray) -> None:
+        """Append a chunk's records to their splits' buffers; write every full shard."""
+        for part in range(3):
+            rows = np.flatnonzero(parts == part)
+            while len(rows):
+                buffer, at = self.buffers[part], self.pending[part]
+                take, rows = rows[: len(buffer["labels"]) - at], rows[len(buffer["labels"]) - at :]
+                for name, values in arrays.items():
+                    np.take(values, take, axis=0, out=buffer[name][at : at + len(take)])
+                self.pending[part] += len(take)
+                if self.pending[part] == len(buffer["labels"]):
+                    self._flush(part)
+
+    def flush_all(self) -> None:
+        for part in range(3):
+            if self.pending[part] or not self.numbers[part]:
+                self._flush(part)
+
+    def _flush(self, part: int) -> None:
+        n, name = self.pending[part], split_module.NAMES[part]
+        (self.out / name).mkdir(exist_ok=True)
+        path = self.out / name / f"shard-{self.numbers[part]:05d}.h5"
+        head = {k: v[:n] for k, v in self.buffers[part].items()}
+        digest = write_shard(path, head, {**self.attrs, "split": name}, self.compression)
+        self.shards.append({"path": f"{name}/{path.name}", "split": name, "count": n,
+                            "sha256": digest})
+        self.counts[part] += n
+        self.numbers[part] += 1
+        self.pending[part] = 0
+
+
+def _allocate(n: int, image_shape: tuple[int, int]) -> dict:
+    """One shard's arrays (a split with no records still gets one empty shard)."""
+    return {"images": np.empty((n, *image_shape), np.uint8), "labels": np.empty(n, np.int32),
+            "sjis": np.empty(n, np.int32), "codes": np.empty(n, np.uint16),
+            "sheets": np.empty(n, np.int32), "source": np.empty((n, 2), np.int32)}
+
+
+def clear_previous(out: Path) -> None:
+    """Remove an earlier run's manifest, shards and temporary files (ours only, by name)."""
+    names = split_module.NAMES
+    for path in [out / "manifest.json", *out.glob(".*.tmp"),
+                 *(p for name in names for p in (out / name).glob("shard-*.h5")),
+                 *(p for name in names for p in (out / name).glob(".shard-*.tmp"))]:
+        path.unlink(missing_ok=True)
+
+
+def write_manifest(out: Path, doc: dict) -> None:
+    """Write out/manifest.json under a temporary name and rename it: the dataset's last step."""
+    tmp = out / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), "utf-8")
+    os.replace(tmp, out / "manifest.json")
 
 
 def sha256(path: Path) -> str:

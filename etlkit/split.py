@@ -34,3 +34,29 @@ def writer_split(writers: np.ndarray, test_frac: float, val_frac: float, seed: i
     part_of_writer[order[:n_test]] = TEST
     part_of_writer[order[n_test : n_test + n_val]] = VAL
     return part_of_writer[inverse]
+
+
+def stratified_holdout(labels: np.ndarray, n_holdout: int, seed: int) -> np.ndarray:
+    """A mask of exactly `n_holdout` records, each class held out in proportion to its size.
+
+    Class c gets floor(n_c · n_holdout / N) records, and the records left over go one each to the
+    classes with the largest remainders (ties to the lower class index); which of a class's
+    records are held out is a seeded shuffle. Unlike `random_split`'s per-class rounding, the
+    total is exact (1,797 sklearn digits → 360, as `train_test_split(test_size=0.2)` gives).
+    """
+    n = len(labels)
+    if not 0 <= n_holdout <= n:
+        raise ValueError(f"cannot hold out {n_holdout} of {n} records")
+    counts = np.bincount(labels) if n else np.zeros(0, np.int64)
+    exact = counts * n_holdout
+    quota, remainder = exact // max(n, 1), exact % max(n, 1)
+    extra = np.lexsort((np.arange(len(counts)), -remainder))[: n_holdout - quota.sum()]
+    quota[extra] += 1
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    order = order[np.argsort(labels[order], kind="stable")]  # shuffled within each class
+    sorted_labels = labels[order]
+    rank = np.arange(n) - np.searchsorted(sorted_labels, sorted_labels, side="left")
+    mask = np.zeros(n, bool)
+    mask[order] = rank < quota[sorted_labels]
+    return mask

@@ -1,4 +1,5 @@
-"""Check a user's raw ETL download against the manifest: missing files, wrong or partial sizes."""
+"""Check a user's raw ETL download against the manifest: missing files, wrong or partial sizes;
+and an extracted dataset against its manifest.json."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,8 +85,15 @@ def verify_dataset(root: str | Path) -> list[FileCheck]:
                 labels = f["labels"][:]
                 found = len(labels)
                 sizes = {len(f[k]) for k in ("images", "sjis", "codes", "sheets", "source")}
+                image_shape = f["images"].shape[1:]
         except (OSError, KeyError) as err:
             checks.append(FileCheck(name, "shard", "corrupt", expected, None, str(err)))
+            continue
+        side = doc.get("image_size", 64)
+        if image_shape != (side, side):
+            checks.append(FileCheck(name, "shard", "corrupt", expected, found,
+                                    f"images are {'×'.join(map(str, image_shape))}, "
+                                    f"manifest.json says {side}×{side}"))
             continue
         bad_labels = len(labels) and (labels.min() < 0 or labels.max() >= doc["num_classes"])
         if found != expected or sizes != {found} or bad_labels:

@@ -48,7 +48,7 @@ def test_every_paper_pipeline(raw, tmp_path, pipeline, classes):
     out = tmp_path / pipeline
     _cli("extract", raw, "--pipeline", PIPELINES / f"{pipeline}.yaml", "--out", out)
     doc = json.loads((out / "manifest.json").read_text())
-    assert doc["num_classes"] == len(doc["classes"]) == classes
+    assert doc["num_classes"] == len(doc["classes"]) == classes and doc["image_size"] == 64
     assert sum(doc["splits"].values()) == sum(s["count"] for s in doc["shards"])
     assert sum(s["used"] for s in doc["sources"]) == sum(doc["splits"].values())
     assert doc["command"].startswith("etlkit extract")

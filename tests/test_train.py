@@ -9,8 +9,11 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import nnx
 from typer.testing import CliRunner
 
 from etlkit.cli import app
@@ -19,6 +22,7 @@ from etlkit.synth import synth
 from train import checkpoint, models
 from train.augment import augment
 from train.loop import load_model
+from train.steps import Steps
 
 runner = CliRunner()
 
@@ -91,12 +95,12 @@ def test_a_run_trains_logs_checkpoints_and_reports_test_accuracy(reference):
 
 
 def test_epochs_do_not_recompile(reference, shards, tmp_path):
-    assert _lines(reference[0], "test")[0]["compiles"] == {"train": 1, "eval": 1}
+    assert _lines(reference[0], "test")[0]["compiles"] == {"train": 1, "eval": 1, "calibrate": 1}
     # 14 steps in calls of 4 steps: 4 + 4 + 4 + 2, the short call compiled once for all epochs
     out = tmp_path / "scan"
     result = runner.invoke(app, _args(shards, out, "--steps-per-call", "4"))
     assert result.exit_code == 0, result.output
-    assert _lines(out, "test")[0]["compiles"] == {"train": 2, "eval": 1}
+    assert _lines(out, "test")[0]["compiles"] == {"train": 2, "eval": 1, "calibrate": 1}
     for scanned, plain in zip(_lines(out, "epoch"), _lines(reference[0], "epoch"), strict=True):
         assert scanned["val_loss"] == pytest.approx(plain["val_loss"], rel=1e-3)
 
@@ -191,6 +195,25 @@ def test_bf16_with_augmentation(shards, tmp_path):
     (epoch,) = _lines(out, "epoch")
     assert np.isfinite(epoch["train_loss"]) and np.isfinite(epoch["val_loss"])
     assert json.loads((out / "config.json").read_text())["config"]["precision"] == "bf16"
+
+
+def test_batch_norm_statistics_are_re_estimated_without_dropout():
+    model = models.build("M6-1", 75, rngs=nnx.Rngs(0))
+    steps = Steps(model, nnx.Optimizer(model, optax.adam(1e-4), wrt=nnx.Param), 0, False)
+    rng = np.random.default_rng(0)
+    batches = [jnp.asarray(rng.integers(0, 256, (8, 64, 64), dtype=np.uint8)) for _ in range(2)]
+    kernel = np.asarray(model.conv_kernels()[0])  # the first conv: no dropout before its BN
+    state = steps.recalibrate(steps.state, batches)  # donates steps.state
+    means, variances = [], []
+    for b in batches:
+        x = jnp.asarray(b, jnp.float32)[..., None] / 255.0
+        y = np.asarray(jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                                    dimension_numbers=("NHWC", "HWIO", "NHWC")))
+        means.append(y.mean(axis=(0, 1, 2)))
+        variances.append(y.var(axis=(0, 1, 2)))
+    bn = nnx.merge(steps.graphdef, state)[0].layers[0].bn
+    np.testing.assert_allclose(bn.mean[...], np.mean(means, axis=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bn.var[...], np.mean(variances, axis=0), rtol=1e-3, atol=1e-6)
 
 
 def test_augmentation_is_a_random_affine_warp_plus_noise():

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
@@ -49,7 +50,7 @@ def load(path: Path, like) -> tuple[object, dict]:
         if got.shape != np.shape(want):
             raise EtlError(f"{path}: array {i} has shape {got.shape}, the model needs "
                            f"{np.shape(want)}")
-        restored.append(got)
+        restored.append(jnp.asarray(got))  # device arrays: numpy ones would be read-only
     return jax.tree.unflatten(treedef, restored), json.loads(raw["meta"])
 
 

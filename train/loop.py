@@ -53,6 +53,7 @@ class Config:
     fc_dropout: float = 0.5
     steps_per_call: int = 0  # optimizer steps per jitted call; 0: see `group`
     eval_batch_size: int = 256
+    bn_calibration_images: int = 2048  # training images that re-estimate batch-norm statistics
     log_every: int = 100  # steps between metrics.jsonl lines
     checkpoint_minutes: float = 10.0
 
@@ -166,6 +167,7 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
     group = config.group(jax.default_backend())
     calls = -(-steps_per_epoch // group)
     val_part = Part(val_set, jax.process_index(), jax.process_count())
+    calibration = _calibration_batches(part, config, steps_per_epoch, mesh)
     meter = _Meter(run, Progress(enabled=progress and run.primary), schedule)
     say(f"training {config.model} on {len(train_set)} images, {len(classes)} classes, "
         f"{steps_per_epoch} steps/epoch, {mesh.size} device(s)")
@@ -192,6 +194,7 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
         finally:
             groups.close()
         meter.log(loop)
+        state = steps.recalibrate(state, calibration)
         val = _evaluate(steps, state[0], val_part, config.eval_batch_size, mesh)
         improved = loop["best_accuracy"] is None or val["accuracy"] > loop["best_accuracy"]
         if improved:
@@ -332,6 +335,22 @@ def _write_config(run: Run, config: Config, train_set, classes, mesh: Mesh,
     tmp = run.config.with_name(".config.json.tmp")
     tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), "utf-8")
     tmp.replace(run.config)
+
+
+def _calibration_batches(part: Part, config: Config, steps_per_epoch: int, mesh: Mesh) -> list:
+    """The first training images, in file order, as full global batches on the devices:
+    the same on every epoch and every process count, so resumed runs see the same."""
+    size = min(config.eval_batch_size, steps_per_epoch * config.batch_size)
+    size -= size % config.batch_size  # a multiple of the devices and processes, as the batch
+    local = part.local_batch(size)
+    full = min(sum(part.counts(p)) // local for p in range(part.process_count))
+    wanted = max(1, min(full, config.bn_calibration_images // size))
+    batches = []
+    for batch in eval_batches(part, size):
+        if len(batches) == wanted:
+            break
+        batches.append(mesh.batch({"images": batch["images"]}, axis=0)["images"])
+    return batches
 
 
 def _evaluate(steps: Steps, model_state, part: Part, batch_size: int, mesh: Mesh) -> dict:

@@ -228,6 +228,14 @@ class Model(nnx.Module):
             x = layer(x, train=train, key=subkey)
         return x.astype(jnp.float32)
 
+    def calibrate(self, images: jax.Array) -> None:
+        """Batch norm in train mode without dropout: updates the running statistics towards
+        those of the network as it runs at test time (see `Steps.recalibrate`)."""
+        x = self._prepare(images)
+        for layer in self.layers:
+            if not isinstance(layer, Dropout):
+                x = layer(x, train=True, key=None)
+
     def activations(self, images: jax.Array) -> list[tuple[str, jax.Array]]:
         """Eval-mode output of every conv block (after its activation): [("conv1", a), ...]."""
         x, out = self._prepare(images), []

@@ -62,11 +62,20 @@ class Steps:
         self.graphdef, state = nnx.split((model, optimizer))
         self.model_def, _ = nnx.split(model)
         self.state = state
-        self.traces = {"train": 0, "eval": 0}  # Python runs once per trace: counts compiles
+        # Python runs once per trace: these count compilations
+        self.traces = {"train": 0, "eval": 0, "calibrate": 0}
         self._key = jax.random.key(seed)
         self._augment = augmented
         self.train_call = jax.jit(self._train_call, donate_argnums=0)
         self.eval_call = jax.jit(self._eval_call)
+        probe = nnx.clone(model)  # the same model with momentum 0: running stats = batch stats
+        for _, module in nnx.iter_modules(probe):
+            if isinstance(module, nnx.BatchNorm):
+                module.momentum = 0.0
+        self._calibration_def, _ = nnx.split(probe)
+        self._has_batch_norm = bool(jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
+        self._batch_stats = jax.jit(self._batch_stats_fn)
+        self._set_stats = jax.jit(self._set_stats_fn, donate_argnums=0)
 
     def _train_call(self, state, images, labels, first_step):
         self.traces["train"] += 1
@@ -100,6 +109,33 @@ class Steps:
     def _eval_call(self, model_state, images, labels, mask):
         self.traces["eval"] += 1
         return evaluate_batch(nnx.merge(self.model_def, model_state), images, labels, mask)
+
+    def recalibrate(self, state, batches):
+        """Batch-norm statistics re-estimated as the mean over `batches` of batch statistics
+        computed without dropout ("precise BN"). Running averages collected during training
+        see dropout-noised activations, which max-pooling then inflates; at test time, without
+        dropout, they mismatch (M7-2 on synthetic hiragana: 3 % validation accuracy with them,
+        93 % with batch statistics)."""
+        if not self._has_batch_norm:
+            return state
+        total, n = None, 0
+        for images in batches:
+            stats = self._batch_stats(state[0], images)
+            total = stats if total is None else jax.tree.map(jnp.add, total, stats)
+            n += 1
+        return state if total is None else self._set_stats(state, jax.tree.map(
+            lambda x: x / n, total))
+
+    def _batch_stats_fn(self, model_state, images):
+        self.traces["calibrate"] += 1
+        model = nnx.merge(self._calibration_def, model_state)
+        model.calibrate(images.astype(jnp.float32) / 255.0)
+        return nnx.state(model, nnx.BatchStat)
+
+    def _set_stats_fn(self, state, stats):
+        model, optimizer = nnx.merge(self.graphdef, state)
+        nnx.update(model, stats)
+        return nnx.state((model, optimizer))
 
     def model_state(self):
         """The model's part of the train state (what evaluation and `best` need)."""
