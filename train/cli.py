@@ -1,4 +1,4 @@
-"""The trainer's verbs on the `etlkit` command line: train, evaluate, predict, table.
+"""The trainer's verbs on the `etlkit` command line: train, evaluate, predict, recognize, table.
 
 JAX is imported inside each command, so `etlkit info` and `etlkit extract` start fast.
 """
@@ -20,14 +20,21 @@ def register(app: typer.Typer, reported) -> None:
         out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")],
         model: Annotated[str, typer.Option(help="M3, M6-1, M6-2, M7-1, M7-2, M8, M9, M11, "
                                            "M12, M13, M16 (or a seed network).")] = "M7-2",
-        batch_size: Annotated[int, typer.Option(help="Global batch, over all devices.")] = 16,
-        lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
-        epochs: Annotated[int, typer.Option(help="At most this many epochs.")] = 40,
-        lr_step_epochs: Annotated[int, typer.Option(help="Multiply the learning rate by "
-                                                    "--lr-decay every this many epochs.")] = 20,
+        optimizer: Annotated[str | None, typer.Option(help="adam or sgd (with --momentum). "
+                                                      "[the model's recipe]")] = None,
+        batch_size: Annotated[int | None, typer.Option(help="Global batch, over all devices. "
+                                                       "[recipe: 16 for the M-series]")] = None,
+        lr: Annotated[float | None, typer.Option(help="Learning rate. [recipe: 1e-4]")] = None,
+        momentum: Annotated[float | None, typer.Option(help="SGD momentum. [0.9]")] = None,
+        epochs: Annotated[int | None, typer.Option(help="At most this many epochs. "
+                                                   "[recipe: 40]")] = None,
+        lr_step_epochs: Annotated[int | None, typer.Option(help="Multiply the learning rate by "
+                                                           "--lr-decay every this many epochs; "
+                                                           "0: never. [recipe: 20]")] = None,
         lr_decay: Annotated[float, typer.Option(help="Step decay factor.")] = 0.1,
-        patience: Annotated[int, typer.Option(help="Stop after this many epochs without a "
-                                              "better validation accuracy (0: never).")] = 5,
+        patience: Annotated[int | None, typer.Option(help="Stop after this many epochs "
+                                                     "without a better validation accuracy "
+                                                     "(0: never). [recipe: 5]")] = None,
         precision: Annotated[str, typer.Option(help="fp32 or bf16 (bf16 compute, fp32 "
                                                "weights).")] = "fp32",
         augment: Annotated[bool, typer.Option(help="Random rotation, shift, zoom and noise, "
@@ -54,14 +61,15 @@ def register(app: typer.Typer, reported) -> None:
         num_processes: Annotated[int | None, typer.Option(help="With --coordinator.")] = None,
         process_id: Annotated[int | None, typer.Option(help="With --coordinator.")] = None,
     ):
-        """Train an M-series network on shards with the paper's recipe; report test accuracy."""
+        """Train a network on shards with its recipe (the paper's for the M-series, each seed
+        network's own for the digit networks); report the test accuracy."""
         if distributed:  # before any other JAX call
             import jax
             jax.distributed.initialize(coordinator, num_processes, process_id)
         from .loop import Config, fit
-        config = Config(shards=str(shards), model=model, batch_size=batch_size, lr=lr,
-                        epochs=epochs, lr_step_epochs=lr_step_epochs, lr_decay=lr_decay,
-                        patience=patience,
+        config = Config(shards=str(shards), model=model, optimizer=optimizer,
+                        batch_size=batch_size, lr=lr, momentum=momentum, epochs=epochs,
+                        lr_step_epochs=lr_step_epochs, lr_decay=lr_decay, patience=patience,
                         precision=precision, augment=augment, seed=seed,
                         conv_dropout=conv_dropout, fc_dropout=fc_dropout,
                         steps_per_call=steps_per_call, log_every=log_every,
@@ -109,6 +117,35 @@ def register(app: typer.Typer, reported) -> None:
                 typer.echo(f"  {rank}. {char}  {sjis_hex(code) or '-'}  {prob:.3f}")
         if any(isinstance(r, Exception) for r in results):
             raise typer.Exit(1)
+
+    @app.command(name="recognize")
+    def recognize_cmd(
+        image: Annotated[Path, typer.Argument(help="PNG or JPEG of one handwritten line.")],
+        run: Annotated[Path, typer.Option(help="Run folder from `etlkit train`.")],
+        out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG with the boxes and "
+                                                 "predictions (default: IMAGE.boxes.png "
+                                                 "beside the image).")] = None,
+        which: Annotated[str, typer.Option(help="best or latest checkpoint.")] = "best",
+        verbose: Annotated[bool, typer.Option(help="Each character's box and top 3 on "
+                                              "stderr.")] = False,
+    ):
+        """The characters of an image of one handwritten line, left to right: digits, or kana
+        with an ETL run, written apart (touching characters come out as one)."""
+        from .evaluate import sjis_hex
+        from .figures import save
+        from .recognize import draw, recognize
+        out = out or image.with_name(f"{image.stem}.boxes.png")
+        with reported():
+            gray, characters = recognize(run, image, which)
+            save(draw(gray, characters), out)
+        typer.echo("".join(c.top[0][0] for c in characters))
+        if verbose:
+            for n, c in enumerate(characters, start=1):
+                ranked = "  ".join(f"{char} {sjis_hex(code) or '-'} {prob:.3f}"
+                                   for char, code, prob in c.top)
+                left, top, right, bottom = c.box
+                typer.echo(f"{n}. x {left}-{right} y {top}-{bottom}: {ranked}", err=True)
+        typer.echo(f"wrote {out}", err=True)
 
     @app.command(name="table")
     def table_cmd(

@@ -121,7 +121,8 @@ def curves(records: list[dict], steps_per_epoch: int) -> Image.Image:
     for name, key in (("loss", "loss"), ("accuracy", "accuracy")):
         series = [([(r["step"] / steps_per_epoch, r[key]) for r in train], LIGHT_BLUE, 1),
                   ([(r["epoch"], r[f"train_{key}"]) for r in epochs], BLUE, 2),
-                  ([(r["epoch"], r[f"val_{key}"]) for r in epochs], ORANGE, 2)]
+                  ([(r["epoch"], r[f"val_{key}"]) for r in epochs
+                    if r[f"val_{key}"] is not None], ORANGE, 2)]  # None: no validation split
         values = [y for pts, _, _ in series for _, y in pts if math.isfinite(y)]
         y_max = 1.0 if key == "accuracy" else _nice(max(values + [1e-3]))
         panels.append(_panel(name, series, x_max, y_max))

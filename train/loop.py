@@ -11,7 +11,7 @@ from there, so it ends with the same metrics as a run that was never stopped.
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import jax
@@ -24,7 +24,7 @@ from etlkit import __version__
 from etlkit.errors import EtlError
 from etlkit.shards import open_shards
 
-from . import checkpoint, models
+from . import checkpoint, models, recipes
 from .data import Part, Prefetch, eval_batches, train_groups
 from .progress import Progress
 from .steps import Mesh, Steps
@@ -36,16 +36,19 @@ class Diverged(EtlError):
 
 @dataclass(frozen=True)
 class Config:
-    """Everything that defines a run; the defaults are the paper's recipe (§5.1)."""
+    """Everything that defines a run. Options left as None come from the model's recipe
+    (`recipes.py`: the paper's §5.1 for the M-series) when `fit` starts."""
 
     shards: str
     model: str = "M7-2"
-    batch_size: int = 16
-    lr: float = 1e-4
-    epochs: int = 40
-    lr_step_epochs: int = 20  # learning rate x lr_decay every this many epochs
+    optimizer: str | None = None  # adam | sgd
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float | None = None  # sgd
+    epochs: int | None = None
+    lr_step_epochs: int | None = None  # learning rate x lr_decay every this many epochs; 0: never
     lr_decay: float = 0.1
-    patience: int = 5  # epochs without a better validation accuracy before stopping; 0: never
+    patience: int | None = None  # epochs without a better validation accuracy; 0: never stop
     precision: str = "fp32"  # fp32 | bf16
     augment: bool = False
     seed: int = 0
@@ -64,7 +67,16 @@ class Config:
             return self.steps_per_call
         return 8 if self.batch_size <= 64 and backend != "cpu" else 1
 
+    def with_recipe(self) -> "Config":
+        """Every option None here set from the model's recipe."""
+        r = recipes.recipe(self.model)
+        return replace(self, **{k: getattr(r, k) for k in (
+            "optimizer", "batch_size", "lr", "momentum", "epochs", "lr_step_epochs", "patience")
+            if getattr(self, k) is None})
+
     def check(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise EtlError(f"--optimizer must be adam or sgd, not {self.optimizer!r}")
         if self.precision not in ("fp32", "bf16"):
             raise EtlError(f"--precision must be fp32 or bf16, not {self.precision!r}")
         for name in ("batch_size", "epochs", "eval_batch_size", "log_every"):
@@ -125,15 +137,23 @@ def build(config: Config, num_classes: int):
 
 
 def optimizer(model, config: Config, steps_per_epoch: int) -> nnx.Optimizer:
-    schedule = optax.exponential_decay(config.lr, config.lr_step_epochs * steps_per_epoch,
-                                       config.lr_decay, staircase=True)
-    tx = optax.adam(schedule, b1=0.9, b2=0.999, eps=1e-8)
+    """The recipe's optimizer with its step schedule (Adam: β 0.9/0.999, ε 1e-8)."""
+    if config.lr_step_epochs:
+        schedule = optax.exponential_decay(config.lr, config.lr_step_epochs * steps_per_epoch,
+                                           config.lr_decay, staircase=True)
+    else:
+        schedule = optax.constant_schedule(config.lr)
+    if config.optimizer == "sgd":
+        tx = optax.sgd(schedule, momentum=config.momentum)
+    else:
+        tx = optax.adam(schedule, b1=0.9, b2=0.999, eps=1e-8)
     return nnx.Optimizer(model, tx, wrt=nnx.Param), schedule
 
 
 def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
         progress: bool = True) -> dict:
     """Train, keep the best model by validation accuracy, evaluate it on the test split."""
+    config = config.with_recipe()
     config.check()
     run = Run(out, primary=jax.process_index() == 0)
     _prepare_folder(run, config, resume)
@@ -195,8 +215,11 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
             groups.close()
         meter.log(loop)
         state = steps.recalibrate(state, calibration)
-        val = _evaluate(steps, state[0], val_part, config.eval_batch_size, mesh)
-        improved = loop["best_accuracy"] is None or val["accuracy"] > loop["best_accuracy"]
+        if len(val_set):
+            val = _evaluate(steps, state[0], val_part, config.eval_batch_size, mesh)
+            improved = loop["best_accuracy"] is None or val["accuracy"] > loop["best_accuracy"]
+        else:  # no validation split: the latest model is the one kept and tested
+            val, improved = {"loss": None, "accuracy": None, "top5": None}, True
         if improved:
             loop.update(best_accuracy=val["accuracy"], best_epoch=epoch + 1, bad_epochs=0)
             run.save(run.best, state[0], {"epoch": epoch + 1, "step": loop["step"],
@@ -209,9 +232,10 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
                   "lr": float(schedule(loop["step"] - 1)),
                   "seconds": round(time.monotonic() - started, 2), "best": improved}
         run.log(record)
+        shown = (f", val loss {val['loss']:.4f} acc {val['accuracy']:.2%}"
+                 f"{' (best)' if improved else ''}" if len(val_set) else "")
         say(f"epoch {epoch + 1}/{config.epochs}: train loss {record['train_loss']:.4f} "
-            f"acc {record['train_accuracy']:.2%}, val loss {val['loss']:.4f} "
-            f"acc {val['accuracy']:.2%}{' (best)' if improved else ''}")
+            f"acc {record['train_accuracy']:.2%}{shown}")
         loop.update(epoch=epoch + 1, group=0, totals=None)
         if config.patience and loop["bad_epochs"] >= config.patience:
             say(f"early stop: validation accuracy has not improved for {config.patience} "
@@ -370,7 +394,7 @@ def load_model(root: str | Path, which: str = "best"):
     run = Run(root)
     doc = run.read_config()
     names = {f.name for f in fields(Config)}
-    config = Config(**{k: v for k, v in doc["config"].items() if k in names})
+    config = Config(**{k: v for k, v in doc["config"].items() if k in names}).with_recipe()
     model = build(config, doc["num_classes"])
     path = run.best if which == "best" else run.latest
     if which == "best":

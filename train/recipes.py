@@ -1,0 +1,43 @@
+"""Each network's own training recipe: the paper's for the M-series, its document's for the
+digit and letter seed networks. `etlkit train` uses a model's recipe for every option not given.
+"""
+
+from dataclasses import dataclass
+
+from . import models
+
+
+@dataclass(frozen=True)
+class Recipe:
+    optimizer: str  # "adam" or "sgd" (with momentum)
+    lr: float
+    batch_size: int
+    epochs: int
+    lr_step_epochs: int  # learning rate x lr_decay every this many epochs; 0: constant
+    patience: int  # early stopping; 0: train every epoch
+    momentum: float = 0.9  # sgd only
+    source: str = ""
+
+
+#: Tsai 2016 §5.1: Adam 1e-4, batch 16, x 0.1 every 20 epochs, 40 epochs, stop on a plateau.
+PAPER = Recipe("adam", 1e-4, 16, 40, 20, 5, source="Tsai 2016 §5.1")
+_SGD = Recipe("sgd", 0.05, 100, 15, 0, 0, source="MNIST CNN study: SGD, batch 100, 15 epochs")
+
+RECIPES = {
+    # sigmoid units learn slowly from small gradients: a large SGD step
+    "LeNet-5": Recipe("sgd", 0.5, 100, 15, 0, 0, source="LeNet-5 seed: sigmoid, SGD"),
+    **{f"MNIST-CNN-{i}": _SGD for i in range(1, 7)},
+    "CNN-93k": Recipe("adam", 1e-3, 32, 5, 0, 0, source="digit recognizer: Adam, 5 epochs"),
+    "FF-baseline": Recipe("adam", 1e-3, 32, 5, 0, 0, source="digit recognizer: Adam, 5 epochs"),
+    "EMNIST-CNN": Recipe("adam", 1e-3, 128, 10, 0, 0,
+                         source="EMNIST-balanced CNN: Adam, batch 128, 10 epochs"),
+}
+
+
+def recipe(model: str) -> Recipe:
+    """The recipe of a model (any spelling `models.spec` accepts)."""
+    wanted = model.lower()
+    for name in models.names():
+        if name.lower() == wanted:
+            return RECIPES.get(name, PAPER)
+    return PAPER
