@@ -152,11 +152,15 @@ def test_predict_agrees_with_the_evaluation_of_the_originals(run, tmp_path):
 
 
 def test_framing_is_measured_from_the_training_shards(run):
+    """ETL images are centred by ink box, at the median fill of their 64-pixel side."""
     doc = json.loads((run / "config.json").read_text())
     images = open_shards(run.parent / "kana", "train").read(("images",))["images"]
-    fill = predict.fill_fraction(doc)
-    assert fill == np.median(predict.ink_extent(images)) / 64  # fewer than SAMPLE: all of them
-    assert 0.3 < fill < 1
+    frame = predict.framing(doc)
+    # fewer than SAMPLE images: all of them
+    assert frame.fill == np.median(predict.ink_extent(images)) / 64
+    assert 0.3 < frame.fill < 1
+    assert frame.mass_at is None and frame.size == 64
+    assert frame.otsu == (doc["preprocessing"].get("binarize") == "otsu")
 
 
 def _png_header(width, height):

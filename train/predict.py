@@ -4,25 +4,32 @@ An image is brought to what the network saw in training: gray, ink high (paper i
 the majority of pixels, whatever its colour), stretched so paper is 0 and the darkest ink 255,
 cropped to the ink's bounding box and centred in a square in which the character takes the
 share of the side that training images' characters take (the median over the run's training
-shards), area-averaged to 64×64 with etlkit's own code, then Otsu-binarized exactly when the
-run's dataset was.
+shards, measured against their own side), area-averaged to 64×64 with etlkit's own code; moved
+so its centre of mass sits where the training images have theirs when they are placed that way
+(MNIST is: without it a 28×28 digit network reads ~82% of held-out digits instead of 96%; ETL
+images are centred by ink box, as here), area-averaged to the network's input size (28 or 64),
+then Otsu-binarized exactly when the run's dataset was. Without the training shards, characters
+are centred by ink box at DEFAULT_FILL of the side.
 """
 
 import contextlib
 import itertools
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
 
 from etlkit import preprocess
 from etlkit.errors import EtlError, EtlWarning
 from etlkit.shards import CHUNK, open_shards
 
+from . import models
 from .evaluate import WHICH, check_choice
 from .loop import load_model
 
@@ -66,28 +73,54 @@ def load_gray(path: Path) -> np.ndarray:
     return np.asarray(gray.reduce(factor) if factor > 1 else gray)
 
 
-def to_input(gray: np.ndarray, fill: float, otsu: bool, name: str | Path) -> np.ndarray:
-    """(H, W) gray image of one character -> the (64, 64) uint8 training-like image."""
-    paper = float(np.median(gray))
-    ink = gray.astype(np.float32)
+@dataclass(frozen=True)
+class Framing:
+    """How a character is brought to what the run's network saw in training."""
+    fill: float  # the share of the side that a character's longer ink extent takes
+    # where its centre of mass goes (row, column, as shares of the side), or None: its ink box
+    # is centred
+    mass_at: tuple[float, float] | None
+    size: int = preprocess.SIZE  # the network's input side
+    otsu: bool = False  # Otsu-binarized, as the run's dataset was
+
+
+def ink_high(gray: np.ndarray, name: str | Path) -> np.ndarray:
+    """(H, W) gray -> uint8 image with ink high: paper (the majority of pixels, whatever its
+    colour) 0 and the darkest ink 255."""
+    paper, ink = float(np.median(gray)), gray.astype(np.float32)
     if paper > (float(gray.min()) + float(gray.max())) / 2:
-        ink = 255 - ink  # dark ink on light paper
-        paper = 255 - paper
+        ink, paper = 255 - ink, 255 - paper  # dark ink on light paper
     top = float(ink.max())
     if top - paper < 32:
         raise EtlError(f"{name}: no ink found (the image is one flat colour)")
-    ink = np.clip((ink - paper) * (255 / (top - paper)), 0, 255)
-    rows, cols = np.flatnonzero((ink >= INK).any(1)), np.flatnonzero((ink >= INK).any(0))
+    return np.rint(np.clip((ink - paper) * (255 / (top - paper)), 0, 255)).astype(np.uint8)
+
+
+def to_input(gray: np.ndarray, frame: Framing, name: str | Path) -> np.ndarray:
+    """(H, W) gray image of one character -> the (S, S) uint8 training-like image, S the
+    network's input side: framed at 64×64 (ink box centred at `frame.fill` of the side, then
+    moved to put the centre of mass at `frame.mass_at` when that is set), area-averaged to S
+    and Otsu-binarized when the run's dataset was."""
+    ink = ink_high(gray, name)
+    seen = ink >= INK
+    rows, cols = np.flatnonzero(seen.any(1)), np.flatnonzero(seen.any(0))
     crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    side = math.ceil(max(crop.shape) / fill)
+    side = math.ceil(max(crop.shape) / frame.fill)
     canvas = np.zeros((side, side), np.uint8)
     y, x = (side - crop.shape[0]) // 2, (side - crop.shape[1]) // 2
-    canvas[y : y + crop.shape[0], x : x + crop.shape[1]] = np.rint(crop)
+    canvas[y : y + crop.shape[0], x : x + crop.shape[1]] = crop
     factor = math.ceil(side / 256)  # keeps block_sums' integer sums within uint16
     if factor > 1:
         canvas = np.asarray(Image.fromarray(canvas).reduce(factor))
-    sums, full = preprocess.block_sums(canvas[None], 255)
-    return preprocess.finish(sums, full, otsu)[0]
+    image = preprocess.finish(*preprocess.block_sums(canvas[None], 255), otsu=False)[0]
+    if frame.mass_at:
+        mass = np.array(ndimage.center_of_mass(image)) + 0.5
+        image = ndimage.shift(image, np.rint(np.array(frame.mass_at) * preprocess.SIZE - mass),
+                              order=0)
+    if frame.size != preprocess.SIZE:
+        image = np.asarray(Image.fromarray(image).resize((frame.size, frame.size),
+                                                         Image.Resampling.BOX))
+    return preprocess.binarize(image[None])[0] if frame.otsu else image
 
 
 def ink_extent(images: np.ndarray) -> np.ndarray:
@@ -101,25 +134,47 @@ def ink_extent(images: np.ndarray) -> np.ndarray:
     return np.maximum(*extents)
 
 
-def fill_fraction(doc: dict) -> float:
-    """The median share of the 64-pixel side that characters take in the run's training
-    images, from up to SAMPLE of them (a fixed sample); DEFAULT_FILL, with a warning, when the
-    shards are no longer where the run found them."""
+def framing(doc: dict) -> Framing:
+    """How the run's training images frame characters, measured on up to SAMPLE of them (a
+    fixed sample): the median share of the images' own side (28 or 64) that a character's
+    longer ink extent takes, and whether they are placed by centre of mass (MNIST is: its
+    digits' lie within half a pixel of one point) rather than by ink box (ETL), whichever varies
+    less; with the network's input side and whether the dataset was Otsu-binarized. When the
+    shards are no longer where the run found them: DEFAULT_FILL and ink boxes, with a warning."""
+    size = models.spec(doc["config"]["model"]).input_size
+    otsu = doc["preprocessing"].get("binarize") == "otsu"
     try:
         shards = open_shards(doc["config"]["shards"], "train")
     except EtlError as err:
         warnings.warn(f"{err}; framing characters at {DEFAULT_FILL:.0%} of the side",
                       EtlWarning, stacklevel=2)
-        return DEFAULT_FILL
+        return Framing(DEFAULT_FILL, None, size, otsu)
     with contextlib.closing(shards.blocks(seed=0, fields=("images",))) as blocks:
         sample = [b["images"] for b in itertools.islice(blocks, -(-SAMPLE // CHUNK))]
-    extent = ink_extent(np.concatenate(sample)[:SAMPLE]) if sample else np.zeros(0)
-    extent = extent[extent > 0]
-    return float(np.median(extent)) / preprocess.SIZE if len(extent) else DEFAULT_FILL
+    images = np.concatenate(sample)[:SAMPLE] if sample else np.zeros((0, 1, 1), np.uint8)
+    images = images[images.max((1, 2)) >= INK]
+    if not len(images):
+        return Framing(DEFAULT_FILL, None, size, otsu)
+    side = images.shape[-1]
+    fill = float(np.median(ink_extent(images))) / side
+    at = np.arange(side) + 0.5
+    weight = images.sum((1, 2), dtype=np.float64)
+    mass = np.stack([images.sum(2) @ at, images.sum(1) @ at], 1) / weight[:, None]
+    ink = images >= INK
+    box = np.stack([_middle(ink.any(2)), _middle(ink.any(1))], 1)
+    spread = [np.mean(np.hypot(*(c - np.median(c, 0)).T)) for c in (mass, box)]
+    centre = tuple(float(v) for v in np.median(mass, 0) / side)
+    return Framing(fill, centre if spread[0] < spread[1] else None, size, otsu)
+
+
+def _middle(seen: np.ndarray) -> np.ndarray:
+    """(N, L) bool -> the middle of each row's True run, in pixels from the start."""
+    first, last = seen.argmax(1), seen.shape[1] - seen[:, ::-1].argmax(1)
+    return (first + last) / 2
 
 
 def top_k(model, images: np.ndarray, k: int, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 64, 64) uint8 -> class indices and probabilities (N, k), most probable first."""
+    """(N, S, S) uint8 -> class indices and probabilities (N, k), most probable first."""
     index, prob = [], []
     for s in range(0, len(images), batch):
         logits = model(jnp.asarray(images[s : s + batch], jnp.float32) / 255.0, train=False)
@@ -137,11 +192,11 @@ def predict(root: str | Path, paths: list[Path], which: str = "best", k: int = 5
     if k < 1:
         raise EtlError(f"--top must be at least 1, not {k}")
     model, doc = load_model(root, which)
-    fill, otsu = fill_fraction(doc), doc["preprocessing"].get("binarize") == "otsu"
+    frame = framing(doc)
     results: list = []
     for path in paths:
         try:
-            results.append(to_input(load_gray(path), fill, otsu, path))
+            results.append(to_input(load_gray(path), frame, path))
         except EtlError as err:
             results.append(err)
     good = [i for i, r in enumerate(results) if not isinstance(r, EtlError)]
