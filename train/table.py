@@ -52,8 +52,8 @@ def run_grid(models: list[str], tasks: list[str], out: Path, base: Config, *,
     for task in tasks:
         for model in models:
             run = out / "runs" / f"{task}-{model}"
-            results[(model, task)] = _train(replace(base, shards=str(shards[task]), model=model),
-                                             run, say, progress)
+            config = replace(base, shards=str(shards[task]), model=model)
+            results[(model, task)] = train_or_resume(config, run, say, progress)
     doc = {"split": split, "epochs": base.epochs, "batch_size": base.batch_size,
            "datasets": {t: {"path": str(shards[t]), "train": len(open_shards(shards[t], "train")),
                             "classes": len(open_shards(shards[t], "train").classes)}
@@ -100,7 +100,8 @@ def _dataset(raw: list[Path], task: str, out: Path, split: str, say) -> Path:
     return out
 
 
-def _train(config: Config, run: Path, say, progress: bool) -> dict:
+def train_or_resume(config: Config, run: Path, say, progress: bool) -> dict:
+    """A finished run's test line, or the result of training (resuming) it now."""
     folder = Run(run)
     if folder.metrics.exists():
         finished = [json.loads(ln) for ln in folder.metrics.read_text("utf-8").splitlines()

@@ -1,0 +1,159 @@
+"""`etlkit figures` and `etlkit demo` as users run them, on tiny synthetic data."""
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+from flax import nnx
+from PIL import Image
+from typer.testing import CliRunner
+
+from etlkit.cli import app
+from etlkit.extract import Options, extract
+from etlkit.shards import open_shards
+from etlkit.synth import synth
+from train import demo, models, paper_figures
+from train.loop import Config, fit, load_model
+
+runner = CliRunner()
+FIGURES = ["fig1-samples.png", "fig2a-styles.png", "fig2b-gray-vs-otsu.png", "fig4-curves.png",
+           "fig5-misclassified.png", "fig6-activations.png", "fig7-filters.png"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """M6-1 trained for 1 epoch on synthetic ETL-8G hiragana from 5 writers."""
+    root = tmp_path_factory.mktemp("figures")
+    synth("ETL8G", root / "raw", writers=5, files=["ETL8G_01"])
+    extract([root / "raw"], root / "hiragana", Options(task="hiragana", shard_size=100))
+    fit(Config(shards=str(root / "hiragana"), model="M6-1", epochs=1, lr=1e-3, log_every=5),
+        root / "run", say=lambda _m: None, progress=False)
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def written(run):
+    result = runner.invoke(app, ["figures", str(run)])
+    assert result.exit_code == 0, result.output
+    return run / "figures", result
+
+
+def _fresh_model(run):
+    _, doc = load_model(run)
+    return models.build("M6-1", doc["num_classes"], rngs=nnx.Rngs(1))
+
+
+def test_figures_writes_every_png_and_names_it(written):
+    out, result = written
+    for name in FIGURES:
+        assert f"wrote {out / name}" in result.output
+        with Image.open(out / name) as image:
+            image.verify()
+        with Image.open(out / name) as image:
+            assert 64 <= image.width <= 4000 and 60 <= image.height <= 4000, name
+
+
+def test_filter_tiles_are_the_normalised_kernels(written, run):
+    model, _ = load_model(run)
+    first = np.asarray(model.conv_kernels()[0])[:, :, 0, :]  # (3, 3, out)
+    expected = np.moveaxis(first, -1, 0)[:paper_figures.KERNELS]
+    low = expected.min(axis=(1, 2), keepdims=True)
+    expected = np.rint(255 * (expected - low) / (expected.max(axis=(1, 2), keepdims=True) - low))
+    tiles = paper_figures.kernel_tiles(model.conv_kernels()[0])
+    np.testing.assert_array_equal(tiles, expected.astype(np.uint8))
+    figure = np.asarray(Image.open(written[0] / "fig7-filters.png"))
+    # the first tile sits under the first caption, each kernel weight an 8×8 block
+    np.testing.assert_array_equal(figure[20:44:8, 4:28:8], tiles[0])
+
+
+def test_activation_and_filter_figures_follow_the_weights(run, written):
+    trained, _ = load_model(run)
+    fresh = _fresh_model(run)
+    image = np.zeros((64, 64), np.uint8)
+    image[16:48, 30:34] = 255
+    maps = paper_figures.activation_maps(trained, image)
+    assert [name for name, _ in maps] == ["conv1", f"conv{len(trained.conv_kernels())}"]
+    assert not np.array_equal(maps[0][1], paper_figures.activation_maps(fresh, image)[0][1])
+    assert (np.asarray(paper_figures.filters(trained))
+            != np.asarray(paper_figures.filters(fresh))).any()
+    figure = np.asarray(Image.open(written[0] / "fig6-activations.png"))
+    shown = paper_figures.activation_maps(trained, _first_test_image(run))[0][1][0]
+    np.testing.assert_array_equal(figure[108:172, 4:68], shown)  # under the 64-pixel input
+
+
+def _first_test_image(run):
+    shards = json.loads((run / "config.json").read_text())["config"]["shards"]
+    return open_shards(shards, "test").read(("images",))["images"][0]
+
+
+def test_fig2b_is_skipped_with_a_warning_when_the_raw_files_are_gone(run, tmp_path):
+    raw = run.parent / "raw"
+    shutil.move(raw, tmp_path / "raw")
+    try:
+        result = runner.invoke(app, ["figures", str(run), "--out", str(tmp_path / "figs")])
+    finally:
+        shutil.move(tmp_path / "raw", raw)
+    assert result.exit_code == 0, result.output
+    assert "warning: Fig. 2b skipped" in result.output
+    assert not (tmp_path / "figs" / "fig2b-gray-vs-otsu.png").exists()
+    assert (tmp_path / "figs" / "fig7-filters.png").exists()
+
+
+def test_demo_writes_a_report_with_the_runs_accuracies(tmp_path):
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out), "--epochs", "1", "--writers", "5",
+                                 "--etl8-writers", "5"])
+    assert result.exit_code == 0, result.output
+    md = (out / "report" / "index.md").read_text("utf-8")
+    page = (out / "report" / "index.html").read_text("utf-8")
+    assert "synthetic" in md and "KanjiVG" in page and demo.REAL_DATA in page
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert images == re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
+    for task in ("katakana", "hiragana"):
+        for name in ("curves.png", "confusion.png", "misclassified.png", "preview.png"):
+            assert f"{task}/{name}" in images
+        accuracy = json.loads((out / "runs" / task / "eval.json").read_text())["accuracy"]
+        assert f"{task}: test accuracy {accuracy:.2%}" in md
+        assert f"{task}: test accuracy {accuracy:.2%}" in result.output
+        assert (out / "data" / task / "manifest.json").exists()
+    for src in images:
+        with Image.open(out / "report" / src) as image:
+            image.verify()
+
+
+def test_demo_replaces_only_its_own_folders(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / demo.MARKER).write_text("")
+    (mine / "old.txt").write_text("")
+    demo._fresh(mine)
+    assert sorted(p.name for p in mine.iterdir()) == [demo.MARKER]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("")
+    result = runner.invoke(app, ["demo", "--out", str(other)])
+    assert result.exit_code == 1 and "not a previous demo folder" in result.output
+    assert (other / "keep.txt").exists()
+
+
+def test_fig1_has_a_row_per_script_when_there_are_several():
+    images = np.zeros((6, 64, 64), np.uint8)
+    data = {"images": images, "labels": np.array([0, 0, 1, 1, 2, 2])}
+    classes = [("あ", 0x82A0), ("い", 0x82A2), ("ア", 0x8341)]
+    assert paper_figures.samples(data, classes).height == 2 * 66  # hiragana, katakana
+    one_script = {"images": images[:4], "labels": data["labels"][:4]}
+    assert paper_figures.samples(one_script, classes[:2]).height == 2 * 66  # a row per class
+
+
+def test_a_model_without_conv_layers_skips_figs_6_and_7(run, tmp_path):
+    shards = json.loads((run / "config.json").read_text())["config"]["shards"]
+    fit(Config(shards=shards, model="M3", epochs=1), tmp_path / "m3", say=lambda _m: None,
+        progress=False)
+    result = runner.invoke(app, ["figures", str(tmp_path / "m3")])
+    assert result.exit_code == 0, result.output
+    assert "warning: Figs. 6-7 skipped: M3 has no conv layers" in result.output
+    written = sorted(p.name for p in (tmp_path / "m3" / "figures").iterdir())
+    assert written == [n for n in FIGURES if n not in ("fig6-activations.png",
+                                                        "fig7-filters.png")]

