@@ -5,11 +5,10 @@ the test images' predictions, and bad input gets one error line."""
 import io
 import json
 import shutil
-import struct
-import zlib
 
 import numpy as np
 import pytest
+from images import png_header
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -163,15 +162,6 @@ def test_framing_is_measured_from_the_training_shards(run):
     assert frame.otsu == (doc["preprocessing"].get("binarize") == "otsu")
 
 
-def _png_header(width, height):
-    """A PNG that declares width × height and holds no pixels (a decompression bomb's header)."""
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0,
-                                                               0, 0, 0)) + chunk(b"IEND", b""))
-
-
 def test_predict_reports_each_bad_file_in_one_line(run, tmp_path, monkeypatch):
     good = tmp_path / "good.png"
     Image.fromarray(255 - open_shards(run.parent / "kana", "test").read(("images",))["images"][0]
@@ -180,8 +170,8 @@ def test_predict_reports_each_bad_file_in_one_line(run, tmp_path, monkeypatch):
         "white.png": (Image.new("L", (120, 90), 255), "no ink found"),
         "white.jpg": (Image.new("RGB", (120, 90), "white"), "no ink found"),
         "notes.png": (b"not an image at all\n", "not a PNG or JPEG image"),
-        "huge.png": (_png_header(9000, 9000), "9000×9000 pixels"),
-        "bomb.png": (_png_header(30000, 30000), "pixels allowed"),
+        "huge.png": (png_header(9000, 9000), "9000×9000 pixels"),
+        "bomb.png": (png_header(30000, 30000), "pixels allowed"),
         "empty.png": (b"", "empty file"),
         "cut.png": (good.read_bytes()[:120], "unreadable image"),
         "big.png": (bytes(4096), "MB"),

@@ -19,10 +19,8 @@ from scipy import ndimage
 from typer.testing import CliRunner
 
 from etlkit.cli import app
-from etlkit.digits import Options, extract
 from etlkit.shards import open_shards
 from train import predict
-from train.loop import Config, fit
 
 runner = CliRunner()
 LINES = 20
@@ -30,14 +28,8 @@ HEIGHT = 40  # pixels of MNIST's 20-pixel digit box at scale 1
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """CNN-93k trained 3 epochs on mnist-5k's 3,200 training digits (~10 s on two CPU cores;
-    96% test accuracy)."""
-    root = tmp_path_factory.mktemp("recognize")
-    extract([], root / "mnist", Options(dataset="mnist-5k"))
-    fit(Config(shards=str(root / "mnist"), model="CNN-93k", epochs=3, batch_size=32, lr=1e-3),
-        root / "run", say=lambda m: None, progress=False)
-    return root / "run"
+def run(digits_run):
+    return digits_run
 
 
 def compose(images, labels, rng):

