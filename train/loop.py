@@ -245,7 +245,7 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
         last_save = time.monotonic()
     if jax.process_count() > 1:  # every process reads what process 0 has written
         multihost_utils.sync_global_devices("best checkpoint written")
-    best_state, _ = checkpoint.load(run.best, steps.model_state())
+    best_state, _ = checkpoint.load(run.best, steps.model_shapes)
     test = _evaluate(steps, mesh.replicate(best_state), Part(test_set, jax.process_index(),
                                                              jax.process_count()),
                      config.eval_batch_size, mesh)

@@ -62,6 +62,10 @@ class Steps:
         self.graphdef, state = nnx.split((model, optimizer))
         self.model_def, _ = nnx.split(model)
         self.state = state
+        # shapes of the model's part of the state (the arrays themselves are donated on the
+        # first train call): the template `best` checkpoints are restored into
+        self.model_shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                                         state[0])
         # Python runs once per trace: these count compilations
         self.traces = {"train": 0, "eval": 0, "calibrate": 0}
         self._key = jax.random.key(seed)
@@ -137,9 +141,6 @@ class Steps:
         nnx.update(model, stats)
         return nnx.state((model, optimizer))
 
-    def model_state(self):
-        """The model's part of the train state (what evaluation and `best` need)."""
-        return self.state[0]
 
 
 def evaluate_batch(model, images, labels, mask, k: int = 5) -> dict[str, jax.Array]:
