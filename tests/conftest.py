@@ -85,3 +85,16 @@ def digits_run(tmp_path_factory):
     fit(Config(shards=str(root / "mnist"), model="CNN-93k", epochs=3, batch_size=32, lr=1e-3),
         root / "run", say=lambda m: None, progress=False)
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def hiragana_shards(tmp_path_factory):
+    """Synthetic ETL-8G hiragana from 5 writers (raw files beside it, in ../raw): 225 train
+    images in 3 shards, 75 val, 75 test."""
+    from etlkit.extract import Options, extract
+    from etlkit.synth import synth
+
+    root = tmp_path_factory.mktemp("hiragana")
+    synth("ETL8G", root / "raw", writers=5, files=["ETL8G_01"])
+    extract([root / "raw"], root / "hiragana", Options(task="hiragana", shard_size=100))
+    return root / "hiragana"

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from assertions import one_error_line
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -21,15 +22,6 @@ def raw(tmp_path_factory):
     synth("ETL1", root, writers=3, files=["ETL1C_07", "ETL1C_13"])
     synth("ETL8G", root, writers=1)
     return root
-
-
-def _one_error_line(result, *needles):
-    assert result.exit_code == 1
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert "Traceback" not in result.output + result.stderr
 
 
 def test_info_json(raw):
@@ -75,7 +67,7 @@ def test_verify_reports_missing_and_partial(raw, tmp_path):
 def test_partial_file_is_an_error_unless_allowed(raw, tmp_path):
     path = tmp_path / "ETL1C_07"
     path.write_bytes((raw / "ETL1C_07").read_bytes()[: 2052 * 5 + 100])
-    _one_error_line(runner.invoke(app, ["info", str(path)]), str(path), "2052-byte",
+    one_error_line(runner.invoke(app, ["info", str(path)]), str(path), "2052-byte",
                     "record 5 at offset 10260", "--allow-partial")
     result = runner.invoke(app, ["info", str(path), "--allow-partial", "--json"])
     assert result.exit_code == 0
@@ -91,14 +83,14 @@ def test_partial_file_is_an_error_unless_allowed(raw, tmp_path):
 def test_unknown_files_get_one_clear_line(tmp_path, content, needle):
     path = tmp_path / "mystery.bin"
     path.write_bytes(content)
-    _one_error_line(runner.invoke(app, ["info", str(path)]), str(path), needle)
+    one_error_line(runner.invoke(app, ["info", str(path)]), str(path), needle)
 
 
 def test_random_bytes_under_a_real_name(tmp_path):
     path = tmp_path / "ETL8G_01"
     path.write_bytes(np.random.default_rng(0).bytes(8199 * 20))
-    _one_error_line(runner.invoke(app, ["info", str(path)]), "does not look like ETL8G data")
-    _one_error_line(runner.invoke(app, ["info", str(tmp_path / "nope")]), "no such file")
+    one_error_line(runner.invoke(app, ["info", str(path)]), "does not look like ETL8G data")
+    one_error_line(runner.invoke(app, ["info", str(tmp_path / "nope")]), "no such file")
 
 
 def test_synth_command_and_console_entry_point(tmp_path):

@@ -11,9 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from etlkit.cli import app
-from etlkit.extract import Options, extract
 from etlkit.shards import open_shards
-from etlkit.synth import synth
 from train import demo, models, paper_figures
 from train.loop import Config, fit, load_model
 
@@ -23,14 +21,12 @@ FIGURES = ["fig1-samples.png", "fig2a-styles.png", "fig2b-gray-vs-otsu.png", "fi
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(hiragana_shards):
     """M6-1 trained for 1 epoch on synthetic ETL-8G hiragana from 5 writers."""
-    root = tmp_path_factory.mktemp("figures")
-    synth("ETL8G", root / "raw", writers=5, files=["ETL8G_01"])
-    extract([root / "raw"], root / "hiragana", Options(task="hiragana", shard_size=100))
-    fit(Config(shards=str(root / "hiragana"), model="M6-1", epochs=1, lr=1e-3, log_every=5),
-        root / "run", say=lambda _m: None, progress=False)
-    return root / "run"
+    run = hiragana_shards.parent / "figures-run"  # beside raw/, which Fig. 2b reads
+    fit(Config(shards=str(hiragana_shards), model="M6-1", epochs=1, lr=1e-3, log_every=5),
+        run, say=lambda _m: None, progress=False)
+    return run
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from assertions import one_error_line
 from images import png_header
 from PIL import Image
 from typer.testing import CliRunner
@@ -47,15 +48,6 @@ def evaluated(run):
 def _metrics(run, kind):
     lines = (run / "metrics.jsonl").read_text().splitlines()
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
-
-
-def _one_error_line(result, *needles):
-    assert result.exit_code == 1
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert "Traceback" not in result.output + result.stderr
 
 
 def test_evaluation_matches_fit_and_adds_up(run, evaluated):
@@ -196,24 +188,24 @@ def test_predict_reports_each_bad_file_in_one_line(run, tmp_path, monkeypatch):
 def test_usage_errors_are_one_line(run, tmp_path):
     image = tmp_path / "a.png"
     Image.new("L", (10, 10)).save(image)
-    _one_error_line(runner.invoke(app, ["evaluate", str(tmp_path)]), str(tmp_path),
+    one_error_line(runner.invoke(app, ["evaluate", str(tmp_path)]), str(tmp_path),
                     "not a training run")
-    _one_error_line(runner.invoke(app, ["evaluate", str(tmp_path / "nope")]),
+    one_error_line(runner.invoke(app, ["evaluate", str(tmp_path / "nope")]),
                     "not a training run")
-    _one_error_line(runner.invoke(app, ["predict", str(tmp_path), str(image)]),
+    one_error_line(runner.invoke(app, ["predict", str(tmp_path), str(image)]),
                     "not a training run")
-    _one_error_line(runner.invoke(app, ["evaluate", str(run), "--split", "dev"]),
+    one_error_line(runner.invoke(app, ["evaluate", str(run), "--split", "dev"]),
                     "--split must be one of test, val, train, not 'dev'")
-    _one_error_line(runner.invoke(app, ["evaluate", str(run), "--which", "last"]),
+    one_error_line(runner.invoke(app, ["evaluate", str(run), "--which", "last"]),
                     "--which must be one of best, latest")
-    _one_error_line(runner.invoke(app, ["predict", str(run), str(image), "--top", "0"]),
+    one_error_line(runner.invoke(app, ["predict", str(run), str(image), "--top", "0"]),
                     "--top must be at least 1")
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(run / "config.json", bare / "config.json")
-    _one_error_line(runner.invoke(app, ["evaluate", str(bare)]), "best.msgpack",
+    one_error_line(runner.invoke(app, ["evaluate", str(bare)]), "best.msgpack",
                     "no checkpoint")
-    _one_error_line(runner.invoke(app, ["evaluate", str(bare), "--which", "latest"]),
+    one_error_line(runner.invoke(app, ["evaluate", str(bare), "--which", "latest"]),
                     "latest.msgpack", "no checkpoint")
 
 
@@ -224,7 +216,7 @@ def test_a_run_whose_shards_moved(run, tmp_path):
     doc = json.loads((moved / "config.json").read_text())
     doc["config"]["shards"] = str(tmp_path / "gone")
     (moved / "config.json").write_text(json.dumps(doc))
-    _one_error_line(runner.invoke(app, ["evaluate", str(moved)]), "no manifest.json")
+    one_error_line(runner.invoke(app, ["evaluate", str(moved)]), "no manifest.json")
     image = tmp_path / "a.png"
     sample = open_shards(run.parent / "kana", "test").read(("images",))["images"][0]
     Image.fromarray(255 - sample).save(image)
