@@ -17,7 +17,7 @@ from flax import nnx
 from etlkit.errors import EtlError, EtlWarning
 from etlkit.shards import open_shards
 
-from . import figures
+from . import figures, ops
 from .data import Part, eval_batches
 from .loop import Run, load_model
 from .steps import evaluate_batch
@@ -68,7 +68,8 @@ def evaluate(root: str | Path, split: str = "test", which: str = "best") -> Eval
         raise EtlError(f"{shards.root}: split {split} is empty")
     graphdef, state = nnx.split(model)
     call = jax.jit(lambda s, images, labels, mask: evaluate_batch(nnx.merge(graphdef, s),
-                                                                  images, labels, mask))
+                                                                  images, labels, mask),
+                   compiler_options=ops.compiler_options())
     labels, top_index, top_prob, wrong_images, loss_sum = [], [], [], [], 0.0
     for batch in eval_batches(Part(shards), doc["config"]["eval_batch_size"]):
         out = jax.device_get(call(state, batch["images"], batch["labels"], batch["mask"]))

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from train import ops
+
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
@@ -75,7 +77,8 @@ _TABLE: dict[str, Spec] = {
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid}
-_POOLS = {"max": nnx.max_pool, "avg": nnx.avg_pool}
+_POOLS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "max": ops.max_pool_2x2, "avg": lambda x: nnx.avg_pool(x, (2, 2), strides=(2, 2))}
 _INITS = {"he_normal": nnx.initializers.he_normal(),
           "glorot_uniform": nnx.initializers.glorot_uniform()}
 
@@ -135,7 +138,8 @@ class ConvBlock(nnx.Module):
     def __init__(self, s: Spec, n_in: int, n_out: int, dtype, rngs: nnx.Rngs):
         self.conv = nnx.Conv(n_in, n_out, (s.kernel_size, s.kernel_size), padding=s.padding,
                              use_bias=not s.batch_norm, kernel_init=_INITS[s.init],
-                             dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+                             dtype=dtype, param_dtype=jnp.float32,
+                             conv_general_dilated=ops.conv, rngs=rngs)
         self.bn = _batch_norm(n_out, dtype, rngs) if s.batch_norm else None
         self.activation = s.activation
 
@@ -172,17 +176,17 @@ class Pool(nnx.Module):
         self.kind = kind
 
     def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None) -> jax.Array:
-        return _POOLS[self.kind](x, (2, 2), strides=(2, 2))
+        return _POOLS[self.kind](x)
 
 
 class Dropout(nnx.Module):
     """Dropout, active only in train mode, with the key the model derives for this layer."""
 
     def __init__(self, rate: float):
-        self.dropout = nnx.Dropout(rate)
+        self.rate = rate
 
     def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None) -> jax.Array:
-        return self.dropout(x, deterministic=not train, rngs=key)
+        return ops.dropout(x, self.rate, key) if train else x
 
 
 def _batch_norm(n: int, dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:

@@ -25,6 +25,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from . import ops
 from .augment import augment
 
 
@@ -70,15 +71,16 @@ class Steps:
         self.traces = {"train": 0, "eval": 0, "calibrate": 0}
         self._key = jax.random.key(seed)
         self._augment = augmented
-        self.train_call = jax.jit(self._train_call, donate_argnums=0)
-        self.eval_call = jax.jit(self._eval_call)
+        options = ops.compiler_options()
+        self.train_call = jax.jit(self._train_call, donate_argnums=0, compiler_options=options)
+        self.eval_call = jax.jit(self._eval_call, compiler_options=options)
         probe = nnx.clone(model)  # the same model with momentum 0: running stats = batch stats
         for _, module in nnx.iter_modules(probe):
             if isinstance(module, nnx.BatchNorm):
                 module.momentum = 0.0
         self._calibration_def, _ = nnx.split(probe)
         self._has_batch_norm = bool(jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
-        self._batch_stats = jax.jit(self._batch_stats_fn)
+        self._batch_stats = jax.jit(self._batch_stats_fn, compiler_options=options)
         self._set_stats = jax.jit(self._set_stats_fn, donate_argnums=0)
 
     def _train_call(self, state, images, labels, first_step):
