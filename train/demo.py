@@ -21,7 +21,7 @@ from etlkit.synth import synth
 
 from . import evaluate, paper_figures
 from .figures import save
-from .loop import Config, fit
+from .loop import Config, fit, write_json
 
 MARKER = ".etlkit-demo"  # a folder holding it was written by the demo and may be replaced
 MODEL = "M6-1"
@@ -49,7 +49,7 @@ def run(out: Path, epochs: int = 3, writers: int = 20, etl8_writers: int = 10,
         results[task.name] = _task(out, task, epochs, say)
     results_doc = {"model": MODEL, "epochs": epochs, "lr": LR, "split": "writer",
                    "seconds": round(time.monotonic() - started, 1), "tasks": results}
-    evaluate.write_json(results_doc, out / "results.json")
+    write_json(results_doc, out / "results.json")
     written = _report(out, results_doc)
     say(f"report: {', '.join(str(p) for p in written)}")
     for name, r in results.items():

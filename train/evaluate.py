@@ -5,7 +5,6 @@ batch size `fit` used for its test line, so the accuracy here is the one in metr
 """
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from etlkit.shards import open_shards
 
 from . import figures, ops
 from .data import Part, eval_batches
-from .loop import Run, load_model
+from .loop import Run, load_model, write_json
 from .steps import evaluate_batch
 
 SPLITS = ("test", "val", "train")
@@ -122,13 +121,6 @@ def report(ev: Evaluation, matrix: np.ndarray) -> dict:
             "accuracy": int(np.trace(matrix)) / n,
             "top5_accuracy": int((ev.top_index == ev.labels[:, None]).any(1).sum()) / n,
             "loss": ev.loss, "per_class": per_class, "most_confused": pairs}
-
-
-def write_json(doc: dict, path: Path) -> None:
-    """Write atomically, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", "utf-8")
-    os.replace(tmp, path)
 
 
 def training_records(root: str | Path) -> list[dict]:

@@ -10,6 +10,7 @@ from there, so it ends with the same metrics as a run that was never stopped.
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -356,9 +357,14 @@ def _write_config(run: Run, config: Config, train_set, classes, mesh: Mesh,
            "devices": mesh.size, "processes": jax.process_count(),
            "backend": jax.default_backend(), "etlkit_version": __version__,
            "jax_version": jax.__version__}
-    tmp = run.config.with_name(".config.json.tmp")
-    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), "utf-8")
-    tmp.replace(run.config)
+    write_json(doc, run.config)
+
+
+def write_json(doc: dict, path: Path) -> None:
+    """Write a run folder's JSON file atomically, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", "utf-8")
+    os.replace(tmp, path)
 
 
 def _calibration_batches(part: Part, config: Config, steps_per_epoch: int, mesh: Mesh) -> list:

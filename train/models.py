@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from train import ops
+from . import ops
 
 
 @dataclasses.dataclass(frozen=True)

@@ -144,7 +144,6 @@ class Steps:
         return nnx.state((model, optimizer))
 
 
-
 def evaluate_batch(model, images, labels, mask, k: int = 5) -> dict[str, jax.Array]:
     """Sums over a padded batch (loss, top-1, top-k) and per-record predictions."""
     logits = model(images.astype(jnp.float32) / 255.0, train=False)
