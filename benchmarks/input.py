@@ -34,7 +34,7 @@ import jax
 from train_step import jax_case
 
 from etlkit.shards import open_shards
-from train import loop
+from train.config import Config
 from train.data import Part, Prefetch, train_groups
 from train.steps import Mesh
 
@@ -88,7 +88,7 @@ def main() -> None:
                         help="the model's training images/s, measured elsewhere (skips ours)")
     args = parser.parse_args()
 
-    config = loop.Config(shards="", model=args.model, batch_size=args.batch_size)
+    config = Config(shards="", model=args.model, batch_size=args.batch_size)
     group = config.group(jax.default_backend())
     mesh = Mesh.create()
     datasets = ({"given": args.data} if args.data else

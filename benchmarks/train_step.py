@@ -77,14 +77,15 @@ def jax_case(name: str, batch: int, args) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from train import loop, models
+    from train import models
+    from train.config import Config, build, optimizer
     from train.steps import Steps
 
-    config = loop.Config(shards="", model=name, batch_size=batch,
-                         precision=args.precision).with_recipe()  # the paper's Adam
+    config = Config(shards="", model=name, batch_size=batch,
+                    precision=args.precision).with_recipe()  # the paper's Adam
     k = config.group(jax.default_backend())
-    model = loop.build(config, args.classes)
-    opt, _ = loop.optimizer(model, config, steps_per_epoch=1000)
+    model = build(config, args.classes)
+    opt, _ = optimizer(model, config, steps_per_epoch=1000)
     steps = Steps(model, opt, seed=0, augmented=False)
     rng = np.random.default_rng(0)
     images = jax.device_put(rng.integers(0, 256, (k, batch, 64, 64), np.uint8))

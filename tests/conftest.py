@@ -78,7 +78,8 @@ def digits_run(tmp_path_factory):
     """A real 28×28 run for predict, recognize and serve: CNN-93k trained 3 epochs on
     mnist-5k's 3,200 training digits (~10 s on two CPU cores; ~96 % test accuracy)."""
     from etlkit.digits import Options, extract
-    from train.loop import Config, fit
+    from train.config import Config
+    from train.loop import fit
 
     root = tmp_path_factory.mktemp("digits")
     extract([], root / "mnist", Options(dataset="mnist-5k"))

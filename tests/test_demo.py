@@ -12,8 +12,12 @@ from typer.testing import CliRunner
 
 from etlkit.cli import app
 from etlkit.shards import open_shards
-from train import demo, models, paper_figures
-from train.loop import Config, fit, load_model
+from train import models
+from train.config import Config
+from train.experiments import demo
+from train.loop import fit
+from train.reports import paper_figures
+from train.rundir import load_model
 
 runner = CliRunner()
 FIGURES = ["fig1-samples.png", "fig2a-styles.png", "fig2b-gray-vs-otsu.png", "fig4-curves.png",

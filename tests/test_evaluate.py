@@ -17,8 +17,10 @@ from etlkit.cli import app
 from etlkit.extract import Options, extract
 from etlkit.shards import open_shards
 from etlkit.synth import synth
-from train import evaluate, figures, predict
-from train.loop import Config, fit
+from train.config import Config
+from train.inference import predict
+from train.loop import fit
+from train.reports import evaluate, figures
 
 runner = CliRunner()
 OUTPUTS = ("eval.json", "confusion.png", "misclassified.png", "curves.png")

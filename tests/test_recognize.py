@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from etlkit.cli import app
 from etlkit.shards import open_shards
-from train import predict
+from train.inference import predict
 
 runner = CliRunner()
 LINES = 20

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from etlkit.cli import app
 from etlkit.shards import open_shards
-from train.serve import MAX_BODY, make_server, url
+from train.inference.serve import MAX_BODY, make_server, url
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from etlkit.cli import app
 from etlkit.synth import synth
-from train.table import PAPER
+from train.experiments.table import PAPER
 
 runner = CliRunner()
 

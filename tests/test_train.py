@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from etlkit.cli import app
 from train import checkpoint, models
 from train.augment import augment
-from train.loop import load_model
+from train.rundir import load_model
 from train.steps import Steps
 
 runner = CliRunner()

@@ -1,1 +1,12 @@
-"""The JAX/Flax trainer for the M-series networks (issue 4; nothing here yet)."""
+"""The JAX/Flax trainer and everything that uses a trained run.
+
+Training core (one concern a module): `config` (a run's options, its model and optimizer),
+`recipes` (each network's own recipe), `models` (the networks as one table and one builder),
+`ops` (pooling, dropout and convolution kernels fast on XLA:CPU), `augment` (on-device
+distortion), `data` (shards -> device batches), `steps` (the jitted functions and the device
+mesh), `checkpoint` (checkpoint files), `loop` (`fit`: the training loop), `progress` (the
+bar), `rundir` (the run folder: config, metrics, checkpoints, evaluations; loads a model).
+
+`inference/` (new images through a run), `reports/` (evaluation and figures) and
+`experiments/` (grids of runs, the demo) build on the core; `cli` registers the commands.
+"""

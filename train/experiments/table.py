@@ -15,7 +15,9 @@ from etlkit.errors import EtlError
 from etlkit.extract import Options, extract
 from etlkit.shards import open_shards
 
-from .loop import Config, Run, fit
+from ..config import Config
+from ..loop import fit
+from ..rundir import Run
 
 #: Tsai 2016, Table 3: test accuracy (%) per model and task (random 80/20 split).
 PAPER = {

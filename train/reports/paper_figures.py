@@ -16,8 +16,8 @@ from etlkit import labels, preview
 from etlkit.errors import EtlError, EtlWarning
 from etlkit.shards import open_shards
 
+from ..rundir import Run, load_model
 from . import evaluate, figures
-from .loop import Run, load_model
 
 PER_ROW = 12  # samples per row of Figs. 1 and 2a
 STYLES = 36  # writers shown in Fig. 2a

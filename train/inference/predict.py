@@ -29,9 +29,9 @@ from etlkit import preprocess
 from etlkit.errors import EtlError, EtlWarning
 from etlkit.shards import CHUNK, open_shards
 
-from . import models
-from .evaluate import WHICH, check_choice
-from .loop import load_model
+from .. import models
+from ..reports.evaluate import WHICH, check_choice
+from ..rundir import load_model
 
 MAX_BYTES = 50 << 20
 MAX_PIXELS = 8000 * 8000

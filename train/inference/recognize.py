@@ -30,10 +30,10 @@ from skimage.filters import threshold_otsu
 
 from etlkit.errors import EtlError
 
+from ..reports.evaluate import WHICH, check_choice
+from ..reports.figures import _label
+from ..rundir import load_model
 from . import predict
-from .evaluate import WHICH, check_choice
-from .figures import _label
-from .loop import load_model
 
 SPECK = 0.1  # marks smaller than this share of the tallest one are dust, not strokes
 MERGE_GAP = 0.05  # pieces closer than this share of the median height are one character

@@ -16,10 +16,11 @@ from flax import nnx
 from etlkit.errors import EtlError, EtlWarning
 from etlkit.shards import open_shards
 
-from . import figures, ops
-from .data import Part, eval_batches
-from .loop import Run, load_model, write_json
-from .steps import evaluate_batch
+from .. import ops
+from ..data import Part, eval_batches
+from ..rundir import Run, load_model, write_json
+from ..steps import evaluate_batch
+from . import figures
 
 SPLITS = ("test", "val", "train")
 WHICH = ("best", "latest")

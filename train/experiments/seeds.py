@@ -11,8 +11,8 @@ from pathlib import Path
 
 from etlkit import digits
 
-from . import models
-from .loop import Config
+from .. import models
+from ..config import Config
 from .table import train_or_resume
 
 #: Networks and whether `--augment` is on; the EMNIST CNN runs with and without it.

@@ -24,8 +24,8 @@ from flax import nnx
 
 from etlkit.errors import EtlError
 
-from .evaluate import WHICH, check_choice, sjis_hex
-from .loop import load_model
+from ..reports.evaluate import WHICH, check_choice, sjis_hex
+from ..rundir import load_model
 from .predict import framing, load_gray, to_input
 
 MAX_BODY = 5 << 20  # bytes of one uploaded image or drawing

@@ -1,0 +1,89 @@
+"""`Config`: every option that defines a training run, checked and completed from the model's
+recipe; and the model and optimizer a config defines."""
+
+from dataclasses import dataclass, replace
+
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from etlkit.errors import EtlError
+
+from . import models, recipes
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines a run. Options left as None come from the model's recipe
+    (`recipes.py`: the paper's §5.1 for the M-series) when `fit` starts."""
+
+    shards: str
+    model: str = "M7-2"
+    optimizer: str | None = None  # adam | sgd
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float | None = None  # sgd
+    epochs: int | None = None
+    lr_step_epochs: int | None = None  # learning rate x lr_decay every this many epochs; 0: never
+    lr_decay: float = 0.1
+    patience: int | None = None  # epochs without a better validation accuracy; 0: never stop
+    precision: str = "fp32"  # fp32 | bf16
+    augment: bool = False
+    seed: int = 0
+    conv_dropout: float = 0.5
+    fc_dropout: float = 0.5
+    steps_per_call: int = 0  # optimizer steps per jitted call; 0: see `group`
+    eval_batch_size: int = 256
+    bn_calibration_images: int = 2048  # training images that re-estimate batch-norm statistics
+    log_every: int = 100  # steps between metrics.jsonl lines
+    checkpoint_minutes: float = 10.0
+
+    def group(self, backend: str) -> int:
+        """Steps per call: 8 for small batches on accelerators, where dispatching each step
+        would leave the device idle; 1 on CPU, where a step takes far longer than dispatch."""
+        if self.steps_per_call:
+            return self.steps_per_call
+        return 8 if self.batch_size <= 64 and backend != "cpu" else 1
+
+    def with_recipe(self) -> "Config":
+        """Every option None here set from the model's recipe."""
+        r = recipes.recipe(self.model)
+        return replace(self, **{k: getattr(r, k) for k in (
+            "optimizer", "batch_size", "lr", "momentum", "epochs", "lr_step_epochs", "patience")
+            if getattr(self, k) is None})
+
+    def check(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise EtlError(f"--optimizer must be adam or sgd, not {self.optimizer!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise EtlError(f"--precision must be fp32 or bf16, not {self.precision!r}")
+        for name in ("batch_size", "epochs", "eval_batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise EtlError(f"--{name.replace('_', '-')} must be at least 1")
+        if not self.lr > 0:
+            raise EtlError(f"--lr must be positive, not {self.lr}")
+        try:
+            models.spec(self.model)
+        except ValueError as err:  # names the valid models
+            raise EtlError(str(err)) from None
+
+
+def build(config: Config, num_classes: int):
+    """The model and its Adam optimizer with the step schedule, for `steps_per_epoch` steps."""
+    dtype = jnp.bfloat16 if config.precision == "bf16" else jnp.float32
+    return models.build(config.model, num_classes, rngs=nnx.Rngs(config.seed), dtype=dtype,
+                        conv_dropout=config.conv_dropout, fc_dropout=config.fc_dropout)
+
+
+def optimizer(model, config: Config, steps_per_epoch: int) -> nnx.Optimizer:
+    """The recipe's optimizer with its step schedule (Adam: β 0.9/0.999, ε 1e-8)."""
+    if config.lr_step_epochs:
+        schedule = optax.exponential_decay(config.lr, config.lr_step_epochs * steps_per_epoch,
+                                           config.lr_decay, staircase=True)
+    else:
+        schedule = optax.constant_schedule(config.lr)
+    if config.optimizer == "sgd":
+        tx = optax.sgd(schedule, momentum=config.momentum)
+    else:
+        tx = optax.adam(schedule, b1=0.9, b2=0.999, eps=1e-8)
+    return nnx.Optimizer(model, tx, wrt=nnx.Param), schedule
