@@ -7,3 +7,9 @@ class EtlError(ValueError):
 
 class EtlWarning(UserWarning):
     """Input etlkit can use but the user should know about (flagged records, partial files)."""
+
+
+def check_choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
+    """An unknown option value as one error line (typer's own check prints a usage box)."""
+    if value not in allowed:
+        raise EtlError(f"--{option} must be one of {', '.join(allowed)}, not {value!r}")

@@ -114,3 +114,8 @@ def label_arrays(codes: np.ndarray, to_char: Callable[[int], str]):
     u_sjis = np.array([sjis_code(c) for c in chars], dtype=np.int32)
     u_scripts = np.array([script_of(c) for c in chars], dtype="<U8")
     return u_chars[inverse], u_sjis[inverse], u_scripts[inverse]
+
+
+def sjis_hex(code: int) -> str | None:
+    """0x82A0-style, or None for classes that are not characters (the script task's)."""
+    return f"0x{code:04X}" if code else None

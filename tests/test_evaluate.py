@@ -18,7 +18,7 @@ from etlkit.extract import Options, extract
 from etlkit.shards import open_shards
 from etlkit.synth import synth
 from train.config import Config
-from train.inference import predict
+from train.inference import images as predict_images
 from train.loop import fit
 from train.reports import evaluate, figures
 
@@ -148,9 +148,9 @@ def test_framing_is_measured_from_the_training_shards(run):
     """ETL images are centred by ink box, at the median fill of their 64-pixel side."""
     doc = json.loads((run / "config.json").read_text())
     images = open_shards(run.parent / "kana", "train").read(("images",))["images"]
-    frame = predict.framing(doc)
+    frame = predict_images.framing(doc)
     # fewer than SAMPLE images: all of them
-    assert frame.fill == np.median(predict.ink_extent(images)) / 64
+    assert frame.fill == np.median(predict_images.ink_extent(images)) / 64
     assert 0.3 < frame.fill < 1
     assert frame.mass_at is None and frame.size == 64
     assert frame.otsu == (doc["preprocessing"].get("binarize") == "otsu")
@@ -171,7 +171,7 @@ def test_predict_reports_each_bad_file_in_one_line(run, tmp_path, monkeypatch):
         "big.png": (bytes(4096), "MB"),
         "gone.png": (None, "no such file"),
     }
-    monkeypatch.setattr(predict, "MAX_BYTES", 2048)  # big.png stands for a > 50 MB file
+    monkeypatch.setattr(predict_images, "MAX_BYTES", 2048)  # big.png stands for a > 50 MB file
     for name, (content, _) in bad.items():
         if isinstance(content, Image.Image):
             content.save(tmp_path / name)

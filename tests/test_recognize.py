@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from etlkit.cli import app
 from etlkit.shards import open_shards
-from train.inference import predict
+from train.inference import images as predict_images
 
 runner = CliRunner()
 LINES = 20
@@ -165,7 +165,7 @@ def test_bad_images_get_one_error_line(run, tmp_path):
 def test_framing_of_mnist_is_by_centre_of_mass_at_28(run):
     """MNIST digits are placed by centre of mass, their longer side ~20 of 28 pixels."""
     doc = json.loads((run / "config.json").read_text())
-    frame = predict.framing(doc)
+    frame = predict_images.framing(doc)
     assert frame.size == 28 and not frame.otsu
     assert frame.mass_at is not None and all(0.4 < v < 0.6 for v in frame.mass_at)
     assert 0.6 < frame.fill < 0.8

@@ -106,10 +106,11 @@ def register(app: typer.Typer, reported) -> None:
     ):
         """The most probable classes of character images (any size, colour or gray, dark ink on
         light paper or the reverse), preprocessed like the run's training images."""
-        from .inference.predict import predict
-        from .reports.evaluate import sjis_hex
+        from etlkit.labels import sjis_hex
+
+        from .inference.predictor import Predictor
         with reported():
-            results = predict(run, images, which, top)
+            results = Predictor(run, which, top).predict(images)
         for path, result in zip(images, results, strict=True):
             if isinstance(result, Exception):
                 typer.echo(f"error: {result}", err=True)
@@ -154,8 +155,9 @@ def register(app: typer.Typer, reported) -> None:
     ):
         """The characters of an image of one handwritten line, left to right: digits, or kana
         with an ETL run, written apart (touching characters come out as one)."""
+        from etlkit.labels import sjis_hex
+
         from .inference.recognize import draw, recognize
-        from .reports.evaluate import sjis_hex
         from .reports.figures import save
         out = out or image.with_name(f"{image.stem}.boxes.png")
         with reported():

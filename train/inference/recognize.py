@@ -1,13 +1,13 @@
 """Photos or scans of one handwritten line -> its characters, left to right, by a run's model.
 
 Segmentation is deliberately simple, made for lines of separately written characters (digits,
-or kana with an ETL model). The image is brought to gray with ink high by `predict.ink_high`
+or kana with an ETL model). The image is brought to gray with ink high by `images.ink_high`
 (paper is the majority of pixels, whatever its colour) and stretched so that paper is 0 and the
 darkest ink 255; one global Otsu threshold tells ink from paper; its 8-connected components,
 less specks (longer side under SPECK of the tallest component's height), are merged into one
 character while their column extents overlap or lie closer than MERGE_GAP of the median
 component height, so a kana written in separate strokes or a broken digit stays one character.
-Each character's crop is then brought to the network's input by `predict.to_input`, as an image
+Each character's crop is then brought to the network's input by `images.to_input`, as an image
 of one character is (framed as the training images are: by centre of mass for MNIST, by ink box
 for ETL; area-averaged to the network's input size, 28 or 64), and all are classified in one
 batch.
@@ -17,7 +17,7 @@ reaching over its neighbour), come out as one character: nothing splits them. St
 character side by side with a clear gap come out as two: of the 92 kana drawn cleanly by
 etlkit.render, いかけにはふほり and ツハリル do. One global threshold loses faint ink under
 uneven light; underlines, rulings and vertical lines are not handled. Images over
-predict.WORK_SIDE pixels a side are reduced first, and boxes are in that reduced image.
+images.WORK_SIDE pixels a side are reduced first, and boxes are in that reduced image.
 """
 
 from dataclasses import dataclass
@@ -30,10 +30,9 @@ from skimage.filters import threshold_otsu
 
 from etlkit.errors import EtlError
 
-from ..reports.evaluate import WHICH, check_choice
 from ..reports.figures import _label
-from ..rundir import load_model
-from . import predict
+from .images import ink_high, load_gray, to_input
+from .predictor import Predictor
 
 SPECK = 0.1  # marks smaller than this share of the tallest one are dust, not strokes
 MERGE_GAP = 0.05  # pieces closer than this share of the median height are one character
@@ -81,15 +80,13 @@ def segment(ink: np.ndarray, name: str | Path) -> list[tuple[tuple[slice, slice]
 def recognize(root: str | Path, path: Path, which: str = "best", k: int = 3
               ) -> tuple[np.ndarray, list[Character]]:
     """The image as read (gray) and its characters, left to right, each with its top-k."""
-    check_choice("which", which, WHICH)
-    gray = predict.load_gray(path)
-    characters = segment(predict.ink_high(gray, path), path)
-    model, doc = load_model(root, which)
-    frame = predict.framing(doc)
-    images = np.stack([predict.to_input(crop, frame, path) for _, crop in characters])
-    index, prob = predict.top_k(model, images, k)
+    predictor = Predictor(root, which, k)
+    gray = load_gray(path)
+    characters = segment(ink_high(gray, path), path)
+    images = np.stack([to_input(crop, predictor.frame, path) for _, crop in characters])
+    index, prob = predictor.top(images)
     return gray, [Character((cols.start, rows.start, cols.stop, rows.stop),
-                            [(*doc["classes"][c], float(p)) for c, p in zip(ci, pi, strict=True)])
+                            predictor.ranked(ci, pi))
                   for ((rows, cols), _), ci, pi in zip(characters, index, prob, strict=True)]
 
 

@@ -11,22 +11,16 @@ import ipaddress
 import json
 import socket
 import sys
-import tempfile
-import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from etlkit.errors import EtlError
+from etlkit.labels import sjis_hex
 
-from ..reports.evaluate import WHICH, check_choice, sjis_hex
-from ..rundir import load_model
-from .predict import framing, load_gray, to_input
+from .predictor import Predictor
 
 MAX_BODY = 5 << 20  # bytes of one uploaded image or drawing
 TOP = 5
@@ -34,43 +28,16 @@ READ_TIMEOUT = 10  # seconds a client may take to send its request
 PAGE = Path(__file__).with_name("static") / "draw.html"
 
 
-class Predictor:
-    """A run's model and framing, loaded once, with a compiled one-image forward pass."""
-
-    def __init__(self, run: str | Path, which: str = "best", k: int = TOP):
-        check_choice("which", which, WHICH)
-        model, self.doc = load_model(run, which)
-        self.frame = framing(self.doc)
-        self.k = min(k, len(self.doc["classes"]))
-        graph, state = nnx.split(model)
-
-        @jax.jit
-        def forward(state, image):
-            logits = nnx.merge(graph, state)(image[None].astype(jnp.float32) / 255.0,
-                                             train=False)
-            return jax.lax.top_k(jax.nn.softmax(logits[0]), self.k)
-
-        self._state, self._forward = state, forward
-        self._lock = threading.Lock()
-        size = self.frame.size
-        jax.block_until_ready(forward(state, jnp.zeros((size, size), jnp.uint8)))  # compile
-
-    def top(self, data: bytes) -> list[dict]:
-        """PNG or JPEG bytes -> the top-k as dicts; EtlError (one line, no path) when the bytes
-        are not an image of one character."""
-        with tempfile.TemporaryDirectory(prefix="etlkit-serve-") as folder:
-            path = Path(folder) / "image"
-            path.write_bytes(data)
-            try:
-                image = to_input(load_gray(path), self.frame, path)
-            except EtlError as err:
-                raise EtlError(str(err).removeprefix(f"{path}: ")) from None
-        with self._lock:
-            prob, index = self._forward(self._state, jnp.asarray(image))
-            prob, index = np.asarray(prob), np.asarray(index)
-        classes = self.doc["classes"]
-        return [{"char": classes[i][0], "sjis": sjis_hex(classes[i][1]), "prob": float(p)}
-                for i, p in zip(index, prob, strict=True)]
+def top(predictor: Predictor, data: bytes) -> list[dict]:
+    """PNG or JPEG bytes -> the top-k as dicts; EtlError (one line, naming no file) when the
+    bytes are not an image of one character."""
+    try:
+        image = predictor.image(data, "image")
+    except EtlError as err:  # the page shows the message alone
+        raise EtlError(str(err).removeprefix("image: ")) from None
+    index, prob = predictor.top(image[None])
+    return [{"char": char, "sjis": sjis_hex(code), "prob": p}
+            for char, code, p in predictor.ranked(index[0], prob[0])]
 
 
 def loopback(host: str) -> str:
@@ -188,11 +155,11 @@ class Handler(BaseHTTPRequestHandler):
                         f"{size} bytes", True)
             return
         try:
-            top = self.server.predictor.top(data)
+            answer = top(self.server.predictor, data)
         except EtlError as err:
             self._error(HTTPStatus.BAD_REQUEST, str(err))
             return
-        self._json(HTTPStatus.OK, {"top": top})
+        self._json(HTTPStatus.OK, {"top": answer})
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's name)
         if not self.server.quiet:
@@ -226,7 +193,8 @@ def make_server(run: str | Path, host: str = "127.0.0.1", port: int = 8000,
     loopback(host)
     if not 0 <= port <= 65535:
         raise EtlError(f"--port {port}: not a port number (0-65535)")
-    predictor = Predictor(run, which)
+    predictor = Predictor(run, which, TOP)
+    predictor.top(np.zeros((1, predictor.frame.size, predictor.frame.size), np.uint8))  # compile
     try:
         return Server((host, port), predictor, quiet)
     except OSError as err:

@@ -1,7 +1,8 @@
 """A run's model on one split: per-record predictions, then the numbers eval.json reports.
 
-Batches come from `data.eval_batches` and go through `steps.evaluate_batch`, the code and the
-batch size `fit` used for its test line, so the accuracy here is the one in metrics.jsonl.
+Batches come from `data.eval_batches` and go through the run's `Predictor` (whose forward pass
+is `steps.evaluate_batch`), the code and the batch size `fit` used for its test line, so the
+accuracy here is the one in metrics.jsonl.
 """
 
 import json
@@ -9,21 +10,18 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
 import numpy as np
-from flax import nnx
 
-from etlkit.errors import EtlError, EtlWarning
+from etlkit.errors import EtlError, EtlWarning, check_choice
+from etlkit.labels import sjis_hex
 from etlkit.shards import open_shards
 
-from .. import ops
 from ..data import Part, eval_batches
-from ..rundir import Run, load_model, write_json
-from ..steps import evaluate_batch
+from ..inference.predictor import Predictor
+from ..rundir import Run, write_json
 from . import figures
 
 SPLITS = ("test", "val", "train")
-WHICH = ("best", "latest")
 GALLERY = 48  # misclassified images shown
 
 
@@ -50,29 +48,19 @@ class Evaluation:
         return np.flatnonzero(self.predicted != self.labels)
 
 
-def check_choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
-    """An unknown option value as one error line (typer's own check prints a usage box)."""
-    if value not in allowed:
-        raise EtlError(f"--{option} must be one of {', '.join(allowed)}, not {value!r}")
-
-
 def evaluate(root: str | Path, split: str = "test", which: str = "best") -> Evaluation:
-    """Run the `which` model over `split` of the run's shards, one compiled batch shape."""
+    """Run the `which` model over `split` of the run's shards, in the batches `fit` tests in."""
     check_choice("split", split, SPLITS)
-    check_choice("which", which, WHICH)
-    model, doc = load_model(root, which)
+    predictor = Predictor(root, which)
+    doc = predictor.doc
     shards = open_shards(doc["config"]["shards"], split)
-    if [list(c) for c in shards.classes] != doc["classes"]:
+    if shards.classes != predictor.classes:
         raise EtlError(f"{shards.root}: its class table is not the one {root} was trained on")
     if not len(shards):
         raise EtlError(f"{shards.root}: split {split} is empty")
-    graphdef, state = nnx.split(model)
-    call = jax.jit(lambda s, images, labels, mask: evaluate_batch(nnx.merge(graphdef, s),
-                                                                  images, labels, mask),
-                   compiler_options=ops.compiler_options())
     labels, top_index, top_prob, wrong_images, loss_sum = [], [], [], [], 0.0
     for batch in eval_batches(Part(shards), doc["config"]["eval_batch_size"]):
-        out = jax.device_get(call(state, batch["images"], batch["labels"], batch["mask"]))
+        out = predictor.scores(batch["images"], batch["labels"], batch["mask"])
         n = int(batch["mask"].sum())
         labels.append(batch["labels"][:n])
         top_index.append(out["top_index"][:n])
@@ -80,9 +68,9 @@ def evaluate(root: str | Path, split: str = "test", which: str = "best") -> Eval
         wrong_images.append(batch["images"][:n][out["top_index"][:n, 0] != batch["labels"][:n]])
         loss_sum += out["loss_sum"].item()
     labels = np.concatenate(labels)
-    return Evaluation(split, which, [tuple(c) for c in doc["classes"]], labels,
-                      np.concatenate(top_index), np.concatenate(top_prob),
-                      loss_sum / len(labels), np.concatenate(wrong_images))
+    return Evaluation(split, which, predictor.classes, labels, np.concatenate(top_index),
+                      np.concatenate(top_prob), loss_sum / len(labels),
+                      np.concatenate(wrong_images))
 
 
 def confusion(ev: Evaluation) -> np.ndarray:
@@ -98,11 +86,6 @@ def most_confused(matrix: np.ndarray, count: int = 20) -> list[tuple[int, int, i
     order = np.argsort(-off.ravel(), kind="stable")[:count]
     c = len(matrix)
     return [(int(i // c), int(i % c), int(off.flat[i])) for i in order if off.flat[i] > 0]
-
-
-def sjis_hex(code: int) -> str | None:
-    """0x82A0-style, or None for classes that are not characters (the script task's)."""
-    return f"0x{code:04X}" if code else None
 
 
 def report(ev: Evaluation, matrix: np.ndarray) -> dict:

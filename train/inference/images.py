@@ -1,6 +1,7 @@
-"""Photos or scans of single characters -> the run's top-k classes.
+"""Photos or scans of single characters -> images like the ones a run's network trained on.
 
-An image is brought to what the network saw in training: gray, ink high (paper is taken to be
+No JAX here: the same preprocessing serves the JAX predictor and exported models. An image is
+brought to what the network saw in training: gray, ink high (paper is taken to be
 the majority of pixels, whatever its colour), stretched so paper is 0 and the darkest ink 255,
 cropped to the ink's bounding box and centred in a square in which the character takes the
 share of the side that training images' characters take (the median over the run's training
@@ -13,14 +14,13 @@ are centred by ink box at DEFAULT_FILL of the side.
 """
 
 import contextlib
+import io
 import itertools
 import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
@@ -28,10 +28,6 @@ from scipy import ndimage
 from etlkit import preprocess
 from etlkit.errors import EtlError, EtlWarning
 from etlkit.shards import CHUNK, open_shards
-
-from .. import models
-from ..reports.evaluate import WHICH, check_choice
-from ..rundir import load_model
 
 MAX_BYTES = 50 << 20
 MAX_PIXELS = 8000 * 8000
@@ -41,20 +37,27 @@ SAMPLE = 4096  # training images measured for the framing
 DEFAULT_FILL = 0.7  # median of synthetic ETL-1 and ETL-8G shards, used when the shards are gone
 
 
-def load_gray(path: Path) -> np.ndarray:
-    """A PNG or JPEG as (H, W) uint8 gray, upright (EXIF), transparency over white."""
-    if not path.is_file():
-        raise EtlError(f"{path}: {'a folder, not an image' if path.is_dir() else 'no such file'}")
-    size = path.stat().st_size
+def load_gray(source: Path | bytes, name: str | Path | None = None) -> np.ndarray:
+    """A PNG or JPEG file (or its bytes) as (H, W) uint8 gray, upright (EXIF), transparency
+    over white. Errors are EtlErrors naming `name` (default: the path, or "image")."""
+    name = name or (source if isinstance(source, Path) else "image")
+    if isinstance(source, Path):
+        if not source.is_file():
+            raise EtlError(f"{name}: "
+                           f"{'a folder, not an image' if source.is_dir() else 'no such file'}")
+        size = source.stat().st_size
+    else:
+        size = len(source)
     if size == 0:
-        raise EtlError(f"{path}: empty file")
+        raise EtlError(f"{name}: empty file")
     if size > MAX_BYTES:
-        raise EtlError(f"{path}: {size / 2**20:.0f} MB, more than the {MAX_BYTES >> 20} MB an "
+        raise EtlError(f"{name}: {size / 2**20:.0f} MB, more than the {MAX_BYTES >> 20} MB an "
                        "image of one character needs")
     try:
-        with Image.open(path, formats=("PNG", "JPEG")) as image:
+        with Image.open(source if isinstance(source, Path) else io.BytesIO(source),
+                        formats=("PNG", "JPEG")) as image:
             if image.width * image.height > MAX_PIXELS:
-                raise EtlError(f"{path}: {image.width}×{image.height} pixels, more than the "
+                raise EtlError(f"{name}: {image.width}×{image.height} pixels, more than the "
                                f"{MAX_PIXELS:,} allowed")
             image = ImageOps.exif_transpose(image)
             if image.mode.startswith("I"):  # 16-bit gray, which convert("L") would clip
@@ -64,11 +67,11 @@ def load_gray(path: Path) -> np.ndarray:
                 image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
             gray = image.convert("L")
     except UnidentifiedImageError:
-        raise EtlError(f"{path}: not a PNG or JPEG image") from None
+        raise EtlError(f"{name}: not a PNG or JPEG image") from None
     except Image.DecompressionBombError:
-        raise EtlError(f"{path}: more than the {MAX_PIXELS:,} pixels allowed") from None
+        raise EtlError(f"{name}: more than the {MAX_PIXELS:,} pixels allowed") from None
     except OSError as err:  # truncated or corrupt data
-        raise EtlError(f"{path}: unreadable image ({err})") from None
+        raise EtlError(f"{name}: unreadable image ({err})") from None
     factor = math.ceil(max(gray.size) / WORK_SIDE)
     return np.asarray(gray.reduce(factor) if factor > 1 else gray)
 
@@ -141,7 +144,7 @@ def framing(doc: dict) -> Framing:
     digits' lie within half a pixel of one point) rather than by ink box (ETL), whichever varies
     less; with the network's input side and whether the dataset was Otsu-binarized. When the
     shards are no longer where the run found them: DEFAULT_FILL and ink boxes, with a warning."""
-    size = models.spec(doc["config"]["model"]).input_size
+    size = doc.get("image_size") or _input_size(doc["config"]["model"])
     otsu = doc["preprocessing"].get("binarize") == "otsu"
     try:
         shards = open_shards(doc["config"]["shards"], "train")
@@ -173,35 +176,8 @@ def _middle(seen: np.ndarray) -> np.ndarray:
     return (first + last) / 2
 
 
-def top_k(model, images: np.ndarray, k: int, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(N, S, S) uint8 -> class indices and probabilities (N, k), most probable first."""
-    index, prob = [], []
-    for s in range(0, len(images), batch):
-        logits = model(jnp.asarray(images[s : s + batch], jnp.float32) / 255.0, train=False)
-        p, i = jax.lax.top_k(jax.nn.softmax(logits), min(k, logits.shape[-1]))
-        index.append(np.asarray(i))
-        prob.append(np.asarray(p))
-    return np.concatenate(index), np.concatenate(prob)
+def _input_size(model: str) -> int:
+    """The network's input side, for run folders whose config.json predates `image_size`."""
+    from .. import models  # imports JAX: only for such old runs
 
-
-def predict(root: str | Path, paths: list[Path], which: str = "best", k: int = 5
-            ) -> list[list[tuple[str, int, float]] | EtlError]:
-    """Per path, its top-k (class, Shift-JIS code, probability), or the error that kept it
-    from being read; one bad file does not stop the others."""
-    check_choice("which", which, WHICH)
-    if k < 1:
-        raise EtlError(f"--top must be at least 1, not {k}")
-    model, doc = load_model(root, which)
-    frame = framing(doc)
-    results: list = []
-    for path in paths:
-        try:
-            results.append(to_input(load_gray(path), frame, path))
-        except EtlError as err:
-            results.append(err)
-    good = [i for i, r in enumerate(results) if not isinstance(r, EtlError)]
-    if good:
-        index, prob = top_k(model, np.stack([results[i] for i in good]), k)
-        for i, ci, pi in zip(good, index, prob, strict=True):
-            results[i] = [(*doc["classes"][c], float(p)) for c, p in zip(ci, pi, strict=True)]
-    return results
+    return models.spec(model).input_size

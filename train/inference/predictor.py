@@ -1,0 +1,90 @@
+"""`Predictor`: a run's model, class table and framing, loaded once, with one jitted forward pass.
+
+Every use of a trained model goes through it: `etlkit predict`, `recognize`, `serve` and
+`evaluate`. The forward pass is `steps.evaluate_batch`, the function `fit` tests with, so a
+prediction and an evaluation of the same image agree with the training run's own numbers.
+Batches are padded to a power of two (at most BATCH), so any number of images compiles a
+handful of shapes, not one per count.
+"""
+
+import functools
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from etlkit.errors import EtlError, check_choice
+
+from .. import ops
+from ..rundir import load_model
+from ..steps import evaluate_batch
+from .images import Framing, framing, load_gray, to_input
+
+BATCH = 256  # images per forward call
+WHICH = ("best", "latest")  # the checkpoints a run keeps
+
+
+class Predictor:
+    """The `which` checkpoint of the run in `root`, ready to classify images."""
+
+    def __init__(self, root: str | Path, which: str = "best", k: int = 5):
+        check_choice("which", which, WHICH)
+        if k < 1:
+            raise EtlError(f"--top must be at least 1, not {k}")
+        model, self.doc = load_model(root, which)
+        self.root, self.which = Path(root), which
+        self.classes: list[tuple[str, int]] = [tuple(c) for c in self.doc["classes"]]
+        self.k = min(k, len(self.classes))
+        graphdef, self._state = nnx.split(model)
+        self._call = jax.jit(
+            lambda state, images, labels, mask: evaluate_batch(
+                nnx.merge(graphdef, state), images, labels, mask, self.k),
+            compiler_options=ops.compiler_options())
+
+    @functools.cached_property
+    def frame(self) -> Framing:
+        """How a user's image is framed to look like the training images (measured once)."""
+        return framing(self.doc)
+
+    def scores(self, images: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> dict:
+        """`evaluate_batch`'s sums and per-record top-k for one batch, on the host."""
+        return jax.device_get(self._call(self._state, images, labels, mask))
+
+    def top(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, S, S) uint8 -> class indices and probabilities (N, k), most probable first."""
+        index, prob = [], []
+        for s in range(0, len(images), BATCH):
+            part = images[s : s + BATCH]
+            n = len(part)
+            size = min(BATCH, 1 << (n - 1).bit_length())
+            padded = np.zeros((size, *part.shape[1:]), np.uint8)
+            padded[:n] = part
+            out = self.scores(padded, np.zeros(size, np.int32), np.arange(size) < n)
+            index.append(out["top_index"][:n])
+            prob.append(out["top_prob"][:n])
+        return np.concatenate(index), np.concatenate(prob)
+
+    def image(self, source: Path | bytes, name: str | Path | None = None) -> np.ndarray:
+        """A PNG or JPEG (file or bytes) as the network's input image."""
+        return to_input(load_gray(source, name), self.frame, name or source)
+
+    def ranked(self, index: np.ndarray, prob: np.ndarray) -> list[tuple[str, int, float]]:
+        """One image's top-k as (class, Shift-JIS code, probability)."""
+        return [(*self.classes[c], float(p)) for c, p in zip(index, prob, strict=True)]
+
+    def predict(self, sources: list[Path]) -> list[list[tuple[str, int, float]] | EtlError]:
+        """Per image, its top-k, or the error that kept it from being read: one bad file does
+        not stop the others."""
+        results: list = []
+        for source in sources:
+            try:
+                results.append(self.image(source))
+            except EtlError as err:
+                results.append(err)
+        good = [i for i, r in enumerate(results) if not isinstance(r, EtlError)]
+        if good:
+            index, prob = self.top(np.stack([results[i] for i in good]))
+            for i, ci, pi in zip(good, index, prob, strict=True):
+                results[i] = self.ranked(ci, pi)
+        return results
