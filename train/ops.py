@@ -15,10 +15,15 @@ once the batch is large.
   images on the CPU; other backends get the plain op.
 - ``compiler_options`` moves the CPU's convolutions from YNNPACK, which runs each on one
   thread, to XLA's multi-threaded Eigen kernels.
+
+``cpu_paths`` tells which of these paths a trace takes; ``accelerator_paths`` makes the CPU trace
+the GPU/TPU ones (plain convolution, default compiler options, a rolled ``lax.scan`` over the
+steps of a call), so CI tests the code an accelerator runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
@@ -31,20 +36,39 @@ from jax import lax
 _CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
                 "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
 KERNEL_GRAD_CHUNK = 16  # images per kernel-gradient slice on the CPU (16, 32, 64, unsliced: 16)
+_accelerator_forced = False
+
+
+def cpu_paths() -> bool:
+    """Whether traces take the CPU's paths: on the CPU backend, outside `accelerator_paths`."""
+    return jax.default_backend() == "cpu" and not _accelerator_forced
+
+
+@contextlib.contextmanager
+def accelerator_paths():
+    """Trace (and choose compiler options) as on a GPU or TPU, whatever the backend."""
+    global _accelerator_forced
+    before, _accelerator_forced = _accelerator_forced, True
+    try:
+        yield
+    finally:
+        _accelerator_forced = before
+
+
+def compiler_options() -> dict[str, str]:
+    """XLA options for every jitted model call (``jax.jit(..., compiler_options=...)``): the CPU
+    options above, or none on the accelerators' paths and on a jaxlib that does not know them
+    (the option is experimental), which then runs at its own default speed."""
+    return dict(_CPU_OPTIONS) if cpu_paths() and _cpu_options_known() else {}
 
 
 @functools.cache
-def compiler_options() -> dict[str, str]:
-    """XLA options for every jitted model call (``jax.jit(..., compiler_options=...)``): the CPU
-    options above, or none on other backends and on a jaxlib that does not know them (the
-    option is experimental), which then runs at its own default speed."""
-    if jax.default_backend() != "cpu":
-        return {}
+def _cpu_options_known() -> bool:
     try:
         jax.jit(lambda x: x + 1, compiler_options=_CPU_OPTIONS).lower(0.0).compile()
     except Exception:  # noqa: BLE001 - any refusal means: compile without the option
-        return {}
-    return dict(_CPU_OPTIONS)
+        return False
+    return True
 
 
 def conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, **options) -> jax.Array:
@@ -56,7 +80,7 @@ def conv(lhs: jax.Array, rhs: jax.Array, window_strides, padding, **options) -> 
     def plain(x: jax.Array, w: jax.Array) -> jax.Array:
         return lax.conv_general_dilated(x, w, window_strides, padding, **options)
 
-    if jax.default_backend() != "cpu" or lhs.shape[0] <= KERNEL_GRAD_CHUNK:
+    if not cpu_paths() or lhs.shape[0] <= KERNEL_GRAD_CHUNK:
         return plain(lhs, rhs)
 
     @jax.custom_vjp

@@ -91,7 +91,7 @@ class Steps:
             state, (loss, correct) = self._step(state, (images[0], labels[0], keys[0]))
         else:
             state, (loss, correct) = jax.lax.scan(self._step, state, (images, labels, keys),
-                                                  unroll=jax.default_backend() == "cpu")
+                                                  unroll=ops.cpu_paths())
         return state, {"loss_sum": loss.sum(), "correct": correct.sum(),
                        "steps": images.shape[0], "seen": images.shape[0] * images.shape[1]}
 
