@@ -43,7 +43,7 @@ SEED = 0
 
 @dataclass(frozen=True)
 class SampleCodec:
-    """How the official sample reads one record layout (etl-formats.md §3-§4)."""
+    """How the official sample reads one record layout (docs/etl-formats.md §3-§4)."""
 
     struct: str
     code: Callable[[tuple], int]  # the label code from the unpacked record

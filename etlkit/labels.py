@@ -1,7 +1,7 @@
 """Character codes -> Unicode, Shift-JIS and script class, with the ETL kana traps handled.
 
 Labels always come from each record's own code, never from file position or the truncated
-reading field (etl-formats.md §6). Conversion runs once per distinct code (a file has at most a
+reading field (docs/etl-formats.md §6). Conversion runs once per distinct code (a file has at most a
 few thousand) and is broadcast back, so it costs nothing per record. Python's `shift_jis` and
 `euc_jp` codecs do the table work.
 """

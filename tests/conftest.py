@@ -6,7 +6,7 @@ import pytest
 from etlkit.formats import FORMATS
 from etlkit.formats.sixbit import T56, SixbitLayout
 
-#: One real AIST file name per dataset (etl-formats.md §5), so name-based inference applies.
+#: One real AIST file name per dataset (docs/etl-formats.md §5), so name-based inference applies.
 _ETL_FILE_NAMES = {
     "ETL1": "ETL1C_01", "ETL2": "ETL2_1", "ETL3": "ETL3C_1", "ETL4": "ETL4C", "ETL5": "ETL5C",
     "ETL6": "ETL6C_01", "ETL7": "ETL7LC_1", "ETL8B2": "ETL8B2C1", "ETL8G": "ETL8G_01",

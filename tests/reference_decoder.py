@@ -1,6 +1,6 @@
 """An independent, deliberately slow reference decoder for raw ETL records.
 
-Written field by field from shared/docs/etl-formats.md §1-§2 with bitstring, one record at a
+Written field by field from docs/etl-formats.md §1-§2 with bitstring, one record at a
 time, without importing anything from etlkit. Offsets below are copied from the spec tables in
 their 1-based form (bytes for the M, B and G families, 6-bit characters for C and K) and turned
 into bit offsets here, so a transcription slip in etlkit's dtypes cannot be mirrored.
@@ -16,7 +16,7 @@ included), T56 fields as `str` through the T56 alphabet.
 import numpy as np
 from bitstring import Bits
 
-#: T56 code, 6-bit value -> character (etl-formats.md §2.5).
+#: T56 code, 6-bit value -> character (docs/etl-formats.md §2.5).
 T56 = "0123456789[#@:>? ABCDEFGHI&.](<  JKLMNOPQR-$*);'|/STUVWXYZ ,%=\"!"
 assert len(T56) == 64
 

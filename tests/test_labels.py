@@ -1,4 +1,4 @@
-"""Label rules of etl-formats.md §6, on single codes and through the reader on real bytes."""
+"""Label rules of docs/etl-formats.md §6, on single codes and through the reader on real bytes."""
 
 import warnings
 
@@ -12,7 +12,8 @@ from etlkit.synth import synth
 
 
 def _sjis_from_jis0208(code: int) -> int:
-    """The JIS -> Shift-JIS arithmetic of etl-formats.md §6.3, independent of Python's codecs."""
+    """The JIS -> Shift-JIS arithmetic of docs/etl-formats.md §6.3, independent of Python's
+    codecs."""
     hi, lo = code >> 8, code & 0xFF
     s2 = lo + (0x1F if hi % 2 else 0x7E)
     if hi % 2 and s2 >= 0x7F:

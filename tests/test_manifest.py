@@ -1,11 +1,11 @@
-"""data_manifest.yaml against the layouts and the record counts of etl-formats.md §5."""
+"""data_manifest.yaml against the layouts and the record counts of docs/etl-formats.md §5."""
 
 import pytest
 
 from etlkit import manifest
 from etlkit.formats import FORMATS
 
-# Totals per dataset from etl-formats.md §5 (B-type dummy records included).
+# Totals per dataset from docs/etl-formats.md §5 (B-type dummy records included).
 TOTALS = {"ETL1": 141319, "ETL2": 52796, "ETL3": 9600, "ETL4": 6120, "ETL5": 10608,
           "ETL6": 157662, "ETL7": 33600, "ETL8B2": 3 + 152960 + 956, "ETL8G": 153916,
           "ETL9B": 5 + 607200 + 3036, "ETL9G": 607200}

@@ -2,7 +2,7 @@
 
 A *format* here is a dataset name (ETL1 ... ETL9G), because the label rules differ between
 datasets that share a layout: ETL-7 stores hiragana under katakana codes, ETL-1 stores ヰ/ヱ
-under small-kana codes, and so on (etl-formats.md §6).
+under small-kana codes, and so on (docs/etl-formats.md §6).
 """
 
 from collections.abc import Callable

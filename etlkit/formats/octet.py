@@ -2,8 +2,8 @@
 
 A whole file maps onto one structured dtype, so decoding N records is a single `frombuffer`
 view plus one vectorized unpack of the image field. Field names follow the AIST pages
-(etl-formats.md §2.1-2.3); `undefined` and `uncertain` areas are kept in the dtype so the record
-size is exact, but are not reported as fields.
+(docs/etl-formats.md §2.1-2.3); `undefined` and `uncertain` areas are kept in the dtype so the
+record size is exact, but are not reported as fields.
 """
 
 from dataclasses import dataclass

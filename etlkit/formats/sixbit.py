@@ -2,7 +2,7 @@
 
 The header is unpacked once into an (N, chars) array of 6-bit values; integer fields are then
 6-char (36-bit) big-endian numbers, text fields go through the T56 alphabet, and 8-bit codes sit
-in the left 8 bits of their field (etl-formats.md §2.4-2.5). All of it is vectorized.
+in the left 8 bits of their field (docs/etl-formats.md §2.4-2.5). All of it is vectorized.
 """
 
 from dataclasses import dataclass
