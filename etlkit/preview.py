@@ -34,7 +34,7 @@ def grid(batch: RecordBatch, levels: int, columns: int = 12) -> Image.Image:
     for i in range(len(batch)):
         x, y = (i % columns) * (w + 4) + 2, (i // columns) * (h + label_h + 6) + 2
         sheet.paste(Image.fromarray(scaled[i]), (x, y))
-        glyph = _glyph(str(batch.chars[i]), 18)
+        glyph = glyph_image(str(batch.chars[i]), 18)
         if glyph is not None:
             sheet.paste(glyph, (x, y + h + 2))
         else:
@@ -43,7 +43,7 @@ def grid(batch: RecordBatch, levels: int, columns: int = 12) -> Image.Image:
     return sheet
 
 
-def _glyph(char: str, size: int) -> Image.Image | None:
+def glyph_image(char: str, size: int) -> Image.Image | None:
     """A caption for `char` drawn with the KanjiVG renderer (Pillow's font has no kana or kanji)."""
     if not char or not render.has_glyph(char):
         return None
@@ -65,7 +65,7 @@ def class_grid(shards: ShardSet, per_class: int = 10, max_classes: int = 48,
     draw = ImageDraw.Draw(sheet)
     for r, c in enumerate(rows.astype(int)):
         name = classes[c][0]
-        glyph = _glyph(name, glyph_size)
+        glyph = glyph_image(name, glyph_size)
         if glyph is not None:
             sheet.paste(glyph, (at, r * cell + at))
         else:

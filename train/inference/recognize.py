@@ -30,7 +30,7 @@ from skimage.filters import threshold_otsu
 
 from etlkit.errors import EtlError
 
-from ..reports.figures import _label
+from ..reports.figures import label_image
 from .images import ink_high, load_gray, to_input
 from .predictor import Predictor
 
@@ -99,6 +99,6 @@ def draw(gray: np.ndarray, characters: list[Character]) -> Image.Image:
     for c in characters:
         left, top, right, bottom = c.box
         pen.rectangle((left, top, right - 1, bottom - 1), outline=RED)
-        label = _label(c.top[0][0], CAPTION - 4)
+        label = label_image(c.top[0][0], CAPTION - 4)
         sheet.paste(label, ((left + right - label.width) // 2, h + 2))
     return sheet

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from etlkit.preview import _glyph
+from etlkit.preview import glyph_image
 
 BLUE, LIGHT_BLUE, ORANGE, RED = (31, 90, 170), (150, 180, 225), (230, 120, 20), (200, 40, 30)
 ARROW = "→"  # drawn as a shape: the font lacks it
@@ -27,16 +27,16 @@ def save(image: Image.Image, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _font(size: int = 11) -> ImageFont.FreeTypeFont:
+def text_font(size: int = 11) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
-def _label(char: str, size: int) -> Image.Image:
+def label_image(char: str, size: int) -> Image.Image:
     """A class name: its glyph when it is one renderable character, else text."""
-    glyph = _glyph(char, size)
+    glyph = glyph_image(char, size)
     if glyph is not None:
         return glyph
-    font = _font()
+    font = text_font()
     image = Image.new("L", (math.ceil(font.getlength(char)) + 2, size), 255)
     ImageDraw.Draw(image).text((1, size / 2), char, fill=0, font=font, anchor="lm")
     return image
@@ -44,7 +44,7 @@ def _label(char: str, size: int) -> Image.Image:
 
 def _row(items: list, height: int = 20) -> Image.Image:
     """Glyph images, ARROW and text side by side, centred on one line."""
-    font = _font()
+    font = text_font()
     widths = [it.width if isinstance(it, Image.Image) else
               14 if it == ARROW else math.ceil(font.getlength(it)) for it in items]
     row = Image.new("L", (sum(widths) + 3 * len(items), height), 255)
@@ -63,33 +63,84 @@ def _row(items: list, height: int = 20) -> Image.Image:
 
 
 def confusion(matrix: np.ndarray, classes: list, pairs: list, caption: str) -> Image.Image:
-    """One block per class pair, log(1 + count) shading (blue diagonal, red confusions), rows
-    true and columns predicted in class-table order; the most confused pairs beside it."""
+    """One block per class pair, log(1 + count) shading (blue diagonal, red confusions) with
+    its colour scale, rows true and columns predicted in class-table order; the most confused
+    pairs beside it. Blocks too small for a character (more than LABELLED classes) leave the
+    full matrix unlabelled, so the classes of the most confused pairs follow as a labelled
+    matrix of their own."""
+    full = _matrix(matrix, classes)
+    panel = [_row(["most confused (true", ARROW, "predicted: count)"])]
+    panel += [_row([label_image(classes[t][0], 18), ARROW, label_image(classes[p][0], 18),
+                    str(k)]) for t, p, k in pairs] or [_row(["none"])]
+    parts = [(full, caption)]
+    if len(classes) > LABELLED and pairs:
+        involved = list(dict.fromkeys(c for t, p, _ in pairs for c in (t, p)))[:LABELLED]
+        subset = np.array(sorted(involved))
+        parts.append((_matrix(matrix[np.ix_(subset, subset)], [classes[i] for i in subset],
+                              scale_max=int(matrix.max())),
+                      f"the {len(subset)} classes of the most confused pairs, same shading"))
+    legend = _scale(int(matrix.max()))
+    right = max(r.width for r in panel)
+    width = max(max(im.width for im, _ in parts) + 16 + right,
+                max(text_font().getbbox(c)[2] for _, c in parts) + 8)
+    height = max(sum(im.height + 22 for im, _ in parts), 22 * len(panel) + legend.height + 12)
+    sheet = Image.new("RGB", (width, height), "white")
+    draw, y = ImageDraw.Draw(sheet), 0
+    for im, text in parts:
+        sheet.paste(im, (0, y))
+        draw.text((4, y + im.height + 4), text, fill=0, font=text_font())
+        y += im.height + 22
+    x = max(im.width for im, _ in parts) + 16
+    for i, row in enumerate(panel):
+        sheet.paste(row, (x, 2 + 22 * i))
+    sheet.paste(legend, (x, 22 * len(panel) + 12))
+    return sheet
+
+
+LABELLED = 48  # classes up to which each row and column of a matrix carries its character
+
+
+def _matrix(matrix: np.ndarray, classes: list, scale_max: int | None = None) -> Image.Image:
+    """The shaded blocks, with each class's character along both edges when blocks are large
+    enough to hold one."""
     c = len(classes)
     block = max(1, min(32, 768 // c))
-    shade = np.log1p(matrix) / np.log1p(max(int(matrix.max()), 1))
+    top_count = max(int(matrix.max()) if scale_max is None else scale_max, 1)
+    shade = np.log1p(matrix) / np.log1p(top_count)
     colour = np.where(np.eye(c, dtype=bool)[..., None], BLUE, RED)
-    rgb = np.rint(255 - shade[..., None] * (255 - colour)).astype(np.uint8)
+    rgb = np.rint(255 - shade[..., None] * (255 - np.array(colour))).astype(np.uint8)
     cells = Image.fromarray(np.repeat(np.repeat(rgb, block, 0), block, 1))
-    labels = [_label(name, min(block - 2, 20)) for name, _ in classes] if block >= 12 else []
+    labels = [label_image(name, min(block - 2, 20)) for name, _ in classes] if block >= 12 else []
     left = top = max((lab.width for lab in labels), default=0) + 4  # the top ones are turned
-    side = c * block
-    panel = [_row(["most confused (true", ARROW, "predicted: count)"])]
-    panel += [_row([_label(classes[t][0], 18), ARROW, _label(classes[p][0], 18), str(k)])
-              for t, p, k in pairs] or [_row(["none"])]
-    width = max(left + side + 16 + max(r.width for r in panel), _font().getbbox(caption)[2] + 8)
-    height = max(top + side, 22 * len(panel)) + 22
-    sheet = Image.new("RGB", (width, height), "white")
+    sheet = Image.new("RGB", (left + c * block, top + c * block), "white")
     sheet.paste(cells, (left, top))
     for i, lab in enumerate(labels):
-        y = top + i * block + (block - lab.height) // 2
-        sheet.paste(lab, (left - 2 - lab.width, y))
+        sheet.paste(lab, (left - 2 - lab.width, top + i * block + (block - lab.height) // 2))
         turned = lab.transpose(Image.Transpose.ROTATE_90)
-        x = left + i * block + (block - turned.width) // 2
-        sheet.paste(turned, (x, top - 2 - turned.height))
-    for i, row in enumerate(panel):
-        sheet.paste(row, (left + side + 16, 2 + 22 * i))
-    ImageDraw.Draw(sheet).text((4, height - 16), caption, fill=0, font=_font())
+        sheet.paste(turned, (left + i * block + (block - turned.width) // 2,
+                             top - 2 - turned.height))
+    return sheet
+
+
+def _scale(top_count: int, length: int = 160) -> Image.Image:
+    """The colour scale: log(1 + count) from 0 to the largest count, right (blue) and wrong
+    (red)."""
+    top_count = max(top_count, 1)
+    shade = np.linspace(0, 1, length)[None, :, None]
+    bars = [np.rint(255 - shade * (255 - np.array(colour))).astype(np.uint8).repeat(10, 0)
+            for colour in (BLUE, RED)]
+    font = text_font()
+    margin = 8  # room for the first and last numbers under the bars
+    sheet = Image.new("RGB", (length + 2 * margin + 60, 66), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((0, 0), "count (log scale)", fill=0, font=font)
+    for i, (bar, name) in enumerate(zip(bars, ("right", "wrong"), strict=True)):
+        sheet.paste(Image.fromarray(bar), (margin, 16 + 14 * i))
+        draw.text((margin + length + 4, 16 + 14 * i + 5), name, fill=0, font=font, anchor="lm")
+    middle = round(np.expm1(np.log1p(top_count) / 2))
+    for count in sorted({0, middle, top_count}):
+        x = margin + round(np.log1p(count) / np.log1p(top_count) * (length - 1))
+        draw.text((x, 46), str(count), fill=0, font=font, anchor="mt")
     return sheet
 
 
@@ -104,7 +155,7 @@ def gallery(images: np.ndarray, captions: list[tuple[str, str, float]], heading:
     for i, (image, (true, predicted, prob)) in enumerate(zip(images, captions, strict=True)):
         x, y = (i % columns) * cell_w, 24 + (i // columns) * cell_h
         sheet.paste(Image.fromarray(255 - image), (x + (cell_w - 64) // 2, y + 2))
-        cap = _row([_label(true, 18), ARROW, _label(predicted, 18), f"({prob:.2f})"])
+        cap = _row([label_image(true, 18), ARROW, label_image(predicted, 18), f"({prob:.2f})"])
         cap.thumbnail((cell_w - 4, 20))
         sheet.paste(cap, (x + (cell_w - cap.width) // 2, y + 70))
     return sheet
@@ -134,7 +185,7 @@ def curves(records: list[dict], steps_per_epoch: int) -> Image.Image:
     w, h = panels[0].size
     sheet = Image.new("RGB", (2 * w, h + 60 * SS), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((10 * SS, 8 * SS), title, fill=0, font=_font(12 * SS))
+    draw.text((10 * SS, 8 * SS), title, fill=0, font=text_font(12 * SS))
     for i, panel in enumerate(panels):
         sheet.paste(panel, (i * w, 28 * SS))
     x = 60 * SS
@@ -142,8 +193,8 @@ def curves(records: list[dict], steps_per_epoch: int) -> Image.Image:
                                  ("train, epoch mean", BLUE, 2), ("validation", ORANGE, 2)):
         y = h + 42 * SS
         draw.line((x, y, x + 24 * SS, y), fill=colour, width=width * SS)
-        draw.text((x + 30 * SS, y), label, fill=0, font=_font(11 * SS), anchor="lm")
-        x += 60 * SS + int(draw.textlength(label, font=_font(11 * SS)))
+        draw.text((x + 30 * SS, y), label, fill=0, font=text_font(11 * SS), anchor="lm")
+        x += 60 * SS + int(draw.textlength(label, font=text_font(11 * SS)))
     return sheet.resize((sheet.width // SS, sheet.height // SS), Image.Resampling.LANCZOS)
 
 
@@ -159,7 +210,7 @@ def _panel(name: str, series: list, x_max: float, y_max: float) -> Image.Image:
     x0, x1, y0, y1 = 56 * SS, w - 16 * SS, 20 * SS, h - 36 * SS
     panel = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(panel)
-    font = _font(11 * SS)
+    font = text_font(11 * SS)
 
     def at(x, y):
         return (x0 + (x1 - x0) * x / x_max,
@@ -177,7 +228,7 @@ def _panel(name: str, series: list, x_max: float, y_max: float) -> Image.Image:
         draw.text((x0 - 6 * SS, py), f"{v:.3g}", fill=0, font=font, anchor="rm")
     draw.rectangle((x0, y0, x1, y1), outline=0, width=SS)
     draw.text(((x0 + x1) / 2, h - 4 * SS), "epoch", fill=0, font=font, anchor="mb")
-    draw.text((x0, 2 * SS), name, fill=0, font=_font(12 * SS))
+    draw.text((x0, 2 * SS), name, fill=0, font=text_font(12 * SS))
     for points, colour, width in series:
         xy = [at(x, y) for x, y in points if math.isfinite(y)]
         if len(xy) > 1:

@@ -164,7 +164,7 @@ def _stack(sections: list[tuple[str, Image.Image]]) -> Image.Image:
     sheet = Image.new("L", (width, sum(im.height + 24 for _, im in sections)), 255)
     draw, y = ImageDraw.Draw(sheet), 0
     for caption, im in sections:
-        draw.text((4, y + 5), caption, fill=0, font=figures._font())
+        draw.text((4, y + 5), caption, fill=0, font=figures.text_font())
         sheet.paste(im, (4, y + 20))
         y += im.height + 24
     return sheet
@@ -173,7 +173,7 @@ def _stack(sections: list[tuple[str, Image.Image]]) -> Image.Image:
 def _rows(images: np.ndarray, rows: list[tuple[str, np.ndarray]]) -> Image.Image:
     """A labelled row of images per (name, indices): ink dark on white."""
     side = images.shape[1]
-    labelled = [(figures._label(name, 24), idx) for name, idx in rows]
+    labelled = [(figures.label_image(name, 24), idx) for name, idx in rows]
     left = max(lab.width for lab, _ in labelled) + 6
     widest = max(len(idx) for _, idx in rows)
     sheet = Image.new("L", (left + widest * (side + 2), len(rows) * (side + 2)), 255)
