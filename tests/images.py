@@ -1,13 +1,35 @@
 """Image bytes the tests need that no library writes for them."""
 
+import io
 import struct
 import zlib
+
+import numpy as np
+from PIL import Image
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk with its length and a valid CRC."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def png_header(width: int, height: int) -> bytes:
     """A PNG that declares width × height and holds no pixels (a decompression bomb's header)."""
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0,
                                                                0, 0, 0)) + chunk(b"IEND", b""))
+
+
+def broken_pngs() -> list[bytes]:
+    """Valid PNGs of a character with one hostile chunk each, found by fuzzing to make Pillow
+    raise its own exceptions (ValueError, not OSError): a zTXt and an iCCP chunk that inflate
+    to 64 MiB, a pHYs chunk cut short and a truncated tRNS chunk, each with a valid CRC."""
+    ink = np.zeros((40, 40), np.uint8)
+    ink[8:32, 18:22] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(255 - ink).save(buffer, "PNG")
+    good = buffer.getvalue()
+    after_header = 8 + 25  # the signature and IHDR
+    huge = zlib.compress(b"\0" * (64 << 20), 9)
+    hostile = [chunk(b"zTXt", b"k\0\0" + huge), chunk(b"iCCP", b"p\0\0" + huge),
+               chunk(b"pHYs", b"\1\2"), chunk(b"tRNS", b"\1")]
+    return [good[:after_header] + c + good[after_header:] for c in hostile]

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 from assertions import one_error_line
-from images import png_header
+from images import broken_pngs, png_header
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -170,6 +170,8 @@ def test_predict_reports_each_bad_file_in_one_line(run, tmp_path, monkeypatch):
         "cut.png": (good.read_bytes()[:120], "unreadable image"),
         "big.png": (bytes(4096), "MB"),
         "gone.png": (None, "no such file"),
+        **{f"hostile-{i}.png": (body, "unreadable image (ValueError")  # under 2048 bytes
+           for i, body in enumerate(broken_pngs()[2:])},
     }
     monkeypatch.setattr(predict_images, "MAX_BYTES", 2048)  # big.png stands for a > 50 MB file
     for name, (content, _) in bad.items():

