@@ -13,7 +13,7 @@ import numpy as np
 import typer
 import yaml
 
-from . import digits, extract, formats, idx, labels, preview, reader, synth, verify
+from . import __version__, digits, extract, formats, idx, labels, preview, reader, synth, verify
 from .errors import EtlError, EtlWarning
 from .records import RecordBatch
 from .shards import open_shards
@@ -25,6 +25,21 @@ FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="Dataset (
                                                "when the file name does not say it.")]
 PartialOpt = Annotated[bool, typer.Option("--allow-partial", help="Read the whole records of a "
                                           "file whose size is not a whole number of records.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"etlkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_print_version,
+                                                   is_eager=True, help="Print etlkit's version "
+                                                   "and exit.")] = False) -> None:
+    """Decode the ETL Character Database into correctly labelled arrays."""
+
+
 Co59Opt = Annotated[Path | None, typer.Option("--co59", help="AIST's euc_co59.dat, for ETL-2 "
                                               "labels.")]
 

@@ -8,14 +8,30 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.core
 
 from etlkit.errors import EtlError
+
+
+class _RecipeHelp(typer.core.TyperCommand):
+    """`etlkit train --help` ends with every network's recipe, read from `recipes.py` (and so
+    JAX imported) only when the help is shown."""
+
+    @property
+    def epilog(self) -> str:
+        from .recipes import recipe_table
+        return ("Recipes (the defaults of the options whose help names a recipe):\n\n"
+                + recipe_table().replace("\n", "\n\n"))
+
+    @epilog.setter
+    def epilog(self, _value) -> None:  # click's constructor sets it; ours is computed
+        pass
 
 
 def register(app: typer.Typer, reported) -> None:
     """Add the trainer's commands to `app`; `reported` turns EtlErrors into one-line exits."""
 
-    @app.command(name="train")
+    @app.command(name="train", cls=_RecipeHelp)
     def train_cmd(
         shards: Annotated[Path, typer.Argument(help="Dataset folder from `etlkit extract`.")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")],
@@ -217,8 +233,9 @@ def register(app: typer.Typer, reported) -> None:
                                           "seeds.json.")] = Path("seeds"),
         shards: Annotated[Path | None, typer.Option(help="28×28 digit shards to use instead "
                                                     "of importing mnist-5k.")] = None,
-        models: Annotated[str | None, typer.Option(help="Comma-separated seed networks "
-                                                   "[all].")] = None,
+        models: Annotated[str | None, typer.Option(help="Comma-separated seed networks: "
+                                                   "LeNet-5, MNIST-CNN-1 … MNIST-CNN-6, CNN-93k, "
+                                                   "FF-baseline, EMNIST-CNN [all].")] = None,
         epochs: Annotated[int | None, typer.Option(help="Override every recipe's epochs.")
                           ] = None,
     ):

@@ -42,3 +42,16 @@ def recipe(model: str) -> Recipe:
         if name.lower() == wanted:
             return RECIPES.get(name, PAPER)
     return PAPER
+
+
+def recipe_table() -> str:
+    """One line per recipe and the networks that use it, for `etlkit train --help`."""
+    users: dict[Recipe, list[str]] = {}
+    for name in models.names():
+        users.setdefault(recipe(name), []).append(name)
+    return "\n".join(f"{', '.join(names)}: {r.optimizer} lr {r.lr:g}"
+                     f"{f' momentum {r.momentum:g}' if r.optimizer == 'sgd' else ''}, "
+                     f"batch {r.batch_size}, {r.epochs} epochs"
+                     f"{f', lr x0.1 every {r.lr_step_epochs} epochs' if r.lr_step_epochs else ''}"
+                     f"{f', patience {r.patience}' if r.patience else ''} ({r.source})"
+                     for r, names in users.items())

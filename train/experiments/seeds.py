@@ -10,14 +10,15 @@ import json
 from pathlib import Path
 
 from etlkit import digits
+from etlkit.errors import EtlError
 
 from .. import models
 from ..config import Config
 from .table import train_or_resume
 
+SEED_NETWORKS = [name for name in models.names() if models.spec(name).family == "seed"]
 #: Networks and whether `--augment` is on; the EMNIST CNN runs with and without it.
-GRID = [*((name, False) for name in models.names() if models.spec(name).family == "seed"),
-        ("EMNIST-CNN", True)]
+GRID = [*((name, False) for name in SEED_NETWORKS), ("EMNIST-CNN", True)]
 
 #: Test accuracy (%) a network's document reports, where our sources give one, and on what.
 DOCUMENTED = {
@@ -29,6 +30,10 @@ DOCUMENTED = {
 def run_seeds(out: Path, shards: Path | None = None, models_wanted: list[str] | None = None,
               epochs: int | None = None, say=print, progress: bool = False) -> dict:
     """Train the seed networks; write out/seeds.md and out/seeds.json."""
+    unknown = sorted(set(models_wanted or ()) - {name for name, _ in GRID})
+    if unknown:
+        raise EtlError(f"unknown seed network {unknown[0]!r}; the seed networks are "
+                       f"{', '.join(SEED_NETWORKS)}")
     if shards is None:
         shards = out / "data" / "mnist-5k"
         if not (shards / "manifest.json").exists():

@@ -17,6 +17,7 @@ from etlkit.shards import open_shards
 
 from ..config import Config
 from ..loop import fit
+from ..models import spec as network_spec
 from ..rundir import Run
 
 #: Tsai 2016, Table 3: test accuracy (%) per model and task (random 80/20 split).
@@ -43,6 +44,11 @@ def run_grid(models: list[str], tasks: list[str], out: Path, base: Config, *,
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         raise EtlError(f"unknown task {unknown[0]!r}; the paper's tasks are {', '.join(TASKS)}")
+    for model in models:  # every name, before hours of training on the first ones
+        try:
+            network_spec(model)
+        except ValueError as err:
+            raise EtlError(str(err)) from None
     shards = dict(shards or {})
     missing = [t for t in tasks if t not in shards]
     if missing and not raw:
