@@ -91,7 +91,7 @@ def raw_records(path: Path, fmt: Format, indices: np.ndarray) -> np.ndarray:
                 run = out[lo:hi].reshape(-1)
                 got = f.readinto(run) or 0
                 if got < run.nbytes:
-                    end = int(indices[lo]) + got // fmt.record_size
+                    end = os.fstat(f.fileno()).st_size // fmt.record_size
                     raise EtlError(f"{path}: ends at record {end}, before record "
                                    f"{int(indices[hi - 1])} it was to read: the file was cut "
                                    "short or changed while being read")
