@@ -150,6 +150,7 @@ def preview_cmd(
     gray-vs-Otsu comparison (paper Fig. 2b)."""
     with _reported():
         if (path / "manifest.json").is_file():
+            verify.read_manifest(path)
             shard_set = open_shards(path, split_name)
             out.mkdir(parents=True, exist_ok=True)
             _save(preview.class_grid(shard_set, seed=seed), out / "classes.png")

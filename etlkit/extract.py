@@ -97,6 +97,7 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
         "missing": absent,
     }
     write_manifest(out, doc)
+    verify.warn_empty_splits(out, doc)
     return doc
 
 

@@ -5,6 +5,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from . import labels
@@ -20,7 +21,7 @@ class FileEntry:
     writers: int | None = None
     classes: tuple[int, ...] | None = None  # codes in file order, where the manifest lists them
     repeats: int = 1  # times each writer wrote each class (ETL-7: twice per sheet)
-    extra_records: int = 0  # model records at the end of the file
+    extra_records: int = 0  # model records (B family: sheet number 0), after the writers'
     extra: bool = False  # the whole file is an extra set
     missing: tuple[tuple[int, int], ...] = ()  # (code, sheet) records absent from the real file
     verified: bool = True
@@ -63,6 +64,21 @@ def files() -> dict[str, FileEntry]:
 def lookup(path: str | Path) -> FileEntry | None:
     """The manifest entry for a file, by its base name (AIST's names have no extension)."""
     return files().get(Path(path).name.upper())
+
+
+@cache
+def dataset_codes(dataset: str) -> np.ndarray | None:
+    """Every label code the dataset's files hold, sorted; None where the manifest lists no
+    classes for some of its files (ETL-2, 3, 6). ETL-8's real kanji are the 881 education kanji,
+    which the `etl8` set only stands in for, so any JIS level-1 kanji counts as one of its."""
+    named = dataset_info(dataset).get("classes")
+    if named == "etl8":
+        hiragana = [c for c in class_set(named) if c < 0x3000]
+        return np.array(sorted(hiragana + list(_level1_kanji())))
+    entries = [e for e in files().values() if e.dataset == dataset]
+    if any(e.classes is None for e in entries):
+        return None
+    return np.unique(np.concatenate([e.classes for e in entries]))
 
 
 @cache

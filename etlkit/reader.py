@@ -1,7 +1,7 @@
 """etlkit.read / etlkit.iter_read: raw ETL files -> RecordBatch, whole or in bounded chunks.
 
-A file is a flat array of fixed-size records, so each chunk is one `np.fromfile` of whole
-records and one vectorized decode; memory is bounded by `chunk_records` (ETL-9G is 5 GB).
+A file is a flat array of fixed-size records, so each chunk is one read of whole records and
+one vectorized decode; memory is bounded by `chunk_records` (ETL-9G is 5 GB).
 """
 
 import os
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats, labels, manifest
+from . import formats, labels, manifest, plausibility
 from .errors import EtlError, EtlWarning
 from .formats import Format
 from .records import RecordBatch
@@ -20,6 +20,9 @@ from .records import RecordBatch
 #: judged on the first PLAUSIBILITY_SAMPLE records, so the verdict never depends on chunking.
 MIN_LABELLED_SHARE = 0.5
 PLAUSIBILITY_SAMPLE = 1024
+#: B-family model records (one clean image per class) carry sheet number 0, which no writer's
+#: sheet has; they are recognised by it wherever they sit, so a cut file keeps their flags.
+MODEL_SHEET = 0
 
 
 def resolve_format(path: str | Path, format: str | None = None) -> Format:
@@ -63,15 +66,38 @@ def read_records(path: str | Path, indices, format: str | None = None, *,
         raise EtlError(f"{path}: record numbers must be in {fmt.dummy_records}..{n_records - 1}")
     entry = manifest.lookup(path) or manifest.lookup(path.stem)
     return _decode(fmt, raw_records(path, fmt, indices), indices, fmt.char_of(co59_table), entry,
-                   n_records, True)
+                   True)
 
 
 def raw_records(path: Path, fmt: Format, indices: np.ndarray) -> np.ndarray:
     """The undecoded bytes of records numbered `indices`, (n, record_size) uint8; only those
-    records are read."""
-    records = np.memmap(path, np.uint8, "r", shape=(_size(path) // fmt.record_size,
-                                                      fmt.record_size))
-    return np.array(records[indices])
+    records are read, one read per run of consecutive numbers.
+
+    Plain reads, not a memory map: a file cut short while it is read is an EtlError here, where
+    a map would fault (SIGBUS) on the missing pages.
+    """
+    indices = np.asarray(indices, np.int64).reshape(-1)
+    out = np.empty((len(indices), fmt.record_size), np.uint8)
+    if not len(indices):
+        return out
+    if indices.min() < 0:
+        raise EtlError(f"{path}: record numbers must not be negative")
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    starts, ends = np.r_[0, breaks].tolist(), np.r_[breaks, len(indices)].tolist()
+    try:
+        with open(path, "rb") as f:
+            for lo, hi in zip(starts, ends, strict=True):
+                f.seek(int(indices[lo]) * fmt.record_size)
+                run = out[lo:hi].reshape(-1)
+                got = f.readinto(run) or 0
+                if got < run.nbytes:
+                    end = os.fstat(f.fileno()).st_size // fmt.record_size
+                    raise EtlError(f"{path}: ends at record {end}, before record "
+                                   f"{int(indices[hi - 1])} it was to read: the file was cut "
+                                   "short or changed while being read")
+    except OSError as err:
+        raise EtlError(f"{path}: unreadable ({err.strerror or err})") from None
+    return out
 
 
 def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int | None = 8192,
@@ -102,13 +128,13 @@ def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int
     if start:
         _check_dummy(path, fmt)
     step = chunk_records or max(n_records - start, 1)
-    if not no_table:
-        _check_plausible(path, fmt, char_of, start, n_records, step)
-    unlabelled, first_unlabelled = 0, None
+    _check_plausible(path, fmt, char_of, entry, start, n_records, step, judge_labels=not no_table)
+    unlabelled, first_unlabelled, models = 0, None, 0
     for lo in range(start, n_records, step):
         hi = min(lo + step, n_records)
         batch = _decode(fmt, _raw(path, fmt, lo, hi), np.arange(lo, hi), char_of, entry,
-                        n_records, images)
+                        images)
+        models += int(batch.extra.sum())
         missing = ~batch.labelled
         if missing.any():
             unlabelled += int(missing.sum())
@@ -121,52 +147,52 @@ def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int
         warnings.warn(EtlWarning(f"{path}: {unlabelled} records have codes that stand for no "
                                  f"character (first: record {rec}, code {code:#x}); kept with "
                                  "empty chars"), stacklevel=2)
+    if entry is not None and entry.extra_records and n_records == entry.records \
+            and models != entry.extra_records:
+        warnings.warn(EtlWarning(f"{path}: {models} records carry the model records' sheet "
+                                 f"number {MODEL_SHEET}, the manifest expects "
+                                 f"{entry.extra_records} model records: the others are read as "
+                                 "writer data"), stacklevel=2)
 
 
 def _raw(path: Path, fmt: Format, lo: int, hi: int) -> np.ndarray:
     """Records lo..hi-1 as (n, record_size) uint8."""
-    count = (hi - lo) * fmt.record_size
-    raw = np.fromfile(path, np.uint8, count=count, offset=lo * fmt.record_size)
-    return raw.reshape(hi - lo, fmt.record_size)
+    return raw_records(path, fmt, np.arange(lo, hi))
 
 
-def _check_plausible(path: Path, fmt: Format, char_of, start: int, n_records: int,
-                     step: int) -> None:
-    """Reject a file whose first records are mostly codes that stand for no character.
+def _check_plausible(path: Path, fmt: Format, char_of, entry: manifest.FileEntry | None,
+                     start: int, n_records: int, step: int, judge_labels: bool) -> None:
+    """Reject a file whose first records are mostly codes that stand for no character; warn
+    when its size, count, codes or bytes do not fit its name (see `plausibility`).
 
     Read in chunk-sized pieces, so memory stays bounded by the chunk.
     """
     hi = min(n_records, start + PLAUSIBILITY_SAMPLE)
     codes = np.concatenate([
-        _codes(fmt, fmt.layout.decode(_raw(path, fmt, lo, min(lo + step, hi)), images=False)[0])
+        fmt.codes(fmt.layout.decode(_raw(path, fmt, lo, min(lo + step, hi)), False)[0])
         for lo in range(start, hi, step)
     ])
-    chars, _, _ = labels.label_arrays(codes, char_of)
-    missing = int((chars == "").sum())
-    if len(codes) >= 8 and missing > (1 - MIN_LABELLED_SHARE) * len(codes):
-        raise EtlError(f"{path}: does not look like {fmt.name} data: {missing} of the first "
-                       f"{len(codes)} records have codes that stand for no character")
-
-
-def _codes(fmt: Format, fields: np.ndarray) -> np.ndarray:
-    """The label code of each record (CO-59 pairs packed as hi << 6 | lo)."""
-    if fmt.family == "K":
-        return (fields["co59_1"].astype(np.uint16) << 6) | fields["co59_2"].astype(np.uint16)
-    return fields["jis"].astype(np.uint16)
+    if judge_labels:
+        chars, _, _ = labels.label_arrays(codes, char_of)
+        missing = int((chars == "").sum())
+        if len(codes) >= 8 and missing > (1 - MIN_LABELLED_SHARE) * len(codes):
+            raise EtlError(f"{path}: does not look like {fmt.name} data: {missing} of the "
+                           f"first {len(codes)} records have codes that stand for no character")
+    misfit = plausibility.misfit(path, fmt, entry, n_records, codes)
+    if misfit:
+        warnings.warn(EtlWarning(f"{path}: {misfit}"), stacklevel=3)
 
 
 def _decode(fmt: Format, raw: np.ndarray, index: np.ndarray, char_of,
-            entry: manifest.FileEntry | None, n_records: int, with_images: bool) -> RecordBatch:
+            entry: manifest.FileEntry | None, with_images: bool) -> RecordBatch:
     fields, images = fmt.layout.decode(raw, with_images)
-    codes = _codes(fmt, fields)
+    codes = fmt.codes(fields)
     sheets = (np.zeros(len(raw), np.int64) if fmt.family == "K"
               else fields["sheet"].astype(np.int64))
     chars, sjis, scripts = labels.label_arrays(codes, char_of)
-    extra = np.zeros(len(raw), bool)
-    if entry is not None:
-        extra |= entry.extra
-        if entry.extra_records:
-            extra |= index >= n_records - entry.extra_records  # model records end the file
+    extra = np.full(len(raw), entry is not None and entry.extra)
+    if fmt.dummy_records:  # the B family, the only one with model records
+        extra |= sheets == MODEL_SHEET
     return RecordBatch(dataset=fmt.name, images=images, codes=codes, chars=chars, sjis=sjis,
                        scripts=scripts, sheets=sheets, index=index.astype(np.int64), extra=extra,
                        fields=fields)
@@ -192,7 +218,8 @@ def _whole_records(path: Path, fmt: Format, size: int, allow_partial: bool) -> i
                  f"({rest} of {fmt.record_size} bytes)")
         if not allow_partial or n <= fmt.dummy_records:
             hint = "" if n <= fmt.dummy_records else f"; --allow-partial reads the {n} whole ones"
-            raise EtlError(f"{path}: {where}{hint}")
+            better = plausibility.better_format(path, exclude=fmt)
+            raise EtlError(f"{path}: {where}{hint}" + (f"; {better}" if better else ""))
         warnings.warn(EtlWarning(f"{path}: {where}; reading the {n} whole records"), stacklevel=3)
     if n <= fmt.dummy_records:
         raise EtlError(f"{path}: holds only the dummy record of a {fmt.name} file")

@@ -109,10 +109,20 @@ def clear_previous(out: Path) -> None:
 
 
 def write_manifest(out: Path, doc: dict) -> None:
-    """Write out/manifest.json under a temporary name and rename it: the dataset's last step."""
+    """Write out/manifest.json under a temporary name and rename it: the dataset's last step.
+    It is written with its `checksum` (see `manifest_digest`)."""
     tmp = out / ".manifest.json.tmp"
+    doc = {**doc, "checksum": manifest_digest(doc)}
     tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), "utf-8")
     os.replace(tmp, out / "manifest.json")
+
+
+def manifest_digest(doc: dict) -> str:
+    """SHA-256 of the manifest's canonical JSON (sorted keys, no spaces) without its own
+    `checksum` key: `etlkit verify` recomputes it, so a manifest edited by hand is caught."""
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    text = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def sha256(path: Path) -> str:
@@ -185,6 +195,9 @@ def open_shards(root: str | Path, split: str) -> ShardSet:
                        "that did not finish") from None
     except (OSError, ValueError) as err:
         raise EtlError(f"{path}: unreadable manifest ({err})") from None
+    if not (isinstance(manifest, dict) and isinstance(manifest.get("splits"), dict)
+            and isinstance(manifest.get("shards"), list)):
+        raise EtlError(f"{path}: not an etlkit manifest (no splits and shards)")
     if split not in manifest["splits"]:
         raise EtlError(f"{root}: no split {split!r}; it has {', '.join(manifest['splits'])}")
     return ShardSet(root, split, manifest)

@@ -1,27 +1,39 @@
 """Check a user's raw ETL download against the manifest: missing files, wrong or partial sizes;
-and an extracted dataset against its manifest.json."""
+and an extracted dataset against its manifest.json: shards, counts, class table, the manifest's
+own checksum, and paths that stay inside the folder."""
 
+import json
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 
-from . import formats, manifest
-from .shards import open_shards, sha256
+from . import formats, manifest, split
+from .errors import EtlError, EtlWarning
+from .shards import manifest_digest, sha256
+
+#: Threads hashing shards: hashlib releases the GIL, so hashing scales with cores and disks.
+HASH_WORKERS = min(8, os.cpu_count() or 1)
+#: Statuses that fail a check (the rest: ok, unverified-count).
+FAILED = ("missing", "partial", "wrong-count", "corrupt", "edited", "outside", "duplicate",
+          "unlisted")
 
 
 @dataclass(frozen=True)
 class FileCheck:
     name: str
     dataset: str
-    status: str  # ok, missing, partial, wrong-count, unverified-count, corrupt
+    status: str  # ok, unverified-count, or one of FAILED
     expected: int
     found: int | None  # whole records found (None when missing)
     detail: str = ""
 
     @property
     def failed(self) -> bool:
-        return self.status in ("missing", "partial", "wrong-count", "corrupt")
+        return self.status in FAILED
 
 
 def find_raw_files(root: Path) -> dict[str, Path]:
@@ -65,41 +77,179 @@ def verify_raw(root: str | Path) -> list[FileCheck]:
     return checks
 
 
+def read_manifest(root: Path) -> dict:
+    """A dataset's manifest.json with the structure verify relies on, else one EtlError line."""
+    path = root / "manifest.json"
+    try:
+        doc = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise EtlError(f"{path}: no manifest.json: not an etlkit dataset, or an extraction "
+                       "that did not finish") from None
+    except (OSError, ValueError) as err:
+        raise EtlError(f"{path}: unreadable manifest ({err})") from None
+    problem = _structure_problem(doc)
+    if problem:
+        raise EtlError(f"{path}: not an etlkit manifest: {problem}")
+    return doc
+
+
+def _structure_problem(doc) -> str | None:
+    if not isinstance(doc, dict):
+        return f"a JSON {'null' if doc is None else type(doc).__name__}, not an object"
+    if not isinstance(doc.get("shards"), list) or not doc["shards"]:
+        return "no 'shards' list"
+    splits = doc.get("splits")
+    if not isinstance(splits, dict) or not all(_count(v) for v in splits.values()):
+        return "'splits' is not a map of split names to record counts"
+    classes = doc.get("classes")
+    if not isinstance(classes, list) or not all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and _count(c[1])
+            for c in classes):
+        return "'classes' is not a list of [class, Shift-JIS code] pairs"
+    if not _count(doc.get("num_classes")):
+        return "'num_classes' is not a count"
+    for i, shard in enumerate(doc["shards"]):
+        if not (isinstance(shard, dict) and isinstance(shard.get("path"), str)
+                and isinstance(shard.get("split"), str) and _count(shard.get("count"))
+                and isinstance(shard.get("sha256"), str)):
+            return f"shards[{i}] is not a {{path, split, count, sha256}} entry"
+    return None
+
+
+def _count(value) -> bool:
+    return type(value) is int and value >= 0
+
+
 def verify_dataset(root: str | Path) -> list[FileCheck]:
-    """Check an extracted dataset: every shard present, its SHA-256, counts and labels."""
+    """Check an extracted dataset: the manifest against its checksum and its shards, every
+    shard present, inside the folder, listed once, its SHA-256, counts, labels and attributes.
+
+    Shards are hashed on a thread pool; a path that leaves the folder is never opened.
+    """
     root = Path(root)
-    doc = open_shards(root, "train").manifest
-    checks = []
+    doc = read_manifest(root)
+    checks = _manifest_checks(root, doc)
+    listed, seen = [], set()
     for shard in doc["shards"]:
-        path = root / shard["path"]
         name, expected = shard["path"], shard["count"]
-        if not path.is_file():
+        key = os.path.normpath(name)
+        if not _inside(root, name):
+            checks.append(FileCheck(name, "shard", "outside", expected, None,
+                                    "path leaves the dataset folder; not read"))
+        elif key in seen:
+            checks.append(FileCheck(name, "shard", "duplicate", expected, None,
+                                    "listed twice in manifest.json"))
+        elif not (root / name).is_file():
+            seen.add(key)
             checks.append(FileCheck(name, "shard", "missing", expected, None))
-            continue
-        if sha256(path) != shard["sha256"]:
-            checks.append(FileCheck(name, "shard", "corrupt", expected, None,
-                                    "SHA-256 differs from manifest.json"))
-            continue
-        try:
-            with h5py.File(path, "r") as f:
-                labels = f["labels"][:]
-                found = len(labels)
-                sizes = {len(f[k]) for k in ("images", "sjis", "codes", "sheets", "source")}
-                image_shape = f["images"].shape[1:]
-        except (OSError, KeyError) as err:
-            checks.append(FileCheck(name, "shard", "corrupt", expected, None, str(err)))
-            continue
-        side = doc.get("image_size", 64)
-        if image_shape != (side, side):
-            checks.append(FileCheck(name, "shard", "corrupt", expected, found,
-                                    f"images are {'×'.join(map(str, image_shape))}, "
-                                    f"manifest.json says {side}×{side}"))
-            continue
-        bad_labels = len(labels) and (labels.min() < 0 or labels.max() >= doc["num_classes"])
-        if found != expected or sizes != {found} or bad_labels:
-            checks.append(FileCheck(name, "shard", "wrong-count", expected, found,
-                                    "labels out of range" if bad_labels else
-                                    "dataset lengths disagree"))
         else:
-            checks.append(FileCheck(name, "shard", "ok", expected, found))
+            seen.add(key)
+            listed.append(shard)
+    with ThreadPoolExecutor(HASH_WORKERS) as pool:
+        digests = list(pool.map(_digest, [root / s["path"] for s in listed]))
+    checks += [_shard_check(root, doc, shard, digest)
+               for shard, digest in zip(listed, digests, strict=True)]
+    for name in sorted(set(doc["splits"]) | set(split.NAMES)):
+        for path in sorted((root / name).glob("shard-*.h5")):
+            if os.path.normpath(f"{name}/{path.name}") not in seen:
+                checks.append(FileCheck(f"{name}/{path.name}", "shard", "unlisted", 0, None,
+                                        "a shard file manifest.json does not list"))
     return checks
+
+
+def check_dataset(root: str | Path) -> None:
+    """Refuse a dataset that `verify_dataset` fails, in one line naming the first bad file."""
+    for check in verify_dataset(root):
+        if check.failed:
+            detail = f": {check.detail}" if check.detail else ""
+            raise EtlError(f"{Path(root) / check.name}: {check.status}{detail} (`etlkit verify "
+                           f"{root}` lists every problem)")
+
+
+def warn_empty_splits(root: Path, doc: dict) -> None:
+    """Warn about a split left with no records although its share was not zero."""
+    options = doc.get("options", {})
+    share = {"train": 1, "val": options.get("val_frac", 0), "test": options.get("test_frac", 0)}
+    for name, count in doc["splits"].items():
+        if count == 0 and share.get(name, 0) > 0:
+            warnings.warn(EtlWarning(f"{root}: the {name} split is empty: too few records for "
+                                     f"its share"), stacklevel=2)
+
+
+def _manifest_checks(root: Path, doc: dict) -> list[FileCheck]:
+    """The manifest against its own checksum, its class count and its shard list."""
+    checks = []
+    n_shards = len(doc["shards"])
+    if "checksum" not in doc:
+        warnings.warn(EtlWarning(f"{root / 'manifest.json'}: no checksum (an older etlkit "
+                                 "wrote it), so edits to it cannot be detected"), stacklevel=3)
+    elif manifest_digest(doc) != doc["checksum"]:
+        checks.append(FileCheck("manifest.json", "dataset", "edited", n_shards, n_shards,
+                                "its checksum differs: edited after extraction"))
+    if doc["num_classes"] != len(doc["classes"]):
+        checks.append(FileCheck("manifest.json", "dataset", "edited", len(doc["classes"]),
+                                doc["num_classes"], f"num_classes is {doc['num_classes']}, "
+                                f"the class table has {len(doc['classes'])}"))
+    for name, count in doc["splits"].items():
+        listed = sum(s["count"] for s in doc["shards"] if s["split"] == name)
+        if listed != count:
+            checks.append(FileCheck("manifest.json", "dataset", "wrong-count", count, listed,
+                                    f"splits.{name} is {count}, its shards list {listed}"))
+    unknown = sorted({s["split"] for s in doc["shards"]} - set(doc["splits"]))
+    if unknown:
+        checks.append(FileCheck("manifest.json", "dataset", "edited", n_shards, n_shards,
+                                f"shards of splits {', '.join(unknown)} that 'splits' lacks"))
+    return checks
+
+
+def _inside(root: Path, name: str) -> bool:
+    """A relative path without `..` that resolves (links followed) inside `root`."""
+    path = Path(name)
+    if path.is_absolute() or ".." in path.parts:
+        return False
+    return (root / path).resolve().is_relative_to(root.resolve())
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return sha256(path)
+    except OSError:
+        return None
+
+
+def _shard_check(root: Path, doc: dict, shard: dict, digest: str | None) -> FileCheck:
+    """One listed shard: hash, folder, lengths, image size, labels and attributes."""
+    name, expected = shard["path"], shard["count"]
+    if digest is None:
+        return FileCheck(name, "shard", "corrupt", expected, None, "unreadable")
+    if digest != shard["sha256"]:
+        return FileCheck(name, "shard", "corrupt", expected, None,
+                         "SHA-256 differs from manifest.json")
+    if Path(name).parts[0] != shard["split"]:
+        return FileCheck(name, "shard", "edited", expected, None,
+                         f"listed as a {shard['split']} shard")
+    try:
+        with h5py.File(root / name, "r") as f:
+            labels = f["labels"][:]
+            sizes = {len(f[k]) for k in ("images", "sjis", "codes", "sheets", "source")}
+            image_shape = f["images"].shape[1:]
+            attrs = {k: json.loads(v) for k, v in f.attrs.items()}
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        return FileCheck(name, "shard", "corrupt", expected, None, str(err))
+    found = len(labels)
+    side = doc.get("image_size", 64)
+    if image_shape != (side, side):
+        return FileCheck(name, "shard", "corrupt", expected, found,
+                         f"images are {'×'.join(map(str, image_shape))}, manifest.json says "
+                         f"{side}×{side}")
+    if found != expected or sizes != {found}:
+        return FileCheck(name, "shard", "wrong-count", expected, found,
+                         "dataset lengths disagree" if sizes != {found} else "")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(doc["classes"])):
+        return FileCheck(name, "shard", "wrong-count", expected, found, "labels out of range")
+    own = {**{k: v for k, v in doc.items() if k in attrs}, "split": shard["split"]}
+    differ = sorted(k for k, v in attrs.items() if k in own and own[k] != v)
+    if differ:
+        return FileCheck(name, "shard", "edited", expected, found,
+                         f"its {', '.join(differ)} differ from manifest.json's")
+    return FileCheck(name, "shard", "ok", expected, found)

@@ -2,6 +2,7 @@
 consistent RecordBatch or raises a one-line EtlError that names the file; nothing else.
 """
 
+import os
 import re
 import tempfile
 import warnings
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, currently_in_test_context, event, given, set
 from hypothesis import strategies as st
 
 import etlkit
+from etlkit import reader
 from etlkit.formats import FORMATS
 from etlkit.labels import NO_SCRIPT, SCRIPTS
 
@@ -371,6 +373,24 @@ def test_read_and_iter_read_agree_on_clustered_unlabelled_records(tmp_path, rand
     with pytest.warns(etlkit.EtlWarning, match="8 records"):
         chunks = list(etlkit.iter_read(path, chunk_records=8))
     _same_records(etlkit.RecordBatch.concatenate(chunks), whole)
+
+
+@pytest.mark.parametrize("dataset", ["ETL1", "ETL8B2", "ETL8G"])
+def test_a_file_cut_short_while_it_is_read_is_an_etl_error(tmp_path, random_etl_bytes,
+                                                            etl_file_names, dataset):
+    """Issue 12.3: the file shrinks between chunks of iter_read, or under raw_records."""
+    fmt = FORMATS[dataset]
+    path = tmp_path / etl_file_names[dataset]
+    path.write_bytes(random_etl_bytes(dataset, 40))
+    chunks = etlkit.iter_read(path, chunk_records=8)
+    next(chunks)
+    os.truncate(path, (fmt.dummy_records + 20) * fmt.record_size + 3)
+    with pytest.raises(etlkit.EtlError, match="cut short or changed while being read") as info:
+        list(chunks)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    ends = f"{re.escape(str(path))}: ends at record {fmt.dummy_records + 20}, before record 31"
+    with pytest.raises(etlkit.EtlError, match=ends):
+        reader.raw_records(path, fmt, np.array([5, 6, 30, 31]))
 
 
 def test_unknown_format_name_missing_file_and_directory(tmp_path, random_etl_bytes):

@@ -93,6 +93,42 @@ def test_random_bytes_under_a_real_name(tmp_path):
     one_error_line(runner.invoke(app, ["info", str(tmp_path / "nope")]), "no such file")
 
 
+def _warnings(result, path):
+    return [ln for ln in result.stderr.splitlines()
+            if ln.startswith(f"warning: {path}: does not fit")]
+
+
+def test_a_text_file_under_an_etl_name_is_warned_about_everywhere(tmp_path):
+    """Issue 12.2: two ETL-8G records' worth of text named ETL8G_01."""
+    path = tmp_path / "raw" / "ETL8G_01"
+    path.parent.mkdir()
+    path.write_text(("Dear diary, today I wrote kanji. " * 600)[: 2 * 8199], "ascii")
+    for args in (["info", str(path)], ["preview", str(path), "-o", str(tmp_path / "p.png")],
+                 ["extract", str(path), "--out", str(tmp_path / "ds"), "--allow-missing"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        (line,) = _warnings(result, path)
+        assert "its bytes are text" in line and "fewer than one writer's 956" in line
+        assert "outside ETL8G's class set" in line and "looks like a text file" in line
+    assert "warning: " + str(tmp_path / "ds") + ": the val split is empty" in result.stderr
+    assert "the test split is empty" in result.stderr
+
+
+def test_etl1_bytes_under_an_etl8g_name_name_etl1(raw, tmp_path):
+    path = tmp_path / "ETL8G_01"
+    path.write_bytes((raw / "ETL1C_07").read_bytes())
+    one_error_line(runner.invoke(app, ["info", str(path)]), str(path),
+                   "not a whole number of 8199-byte ETL8G records", "fit ETL1 better")
+    result = runner.invoke(app, ["info", str(path), "--allow-partial"])
+    (line,) = _warnings(result, path)
+    assert "whole number of ETL1/ETL6/ETL7 records" in line and "fit ETL1 better" in line
+
+
+def test_files_that_fit_their_names_get_no_warning(raw):
+    result = runner.invoke(app, ["info", str(raw)])
+    assert result.exit_code == 0 and result.stderr == "", result.stderr
+
+
 def test_synth_command_and_console_entry_point(tmp_path):
     out = tmp_path / "raw"
     result = subprocess.run(

@@ -7,6 +7,7 @@ import pytest
 
 import etlkit
 from etlkit import labels, manifest
+from etlkit.extract import Options, extract
 from etlkit.formats import FORMATS
 from etlkit.synth import synth
 
@@ -119,6 +120,38 @@ def test_model_records_and_extra_set_are_flagged(tmp_path):
     c3, g33 = etlkit.read(tmp_path / "ETL8B2C3"), etlkit.read(tmp_path / "ETL8G_33")
     assert c3.extra.sum() == 956 and c3.extra[-956:].all() and not c3.extra[:-956].any()
     assert g33.extra.all() and len(g33) == 956
+
+
+def test_a_cut_b_file_keeps_its_model_records_flags_and_extract_keeps_every_class(tmp_path):
+    """Issue 12.1: ETL8B2C3 cut after the dummy and half its records, through the model
+    records. They are recognised by their sheet number, not by where the file ends."""
+    raw, cut = tmp_path / "raw", tmp_path / "cut"
+    synth("ETL8B2", raw, writers=2)
+    whole = etlkit.read(raw / "ETL8B2C3")
+    cut.mkdir()
+    for name in ("ETL8B2C1", "ETL8B2C2"):
+        (cut / name).write_bytes((raw / name).read_bytes())
+    keep = 1 + len(whole) // 2
+    (cut / "ETL8B2C3").write_bytes((raw / "ETL8B2C3").read_bytes()[: keep * 512])
+    part = etlkit.read(cut / "ETL8B2C3")
+    assert len(part) == keep - 1 and 0 < part.extra.sum() < len(part)
+    np.testing.assert_array_equal(part.extra, whole.extra[: len(part)])
+    with pytest.warns(etlkit.EtlWarning, match="the val split is empty"):
+        doc = extract([cut], tmp_path / "kanji", Options(task="kanji"))
+    assert doc["num_classes"] == 881 and doc["splits"]["train"] == 2 * 881
+
+
+def test_model_records_the_manifest_expects_but_the_file_lacks_are_warned(tmp_path):
+    """A whole-size ETL8B2C3 whose model records do not carry sheet 0 is not read silently."""
+    synth("ETL8B2", tmp_path, writers=1, files=["ETL8B2C3"])
+    one = (tmp_path / "ETL8B2C3").read_bytes()  # dummy, one writer's 316, the 956 models
+    data = bytearray(one[:512] + one[512 : 317 * 512] * 160 + one[317 * 512 :])
+    assert len(data) == manifest.lookup("ETL8B2C3").records * 512
+    data[-512:-510] = (9999).to_bytes(2, "big")  # the last model record's sheet number
+    (tmp_path / "ETL8B2C3").write_bytes(bytes(data))
+    with pytest.warns(etlkit.EtlWarning, match="955 records carry the model records' sheet"):
+        batch = etlkit.read(tmp_path / "ETL8B2C3")
+    assert batch.extra.sum() == 955
 
 
 def test_codes_with_no_character_are_kept_counted_and_warned(tmp_path):

@@ -55,11 +55,14 @@ def etl_file(request, tmp_path_factory, random_etl_bytes, etl_file_names):
     return dataset, path
 
 
-def _read(path, dataset, **kwargs):
-    """etlkit.read, asserting the only warning is ETL-2's missing CO-59 table."""
+def _read(path, dataset, random_records=False, **kwargs):
+    """etlkit.read, asserting the only warning is ETL-2's missing CO-59 table (and, for a few
+    random records under a real name, that they do not fit that name: test_bad_bytes)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         batch = etlkit.read(path, **kwargs)
+    if random_records:
+        caught = [w for w in caught if "does not fit" not in str(w.message)]
     messages = [str(w.message) for w in caught]
     if dataset == "ETL2" and "co59_table" not in kwargs:
         assert len(caught) == 1 and issubclass(caught[0].category, etlkit.EtlWarning), messages
@@ -178,7 +181,7 @@ def _random_records(dataset, n, seed):
 def test_random_record_bytes_match_reference(tmp_path, etl_file_names, dataset):
     path = tmp_path / etl_file_names[dataset]
     path.write_bytes(_random_records(dataset, 9, seed=sum(map(ord, dataset))))
-    batch = _read(path, dataset)
+    batch = _read(path, dataset, random_records=True)
     _compare_with_reference(dataset, path, batch)
     assert int(batch.images.max()) == ref.MAX_LEVEL[ref.VARIANT[dataset]]
 
@@ -189,7 +192,7 @@ def test_format_argument_reads_an_unnamed_file_the_same(tmp_path, etl_file_names
     named.write_bytes(_random_records(dataset, 5, seed=7))
     unnamed = tmp_path / "records.bin"
     unnamed.write_bytes(named.read_bytes())
-    batch = _read(unnamed, dataset, format=dataset)
+    batch = _read(unnamed, dataset, random_records=True, format=dataset)
     _compare_with_reference(dataset, unnamed, batch)
 
 

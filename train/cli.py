@@ -70,6 +70,8 @@ def register(app: typer.Typer, reported) -> None:
         resume: Annotated[bool, typer.Option(help="Continue the run in --out from its latest "
                                              "checkpoint (repeat the same options).")] = False,
         progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+        verify: Annotated[bool, typer.Option(help="First check every shard's SHA-256 and the "
+                                             "manifest (a few seconds per GB).")] = True,
         distributed: Annotated[bool, typer.Option(help="One of several processes (hosts): "
                                                   "calls jax.distributed.initialize, which finds "
                                                   "its peers on TPU, Slurm and Open MPI.")] = False,
@@ -94,7 +96,7 @@ def register(app: typer.Typer, reported) -> None:
                         checkpoint_minutes=checkpoint_minutes)
         with reported():
             fit(config, out, resume=resume, say=lambda m: typer.echo(m, err=True),
-                progress=progress)
+                progress=progress, verify=verify)
 
     @app.command(name="evaluate")
     def evaluate_cmd(

@@ -20,6 +20,7 @@ from jax.experimental import multihost_utils
 from etlkit import __version__
 from etlkit.errors import EtlError
 from etlkit.shards import open_shards
+from etlkit.verify import check_dataset
 
 from . import checkpoint, models
 from .config import Config, build, optimizer
@@ -34,10 +35,15 @@ class Diverged(EtlError):
 
 
 def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
-        progress: bool = True) -> dict:
-    """Train, keep the best model by validation accuracy, evaluate it on the test split."""
+        progress: bool = True, verify: bool = True) -> dict:
+    """Train, keep the best model by validation accuracy, evaluate it on the test split.
+
+    `verify` first checks every shard's SHA-256 and the manifest (`etlkit.verify`), so a
+    corrupt dataset is refused before the run folder is touched."""
     config = config.with_recipe()
     config.check()
+    if verify:
+        check_dataset(config.shards)
     run = Run(out, primary=jax.process_index() == 0)
     _prepare_folder(run, config, resume)
     train_set = open_shards(config.shards, "train")

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
+
 from .. import labels
 from .octet import B8, B9, G8, G9, M, OctetLayout
 from .sixbit import C, K, SixbitLayout
@@ -35,6 +37,12 @@ class Format:
     def levels(self) -> int:
         """The highest raw pixel level (1, 15 or 63)."""
         return (1 << self.layout.bits) - 1
+
+    def codes(self, fields: np.ndarray) -> np.ndarray:
+        """The label code of each decoded record (CO-59 pairs packed as hi << 6 | lo)."""
+        if self.family == "K":
+            return (fields["co59_1"].astype(np.uint16) << 6) | fields["co59_2"].astype(np.uint16)
+        return fields["jis"].astype(np.uint16)
 
     def char_of(self, co59_table: dict[int, str] | None = None) -> Callable[[int], str]:
         """code -> character for this dataset."""

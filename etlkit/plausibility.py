@@ -1,0 +1,113 @@
+"""Does a raw file fit the name it is read under, and which format do its bytes fit better?
+
+A file read as ETL8G_01 (by its name or --format) is judged on its size, its record count
+against data_manifest.yaml's, the share of its sampled label codes that are in the dataset's
+class set, and whether its bytes are text. Everything is judged on a bounded sample with
+vectorized checks, so the cost does not grow with the file.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import formats, labels, manifest
+from .formats import Format
+
+#: Below this share of sampled codes in the dataset's class set, the codes do not fit it.
+MIN_IN_SET_SHARE = 0.9
+#: Above this share of printable bytes (ASCII, tab, newline, UTF-8), the head of a file is text;
+#: ETL images are runs of low pixel levels and zero bytes, far below it.
+TEXT_SHARE = 0.95
+TEXT_SAMPLE_BYTES = 1 << 16
+#: Records decoded per other format when guessing what a file is.
+GUESS_RECORDS = 64
+
+_PRINTABLE = np.zeros(256, bool)
+_PRINTABLE[[9, 10, 13, *range(32, 127), *range(128, 256)]] = True
+
+
+def misfit(path: Path, fmt: Format, entry: manifest.FileEntry | None, n_records: int,
+           codes: np.ndarray) -> str | None:
+    """Why the file does not fit `fmt` (and its manifest `entry`), naming the format it is
+    more likely to be; None when it fits. `codes` are its first records' label codes."""
+    size = os.path.getsize(path)
+    reasons = []
+    if looks_like_text(path):
+        reasons.append("its bytes are text")
+    if size % fmt.record_size:
+        others = [f.name for f in formats.FORMATS.values() if size % f.record_size == 0]
+        if others:
+            reasons.append(f"its size is a whole number of {'/'.join(others)} records, "
+                           f"not of {fmt.name}'s")
+    if entry is not None:
+        reasons += _count_misfit(fmt, entry, n_records)
+    share = in_set_share(fmt, codes)
+    if share is not None and share < MIN_IN_SET_SHARE:
+        reasons.append(f"{round((1 - share) * len(codes))} of its first {len(codes)} records "
+                       f"have codes outside {fmt.name}'s class set")
+    if not reasons:
+        return None
+    name = entry.name if entry is not None else f"{fmt.name} data"
+    likely = better_format(path, exclude=fmt) or "no other ETL format fits it better"
+    return f"does not fit {name}: {'; '.join(reasons)}; {likely}"
+
+
+def looks_like_text(path: Path) -> bool:
+    head = np.fromfile(path, np.uint8, count=TEXT_SAMPLE_BYTES)
+    return len(head) > 0 and _PRINTABLE[head].mean() > TEXT_SHARE
+
+
+def in_set_share(fmt: Format, codes: np.ndarray) -> float | None:
+    """The share of `codes` in the dataset's class set (else that stand for a character);
+    None where neither can be judged (ETL-2 without its CO-59 table, no codes)."""
+    if not len(codes) or fmt.code == "co59":
+        return None
+    known = manifest.dataset_codes(fmt.name)
+    if known is not None:
+        return float(np.isin(codes, known).mean())
+    chars, _, _ = labels.label_arrays(codes, fmt.char_of())
+    return float((chars != "").mean())
+
+
+def better_format(path: Path, exclude: Format | None = None) -> str | None:
+    """A phrase naming the format other than `exclude` that the file's bytes fit best, judged
+    on its first records; None when none does."""
+    if looks_like_text(path):
+        return "it looks like a text file, not ETL data"
+    size = os.path.getsize(path)
+    best = None
+    for fmt in formats.FORMATS.values():
+        n = size // fmt.record_size - fmt.dummy_records
+        if fmt is exclude or size % fmt.record_size or n < 1:
+            continue
+        head = np.fromfile(path, np.uint8, count=(fmt.dummy_records + min(n, GUESS_RECORDS))
+                           * fmt.record_size).reshape(-1, fmt.record_size)
+        if head[: fmt.dummy_records].any():
+            continue
+        share = in_set_share(fmt, fmt.codes(fmt.layout.decode(head[fmt.dummy_records:],
+                                                              False)[0]))
+        if share is None or share < MIN_IN_SET_SHARE:
+            continue
+        same_size = [e.name for e in manifest.files().values()
+                     if e.dataset == fmt.name and e.records == n + fmt.dummy_records]
+        key = (bool(same_size), share)
+        if best is None or key > best[0]:
+            best = (key, fmt.name, same_size)
+    if best is None:
+        return None
+    _, name, same_size = best
+    size_note = f", and it has the record count of {same_size[0]}" if same_size else ""
+    return f"its bytes fit {name} better (its codes are {name} classes{size_note})"
+
+
+def _count_misfit(fmt: Format, entry: manifest.FileEntry, n_records: int) -> list[str]:
+    """A record count no subset of the named file's writers gives."""
+    if n_records > entry.records:
+        return [f"{n_records} records, more than the {entry.records} of {entry.name}"]
+    if entry.classes:
+        one_writer = len(entry.classes) * entry.repeats
+        data = n_records - fmt.dummy_records
+        if data < one_writer - len(entry.missing):
+            return [f"{data} records, fewer than one writer's {one_writer} in {entry.name}"]
+    return []
