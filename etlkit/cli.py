@@ -2,7 +2,11 @@
 
 import dataclasses
 import json
+import os
 import shlex
+import signal
+import sys
+import threading
 import warnings
 from collections import Counter
 from contextlib import contextmanager
@@ -44,10 +48,15 @@ Co59Opt = Annotated[Path | None, typer.Option("--co59", help="AIST's euc_co59.da
                                               "labels.")]
 
 
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
+
+
 @contextmanager
-def _reported():
-    """Print EtlWarnings as `warning:` lines and turn an EtlError into one line and exit 1."""
-    with warnings.catch_warnings(record=True) as caught:
+def _reported(interrupted: str = "interrupted"):
+    """Print EtlWarnings as `warning:` lines and turn an EtlError into one line and exit 1;
+    Ctrl-C into the line `error: {interrupted}` and exit 130, within a second whatever the
+    command is doing."""
+    with warnings.catch_warnings(record=True) as caught, _stopped_by_ctrl_c(interrupted):
         warnings.simplefilter("always", EtlWarning)
         try:
             yield caught
@@ -55,7 +64,41 @@ def _reported():
             _print_warnings(caught)
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo(f"error: {interrupted}", err=True)
+            raise typer.Exit(INTERRUPTED) from None
     _print_warnings(caught)
+
+
+@contextmanager
+def _stopped_by_ctrl_c(message: str):
+    """A KeyboardInterrupt can be swallowed where it lands (a finalizer, a worker thread's
+    callback: "Exception ignored in ...") or wait for a thread pool's chunks, so Ctrl-C also
+    arms a half-second watchdog that ends the process with the same line and status if the
+    interrupt did not; a second Ctrl-C ends it at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave() -> None:
+        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)
+
+    def on_ctrl_c(_signum, _frame) -> None:
+        if watchdog.is_alive():
+            leave()
+        watchdog.start()
+        raise KeyboardInterrupt
+
+    watchdog = threading.Timer(0.5, leave)
+    watchdog.daemon = True
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        watchdog.cancel()
+        signal.signal(signal.SIGINT, previous)
 
 
 def _print_warnings(caught) -> None:

@@ -94,7 +94,8 @@ def register(app: typer.Typer, reported) -> None:
                         conv_dropout=conv_dropout, fc_dropout=fc_dropout,
                         steps_per_call=steps_per_call, log_every=log_every,
                         checkpoint_minutes=checkpoint_minutes)
-        with reported():
+        with reported(f"interrupted; the same command with --resume continues {out} from its "
+                      "latest checkpoint"):
             fit(config, out, resume=resume, say=lambda m: typer.echo(m, err=True),
                 progress=progress, verify=verify)
 

@@ -1,0 +1,58 @@
+"""Ctrl-C stops a long command within about a second, every time, with one `error:` line and
+exit status 130 (a KeyboardInterrupt landing in a finalizer used to be swallowed, and the
+extraction went on to exit 0); `train`'s line says how to resume."""
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+INTERRUPTED = 130
+
+
+def _interrupt_when(args, marker: str) -> tuple[int, str, float]:
+    """Start `etlkit ARGS`, send SIGINT once stderr shows `marker`; (status, stderr, seconds
+    from the signal to the exit)."""
+    process = subprocess.Popen([sys.executable, "-m", "etlkit", *args], stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, text=True)
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if marker in line:
+            break
+    else:
+        pytest.fail(f"{marker!r} never shown: {''.join(seen)}")
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    process.wait(30)
+    return process.returncode, "".join(seen) + rest, time.monotonic() - sent
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_extract_in_pass_2_every_time(hiragana_shards, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for n in range(1, 9):  # eight writer-major files: a pass 2 of about 35,000 images
+        shutil.copy(hiragana_shards.parent / "raw" / "ETL8G_01", raw / f"ETL8G_{n:02d}")
+    for attempt in range(3):
+        status, err, seconds = _interrupt_when(
+            ["extract", str(raw), "--task", "kanji", "--out", str(tmp_path / f"out{attempt}")],
+            "pass 2: ETL8G_02")
+        assert status == INTERRUPTED, err
+        assert err.splitlines()[-1] == "error: interrupted" and "Traceback" not in err
+        assert seconds < 5, seconds  # the watchdog's half second, plus a loaded machine's lag
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_train_and_says_how_to_resume(hiragana_shards, tmp_path):
+    out = tmp_path / "run"
+    status, err, _ = _interrupt_when(["train", str(hiragana_shards), "--out", str(out),
+                                      "--model", "M6-1", "--no-progress", "--epochs", "3"],
+                                     "training M6-1")
+    assert status == INTERRUPTED, err
+    assert err.splitlines()[-1] == (f"error: interrupted; the same command with --resume "
+                                    f"continues {out} from its latest checkpoint")
