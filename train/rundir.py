@@ -45,7 +45,7 @@ CHECKPOINTS = ("best", "latest")
 
 
 def kind_of(record: dict) -> str:
-    """"train", "epoch" or "test": which of metrics.jsonl's three records this is."""
+    """Which of metrics.jsonl's three records this is: "train", "epoch" or "test"."""
     if "test/accuracy" in record:
         return "test"
     return "epoch" if "epoch/seconds" in record else "train"

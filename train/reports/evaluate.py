@@ -23,6 +23,7 @@ from ..steps import evaluate_batch
 from . import figures
 
 SPLITS = ("test", "val", "train")
+WHICH = CHECKPOINTS  # --which: the checkpoints a run keeps (also checked by predict and serve)
 GALLERY = 48  # misclassified images shown
 
 
@@ -58,7 +59,7 @@ def check_choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
 def evaluate(root: str | Path, split: str = "test", which: str = "best") -> Evaluation:
     """Run the `which` model over `split` of the run's shards, one compiled batch shape."""
     check_choice("split", split, SPLITS)
-    check_choice("which", which, CHECKPOINTS)
+    check_choice("which", which, WHICH)
     model, doc = load_model(root, which)
     shards = open_shards(doc["config"]["shards"], split)
     if [list(c) for c in shards.classes] != doc["classes"]:
