@@ -21,6 +21,7 @@ from train.config import Config
 from train.inference import images as predict_images
 from train.loop import fit
 from train.reports import evaluate, figures
+from train.rundir import Run
 
 runner = CliRunner()
 OUTPUTS = ("eval.json", "confusion.png", "misclassified.png", "curves.png")
@@ -47,19 +48,14 @@ def evaluated(run):
     return result, {name: (run / name).read_bytes() for name in OUTPUTS}
 
 
-def _metrics(run, kind):
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["kind"] == kind]
-
-
 def test_evaluation_matches_fit_and_adds_up(run, evaluated):
     result, outputs = evaluated
     doc = json.loads(outputs["eval.json"])
-    test = _metrics(run, "test")[0]
+    test = Run(run).history().test
     assert doc["split"] == "test" and doc["model"] == "best"
     assert doc["count"] == len(open_shards(run.parent / "kana", "test"))
-    assert doc["accuracy"] == test["test_accuracy"] and doc["top5_accuracy"] == test["test_top5"]
-    assert doc["loss"] == pytest.approx(test["test_loss"], rel=1e-5)
+    assert doc["accuracy"] == test["test/accuracy"] and doc["top5_accuracy"] == test["test/top5"]
+    assert doc["loss"] == pytest.approx(test["test/loss"], rel=1e-5)
     assert f"accuracy {doc['accuracy']:.2%}" in result.stdout
     assert all(str(run / name) in result.stdout for name in OUTPUTS)
 
@@ -96,14 +92,22 @@ def test_figures(evaluated):
         assert (np.abs(pixels - colour).sum(1) < 30).sum() > 50
 
 
-def test_reruns_are_identical_and_val_gives_the_best_epochs_accuracy(run, evaluated):
+def test_each_split_keeps_its_own_files_and_reruns_are_identical(run, evaluated):
     """The best checkpoint is the epoch with the highest validation accuracy; evaluating the
-    test split again rewrites the same bytes."""
-    result = runner.invoke(app, ["evaluate", str(run), "--split", "val"])
-    assert result.exit_code == 0, result.output
-    doc = json.loads((run / "eval.json").read_text())
-    best = max(_metrics(run, "epoch"), key=lambda r: r["val_accuracy"])
-    assert doc["split"] == "val" and doc["accuracy"] == best["val_accuracy"]
+    val split or the latest model writes files of their own and leaves the test split's alone;
+    evaluating the test split again rewrites the same bytes."""
+    for split, which in (("val", "best"), ("test", "latest")):
+        result = runner.invoke(app, ["evaluate", str(run), "--split", split, "--which", which])
+        assert result.exit_code == 0, result.output
+        own = [f"eval-{split}-{which}.json", f"confusion-{split}-{which}.png",
+               f"misclassified-{split}-{which}.png", "curves.png"]
+        assert result.stdout.splitlines()[-1] == "wrote " + ", ".join(str(run / n) for n in own)
+        assert {name: (run / name).read_bytes() for name in OUTPUTS} == evaluated[1]
+    doc = json.loads((run / "eval-val-best.json").read_text())
+    best = max(Run(run).history().epochs, key=lambda r: r["val/accuracy"])
+    assert doc["split"] == "val" and doc["accuracy"] == best["val/accuracy"]
+    latest = json.loads((run / "eval-test-latest.json").read_text())
+    assert (latest["split"], latest["model"]) == ("test", "latest")
     assert runner.invoke(app, ["evaluate", str(run)]).exit_code == 0
     assert {name: (run / name).read_bytes() for name in OUTPUTS} == evaluated[1]
 

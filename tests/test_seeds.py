@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 from etlkit.cli import app
 from etlkit.shards import open_shards
 from train import models
+from train.rundir import Run
 
 runner = CliRunner()
 
@@ -26,9 +27,7 @@ def test_seed_networks_train_on_real_digits_and_the_93k_cnn_reaches_97_percent(t
         run = out / "runs" / name
         config = json.loads((run / "config.json").read_text())["config"]
         assert (config["optimizer"], config["lr"], config["epochs"]) == ("adam", 1e-3, 5)
-        test = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()
-                if '"kind": "test"' in ln][0]
-        assert row["test_accuracy"] == test["test_accuracy"]
+        assert row["test_accuracy"] == Run(run).history().test["test/accuracy"]
         assert f"| {name} | {row['parameters']:,} |" in result.stdout
     # the digit recognizer's document recipe, on the 1,000 held-out digits
     assert rows["CNN-93k"]["test_accuracy"] >= 0.97

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from etlkit.cli import app
 from etlkit.synth import synth
 from train.experiments.table import PAPER
+from train.rundir import Run
 
 runner = CliRunner()
 
@@ -28,9 +29,9 @@ def test_grid_from_raw_files_writes_table_3_and_resumes(raw, tmp_path):
     doc = json.loads((out / "table.json").read_text())
     assert doc["datasets"]["hiragana"]["classes"] == 75
     for r in doc["results"]:
-        metrics = (out / "runs" / f"hiragana-{r['model']}" / "metrics.jsonl").read_text()
-        test = [json.loads(ln) for ln in metrics.splitlines() if '"kind": "test"' in ln][0]
-        assert r["test_accuracy"] == test["test_accuracy"]
+        test = Run(out / "runs" / f"hiragana-{r['model']}").history().test
+        assert r["test_accuracy"] == test["test/accuracy"]
+        assert r["best_epoch"] == test["test/best_epoch"] == 1
         assert r["paper"] == PAPER[r["model"]][1]
         row = f"| {r['model']} | {100 * r['test_accuracy']:.2f} ({r['paper']:.2f}) |"
         assert row in result.stdout and row in (out / "table.md").read_text()

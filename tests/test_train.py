@@ -2,8 +2,10 @@
 
 import json
 import os
+import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -15,12 +17,14 @@ import optax
 import pytest
 from assertions import one_error_line
 from flax import nnx
+from tensorboardX.proto.event_pb2 import Event, SessionLog
 from typer.testing import CliRunner
 
 from etlkit.cli import app
+from etlkit.errors import EtlError
 from train import checkpoint, models
 from train.augment import augment
-from train.rundir import load_model
+from train.rundir import Run, load_model
 from train.steps import Steps
 
 runner = CliRunner()
@@ -31,9 +35,9 @@ def shards(hiragana_shards):
     return hiragana_shards
 
 
-def _args(shards, out, *extra, epochs=3):
+def _args(shards, out, *extra, epochs=3, progress=False):
     return ["train", str(shards), "--out", str(out), "--model", "M6-1", "--epochs", str(epochs),
-            "--log-every", "5", "--no-progress", *extra]
+            "--log-every", "5", *([] if progress else ["--no-progress"]), *extra]
 
 
 def _cli(args, env=None):
@@ -42,17 +46,42 @@ def _cli(args, env=None):
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
-def _lines(run, kind):
-    text = (run / "metrics.jsonl").read_text()
-    return [r for r in map(json.loads, text.splitlines()) if r["kind"] == kind]
-
-
 def _final(run):
     """What must not depend on interruptions: every epoch's metrics and the test result."""
-    keys = ("epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "best")
-    epochs = [{k: r[k] for k in keys} for r in _lines(run, "epoch")]
-    test = {k: v for k, v in _lines(run, "test")[0].items() if k != "compiles"}
+    keys = ("epoch", "step", "train/epoch_loss", "train/epoch_accuracy", "val/loss",
+            "val/accuracy", "epoch/best")
+    history = Run(run).history()
+    epochs = [{k: r[k] for k in keys} for r in history.epochs]
+    test = {k: v for k, v in history.test.items() if not k.startswith("compiles/")}
     return epochs, test
+
+
+def _compiles(run):
+    return {k: v for k, v in Run(run).history().test.items() if k.startswith("compiles/")}
+
+
+def _events(run):
+    """The run's TensorBoard event files, oldest first, each as its list of events, read with
+    the protobuf classes tensorboardX writes them with (TFRecord framing: length, crc, event,
+    crc)."""
+    files = []
+    for path in sorted(run.glob("events.out.tfevents.*")):
+        data, at, events = path.read_bytes(), 0, []
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            events.append(Event.FromString(data[at + 12:at + 12 + length]))
+            at += 12 + length + 4
+        files.append(events)
+    return files
+
+
+def _scalars(run):
+    """{tag: [(step, value)]} over all the run's event files."""
+    scalars = {}
+    for event in (e for events in _events(run) for e in events):
+        for value in event.summary.value:
+            scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
 
 
 @pytest.fixture(scope="module")
@@ -66,38 +95,53 @@ def reference(shards, tmp_path_factory):
 
 def test_a_run_trains_logs_checkpoints_and_reports_test_accuracy(reference):
     out, result = reference
-    test = _lines(out, "test")[0]
-    assert f"test accuracy {test['test_accuracy']:.2%}" in result.stderr
-    epochs = _lines(out, "epoch")
+    history = Run(out).history()
+    test, epochs = history.test, history.epochs
+    assert f"test accuracy {test['test/accuracy']:.2%}" in result.stderr
     assert [e["epoch"] for e in epochs] == [1, 2, 3] and epochs[-1]["step"] == 3 * 14
-    steps = [r["step"] for r in _lines(out, "train")]
+    steps = [r["step"] for r in history.train]
     assert steps == sorted(steps) and {5, 10, 14, 15, 20, 25, 28}.issubset(steps)
-    assert all(np.isfinite(r["loss"]) and r["images_per_s"] > 0 for r in _lines(out, "train"))
-    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]  # it learns
+    assert all(np.isfinite(r["train/loss"]) and r["train/images_per_s"] > 0
+               for r in history.train)
+    assert epochs[-1]["train/epoch_loss"] < epochs[0]["train/epoch_loss"]  # it learns
     config = json.loads((out / "config.json").read_text())
     assert config["parameters"] == models.count_params("M6-1", 75) == 4_279_275
     assert config["config"]["lr"] == 1e-4 and config["config"]["batch_size"] == 16
     assert (config["num_classes"], config["devices"], config["steps_per_epoch"]) == (75, 1, 14)
     # the best checkpoint is the model of the best validation epoch, and gives the test result
-    best = max(epochs, key=lambda e: e["val_accuracy"])
-    assert test["best_epoch"] == best["epoch"]
-    assert checkpoint.peek_step(out / "checkpoints" / "best.msgpack") == best["step"]
+    best = max(epochs, key=lambda e: e["val/accuracy"])
+    assert test["test/best_epoch"] == best["epoch"]
+    assert Run(out).checkpoint_step("best") == best["step"]
     model, _ = load_model(out)
     from etlkit.shards import open_shards
     data = open_shards(config["config"]["shards"], "test").read()
     predicted = np.asarray(model(data["images"] / 255.0, train=False)).argmax(1)
-    assert np.mean(predicted == data["labels"]) == pytest.approx(test["test_accuracy"])
+    assert np.mean(predicted == data["labels"]) == pytest.approx(test["test/accuracy"])
+
+
+def test_tensorboard_events_hold_the_same_numbers(reference):
+    out, _ = reference
+    history, scalars = Run(out).history(), _scalars(out)
+    assert scalars["test/accuracy"] == [(42, pytest.approx(history.test["test/accuracy"]))]
+    assert scalars["val/loss"] == [(e["step"], pytest.approx(e["val/loss"]))
+                                   for e in history.epochs]
+    assert scalars["train/loss"] == [(r["step"], pytest.approx(r["train/loss"]))
+                                     for r in history.train]
+    assert scalars["epoch/best"] == [(e["step"], float(e["epoch/best"]))
+                                     for e in history.epochs]
 
 
 def test_epochs_do_not_recompile(reference, shards, tmp_path):
-    assert _lines(reference[0], "test")[0]["compiles"] == {"train": 1, "eval": 1, "calibrate": 1}
+    assert _compiles(reference[0]) == {"compiles/train": 1, "compiles/eval": 1,
+                                       "compiles/calibrate": 1}
     # 14 steps in calls of 4 steps: 4 + 4 + 4 + 2, the short call compiled once for all epochs
     out = tmp_path / "scan"
     result = runner.invoke(app, _args(shards, out, "--steps-per-call", "4"))
     assert result.exit_code == 0, result.output
-    assert _lines(out, "test")[0]["compiles"] == {"train": 2, "eval": 1, "calibrate": 1}
-    for scanned, plain in zip(_lines(out, "epoch"), _lines(reference[0], "epoch"), strict=True):
-        assert scanned["val_loss"] == pytest.approx(plain["val_loss"], rel=1e-3)
+    assert _compiles(out) == {"compiles/train": 2, "compiles/eval": 1, "compiles/calibrate": 1}
+    for scanned, plain in zip(Run(out).history().epochs, Run(reference[0]).history().epochs,
+                              strict=True):
+        assert scanned["val/loss"] == pytest.approx(plain["val/loss"], rel=1e-3)
 
 
 def test_resume_after_a_kill_ends_with_the_same_metrics(reference, shards, tmp_path):
@@ -106,19 +150,26 @@ def test_resume_after_a_kill_ends_with_the_same_metrics(reference, shards, tmp_p
     proc = _cli(args)
     deadline = time.monotonic() + 300
     # kill mid-epoch 2, once a mid-epoch checkpoint is on disk
-    while proc.poll() is None and (checkpoint.peek_step(out / "checkpoints" / "latest.msgpack")
-                                   or 0) < 18:
+    while proc.poll() is None and (Run(out).checkpoint_step("latest") or 0) < 18:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not _lines(out, "test")  # it did not finish
-    killed_at = checkpoint.peek_step(out / "checkpoints" / "latest.msgpack")
+    assert Run(out).history().test is None  # it did not finish
+    killed_at = Run(out).checkpoint_step("latest")
     assert 14 < killed_at < 42
+    with open(out / "metrics.jsonl", "a") as f:  # as a kill in the middle of a line leaves it
+        f.write('{"epoch": 2, "step": 41, "train/lo')
     result = runner.invoke(app, [*args, "--resume"])
     assert result.exit_code == 0, result.output
     assert f"resuming {out} at epoch 2, step {killed_at}" in result.stderr
     assert _final(out) == _final(reference[0])
+    # a second event file, which tells TensorBoard to drop what the killed run logged after
+    # its checkpoint and then holds the rest of the run
+    killed, resumed = _events(out)
+    assert [e.step for e in resumed if e.session_log.status == SessionLog.START] == [
+        killed_at + 1]
+    assert [e.step for e in resumed if e.summary.value][0] > killed_at
 
 
 def test_eight_devices_run_the_same_code(reference, shards, tmp_path):
@@ -132,9 +183,10 @@ def test_eight_devices_run_the_same_code(reference, shards, tmp_path):
     assert json.loads((out / "config.json").read_text())["devices"] == 8
     # the global batch is split 2 per device; batch-norm statistics stay global, so the run
     # computes the same function (up to float summation order)
-    for eight, one in zip(_lines(out, "epoch"), _lines(reference[0], "epoch"), strict=True):
-        assert eight["val_loss"] == pytest.approx(one["val_loss"], rel=1e-3)
-        assert eight["train_loss"] == pytest.approx(one["train_loss"], rel=1e-3)
+    for eight, one in zip(Run(out).history().epochs, Run(reference[0]).history().epochs,
+                          strict=True):
+        assert eight["val/loss"] == pytest.approx(one["val/loss"], rel=1e-3)
+        assert eight["train/epoch_loss"] == pytest.approx(one["train/epoch_loss"], rel=1e-3)
 
 
 def test_two_processes_train_one_model_through_jax_distributed(shards, tmp_path):
@@ -155,7 +207,10 @@ def test_two_processes_train_one_model_through_jax_distributed(shards, tmp_path)
     # one model: both processes report the same metrics, and only process 0 wrote the log
     finals = [[ln for ln in e.splitlines() if ln.startswith(("epoch", "test"))] for e in errs]
     assert finals[0] == finals[1] and len(finals[0]) == 3
-    assert len(_lines(out, "epoch")) == 2 and len(_lines(out, "test")) == 1
+    history = Run(out).history()
+    assert len(history.epochs) == 2 and history.test is not None
+    assert sum(r.startswith("{") for r in (out / "metrics.jsonl").read_text().splitlines()) \
+        == len(history.train) + 3
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(shards,
@@ -167,7 +222,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "loss became nan" in lines[0], result.stderr
     assert f"{out / 'checkpoints' / 'latest.msgpack'} (step 14)" in lines[0]
-    assert [e["epoch"] for e in _lines(out, "epoch")] == [1]
+    assert [e["epoch"] for e in Run(out).history().epochs] == [1]
     model, _ = load_model(out, "latest")
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(model))
 
@@ -176,9 +231,9 @@ def test_early_stopping_follows_patience(shards, tmp_path):
     out = tmp_path / "patience"
     result = runner.invoke(app, _args(shards, out, "--patience", "1", "--lr", "1e-9", epochs=8))
     assert result.exit_code == 0, result.output
-    epochs = _lines(out, "epoch")
+    epochs = Run(out).history().epochs
     # training stops after the first epoch that does not beat the best so far
-    first_miss = next(i for i, e in enumerate(epochs) if not e["best"])
+    first_miss = next(i for i, e in enumerate(epochs) if not e["epoch/best"])
     assert len(epochs) == first_miss + 1 < 8
     assert "early stop" in result.stderr
 
@@ -187,8 +242,8 @@ def test_bf16_with_augmentation(shards, tmp_path):
     out = tmp_path / "bf16"
     result = runner.invoke(app, _args(shards, out, "--precision", "bf16", "--augment", epochs=1))
     assert result.exit_code == 0, result.output
-    (epoch,) = _lines(out, "epoch")
-    assert np.isfinite(epoch["train_loss"]) and np.isfinite(epoch["val_loss"])
+    (epoch,) = Run(out).history().epochs
+    assert np.isfinite(epoch["train/epoch_loss"]) and np.isfinite(epoch["val/loss"])
     assert json.loads((out / "config.json").read_text())["config"]["precision"] == "bf16"
 
 
@@ -241,3 +296,56 @@ def test_a_run_folder_is_not_overwritten_and_resume_must_repeat_the_options(refe
     assert result.exit_code == 1 and "pass --resume" in result.stderr
     result = runner.invoke(app, [*_args(shards, out, "--lr", "0.01"), "--resume"])
     assert result.exit_code == 1 and "lr (run: 0.0001, now: 0.01)" in result.stderr
+
+
+def test_a_checkpoint_of_another_model_names_the_parameter(tmp_path):
+    path = tmp_path / "c.msgpack"
+    checkpoint.save(path, nnx.state(models.build("M6-1", 75, rngs=nnx.Rngs(0))), {"step": 3})
+    fewer_classes = nnx.state(models.build("M6-1", 10, rngs=nnx.Rngs(0)))
+    with pytest.raises(EtlError, match=re.escape(
+            "parameter ['layers'][12]['linear']['bias'].value has shape (75,), the model "
+            "needs (10,)")):
+        checkpoint.load(path, fewer_classes)
+    with pytest.raises(EtlError, match=re.escape("has no parameter ['layers'][0]['linear']")):
+        checkpoint.load(path, nnx.state(models.build("M3", 75, rngs=nnx.Rngs(0))))
+    state, meta = checkpoint.load(path, nnx.state(models.build("M6-1", 75, rngs=nnx.Rngs(1))))
+    assert meta == {"step": 3}
+    first = models.build("M6-1", 75, rngs=nnx.Rngs(0)).conv_kernels()[0]
+    np.testing.assert_array_equal(state["layers"][0]["conv"]["kernel"][...], first)
+
+
+def test_the_step_is_read_from_the_header_alone(reference, tmp_path):
+    """A checkpoint whose arrays are cut off or garbage still tells its step; loading it
+    says it is unreadable."""
+    whole = (reference[0] / "checkpoints" / "latest.msgpack").read_bytes()
+    cut = tmp_path / "run"
+    (cut / "checkpoints").mkdir(parents=True)
+    (cut / "checkpoints" / "latest.msgpack").write_bytes(whole[:600] + b"\xc1" * 100_000)
+    assert Run(cut).checkpoint_step("latest") == 42 == Run(reference[0]).checkpoint_step("latest")
+    like = nnx.state(models.build("M6-1", 75, rngs=nnx.Rngs(0)))
+    with pytest.raises(EtlError, match="unreadable checkpoint"):
+        Run(cut).load("latest", like)
+    (cut / "checkpoints" / "latest.msgpack").write_bytes(b"\x00" * 100)
+    with pytest.raises(EtlError, match="not an etlkit checkpoint"):
+        Run(cut).checkpoint_step("latest")
+    assert Run(tmp_path / "none").checkpoint_step("latest") is None
+
+
+def test_metrics_records_drop_only_a_cut_off_last_line(tmp_path):
+    run = Run(tmp_path)
+    run.metrics.write_text('{"step": 1, "epoch": 1, "train/loss": 2.5}\n{"step": 2, "ep')
+    assert run.records() == [{"step": 1, "epoch": 1, "train/loss": 2.5}]
+    run.metrics.write_text('{"step": 1}\n{"step": \n{"step": 3}\n')
+    with pytest.raises(EtlError, match="metrics.jsonl: line 2 is not JSON"):
+        run.records()
+
+
+def test_a_redirected_stdout_gets_nothing_from_train(shards, tmp_path):
+    """The progress bar is on by default; with stdout and stderr not terminals it draws
+    nothing (it used to leave a blank line per epoch on stdout)."""
+    proc = _cli(_args(shards, tmp_path / "piped", epochs=2, progress=True))
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert out == ""
+    assert [ln.split(":")[0] for ln in err.splitlines() if ln.startswith("epoch")] == [
+        "epoch 1/2", "epoch 2/2"]

@@ -4,8 +4,9 @@ Training core (one concern a module): `config` (a run's options, its model and o
 `recipes` (each network's own recipe), `models` (the networks as one table and one builder),
 `ops` (pooling, dropout and convolution kernels fast on XLA:CPU), `augment` (on-device
 distortion), `data` (shards -> device batches), `steps` (the jitted functions and the device
-mesh), `checkpoint` (checkpoint files), `loop` (`fit`: the training loop), `progress` (the
-bar), `rundir` (the run folder: config, metrics, checkpoints, evaluations; loads a model).
+mesh), `checkpoint` (the checkpoint file format), `loop` (`fit`: the training loop),
+`progress` (the bar), `rundir` (the run folder: config, metrics, checkpoints, evaluations;
+loads a model).
 
 `inference/` (new images through a run), `reports/` (evaluation and figures) and
 `experiments/` (grids of runs, the demo) build on the core; `cli` registers the commands.

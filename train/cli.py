@@ -107,7 +107,10 @@ def register(app: typer.Typer, reported) -> None:
                                            "latest checkpoint.")] = "best",
     ):
         """Accuracy, per-class accuracy and confusions of a run's model on a split of its
-        shards: eval.json, confusion.png, misclassified.png and curves.png in the run folder."""
+        shards, and its training curves, in the run folder: eval.json, confusion.png,
+        misclassified.png and curves.png for the test split with the best model; other splits
+        and models get eval-SPLIT-WHICH.json, confusion-SPLIT-WHICH.png and
+        misclassified-SPLIT-WHICH.png."""
         from .reports import evaluate
         with reported():
             doc, written = evaluate.write(run, evaluate.evaluate(run, split, which))

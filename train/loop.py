@@ -1,11 +1,9 @@
 """`fit`: the paper's training recipe over shards, with checkpoints, metrics and resumption.
 
-A run folder holds `config.json` (what was trained on what, written first),
-`checkpoints/latest.msgpack` (model, optimizer and loop position; rewritten every epoch and
-every `checkpoint_minutes`), `checkpoints/best.msgpack` (the model at its best validation
-accuracy) and `metrics.jsonl` (one JSON object per logging step, per epoch and for the final
-test). `fit(..., resume=True)` reloads `latest` and replays the same data order and random keys
-from there, so it ends with the same metrics as a run that was never stopped.
+What it writes into the run folder, and in what shape, is `rundir`'s. `latest` is rewritten
+every epoch and every `checkpoint_minutes`; `fit(..., resume=True)` reloads it and replays the
+same data order and random keys from there, so it ends with the same metrics as a run that was
+never stopped.
 """
 
 import math
@@ -22,11 +20,11 @@ from etlkit.errors import EtlError
 from etlkit.shards import open_shards
 from etlkit.verify import check_dataset
 
-from . import checkpoint, models
+from . import models
 from .config import Config, build, optimizer
 from .data import Part, Prefetch, eval_batches, train_groups
 from .progress import Progress
-from .rundir import Run, write_json
+from .rundir import Run
 from .steps import Mesh, Steps
 
 
@@ -67,8 +65,7 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
             "bad_epochs": 0, "totals": None}
     state = steps.state
     if resume:
-        state, loop = checkpoint.load(run.latest, state)
-        run.truncate_metrics(loop["step"])
+        state, loop = run.load("latest", state)
         say(f"resuming {run.root} at epoch {loop['epoch'] + 1}, step {loop['step']}")
     else:
         _write_config(run, config, train_set, classes, mesh, steps_per_epoch)
@@ -77,71 +74,76 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
     calls = -(-steps_per_epoch // group)
     val_part = Part(val_set, jax.process_index(), jax.process_count())
     calibration = _calibration_batches(part, config, steps_per_epoch, mesh)
-    meter = _Meter(run, Progress(enabled=progress and run.primary), schedule)
-    say(f"training {config.model} on {len(train_set)} images, {len(classes)} classes, "
-        f"{steps_per_epoch} steps/epoch, {mesh.size} device(s)")
-    last_save = time.monotonic()
-    while loop["epoch"] < config.epochs:
-        epoch, started = loop["epoch"], time.monotonic()
-        meter.start_epoch(epoch, config.epochs, loop, (calls - loop["group"]) * group)
-        groups = Prefetch(train_groups(part, config.batch_size, group, config.seed, epoch,
-                                       start_group=loop["group"]),
-                          put=lambda b: mesh.batch(b, axis=1))
-        try:
-            for call, batch in enumerate(groups, start=loop["group"]):
-                state, metrics = steps.train_call(state, batch["images"], batch["labels"],
-                                                  jnp.int32(loop["step"]))
-                done = min(group, steps_per_epoch - call * group)
-                loop.update(step=loop["step"] + done, group=call + 1)
-                meter.add(metrics)
-                if loop["step"] // config.log_every != (loop["step"] - done) // config.log_every:
-                    meter.log(loop)
-                if time.monotonic() - last_save > 60 * config.checkpoint_minutes:
-                    meter.fetch(loop)  # only a state whose losses are finite is saved
-                    run.save(run.latest, state, {**loop, "totals": dict(meter.totals)})
-                    last_save = time.monotonic()
-        finally:
-            groups.close()
-        meter.log(loop)
-        state = steps.recalibrate(state, calibration)
-        if len(val_set):
-            val = _evaluate(steps, state[0], val_part, config.eval_batch_size, mesh)
-            improved = loop["best_accuracy"] is None or val["accuracy"] > loop["best_accuracy"]
-        else:  # no validation split: the latest model is the one kept and tested
-            val, improved = {"loss": None, "accuracy": None, "top5": None}, True
-        if improved:
-            loop.update(best_accuracy=val["accuracy"], best_epoch=epoch + 1, bad_epochs=0)
-            run.save(run.best, state[0], {"epoch": epoch + 1, "step": loop["step"],
-                                          "val_accuracy": val["accuracy"]})
-        else:
-            loop["bad_epochs"] += 1
-        record = {"kind": "epoch", "epoch": epoch + 1, "step": loop["step"],
-                  **meter.epoch_means(), "val_loss": val["loss"],
-                  "val_accuracy": val["accuracy"], "val_top5": val["top5"],
-                  "lr": float(schedule(loop["step"] - 1)),
-                  "seconds": round(time.monotonic() - started, 2), "best": improved}
-        run.log(record)
-        shown = (f", val loss {val['loss']:.4f} acc {val['accuracy']:.2%}"
-                 f"{' (best)' if improved else ''}" if len(val_set) else "")
-        say(f"epoch {epoch + 1}/{config.epochs}: train loss {record['train_loss']:.4f} "
-            f"acc {record['train_accuracy']:.2%}{shown}")
-        loop.update(epoch=epoch + 1, group=0, totals=None)
-        if config.patience and loop["bad_epochs"] >= config.patience:
-            say(f"early stop: validation accuracy has not improved for {config.patience} "
-                f"epochs (best {loop['best_accuracy']:.2%} at epoch {loop['best_epoch']})")
-            loop["epoch"] = config.epochs  # a resumed run is finished too
-        run.save(run.latest, state, loop)
+    run.open_log(loop["step"] if resume else None)
+    try:
+        meter = _Meter(run, Progress(enabled=progress and run.primary), schedule)
+        say(f"training {config.model} on {len(train_set)} images, {len(classes)} classes, "
+            f"{steps_per_epoch} steps/epoch, {mesh.size} device(s)")
         last_save = time.monotonic()
-    if jax.process_count() > 1:  # every process reads what process 0 has written
-        multihost_utils.sync_global_devices("best checkpoint written")
-    best_state, _ = checkpoint.load(run.best, steps.model_shapes)
-    test = _evaluate(steps, mesh.replicate(best_state), Part(test_set, jax.process_index(),
-                                                             jax.process_count()),
-                     config.eval_batch_size, mesh)
-    result = {"kind": "test", "step": loop["step"], "best_epoch": loop["best_epoch"],
-              "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-              "test_top5": test["top5"], "compiles": dict(steps.traces)}
-    run.log(result)
+        while loop["epoch"] < config.epochs:
+            epoch, started = loop["epoch"], time.monotonic()
+            meter.start_epoch(epoch, config.epochs, loop, (calls - loop["group"]) * group)
+            groups = Prefetch(train_groups(part, config.batch_size, group, config.seed, epoch,
+                                           start_group=loop["group"]),
+                              put=lambda b: mesh.batch(b, axis=1))
+            try:
+                for call, batch in enumerate(groups, start=loop["group"]):
+                    state, metrics = steps.train_call(state, batch["images"], batch["labels"],
+                                                      jnp.int32(loop["step"]))
+                    done = min(group, steps_per_epoch - call * group)
+                    loop.update(step=loop["step"] + done, group=call + 1)
+                    meter.add(metrics)
+                    every = config.log_every
+                    if loop["step"] // every != (loop["step"] - done) // every:
+                        meter.log(loop)
+                    if time.monotonic() - last_save > 60 * config.checkpoint_minutes:
+                        meter.fetch(loop)  # only a state whose losses are finite is saved
+                        run.save("latest", state, {**loop, "totals": dict(meter.totals)})
+                        last_save = time.monotonic()
+            finally:
+                groups.close()
+            meter.log(loop)
+            state = steps.recalibrate(state, calibration)
+            if len(val_set):
+                val = _evaluate(steps, state[0], val_part, config.eval_batch_size, mesh)
+                improved = loop["best_accuracy"] is None or val["accuracy"] > loop["best_accuracy"]
+            else:  # no validation split: the latest model is the one kept and tested
+                val, improved = {"loss": None, "accuracy": None, "top5": None}, True
+            if improved:
+                loop.update(best_accuracy=val["accuracy"], best_epoch=epoch + 1, bad_epochs=0)
+                run.save("best", state[0], {"epoch": epoch + 1, "step": loop["step"],
+                                              "val_accuracy": val["accuracy"]})
+            else:
+                loop["bad_epochs"] += 1
+            record = {"epoch": epoch + 1, "step": loop["step"], **meter.epoch_means(),
+                      "val/loss": val["loss"], "val/accuracy": val["accuracy"],
+                      "val/top5": val["top5"], "epoch/lr": float(schedule(loop["step"] - 1)),
+                      "epoch/seconds": round(time.monotonic() - started, 2), "epoch/best": improved}
+            run.log(record)
+            shown = (f", val loss {val['loss']:.4f} acc {val['accuracy']:.2%}"
+                     f"{' (best)' if improved else ''}" if len(val_set) else "")
+            say(f"epoch {epoch + 1}/{config.epochs}: train loss {record['train/epoch_loss']:.4f} "
+                f"acc {record['train/epoch_accuracy']:.2%}{shown}")
+            loop.update(epoch=epoch + 1, group=0, totals=None)
+            if config.patience and loop["bad_epochs"] >= config.patience:
+                say(f"early stop: validation accuracy has not improved for {config.patience} "
+                    f"epochs (best {loop['best_accuracy']:.2%} at epoch {loop['best_epoch']})")
+                loop["epoch"] = config.epochs  # a resumed run is finished too
+            run.save("latest", state, loop)
+            last_save = time.monotonic()
+        if jax.process_count() > 1:  # every process reads what process 0 has written
+            multihost_utils.sync_global_devices("best checkpoint written")
+        best_state, _ = run.load("best", steps.model_shapes)
+        test = _evaluate(steps, mesh.replicate(best_state), Part(test_set, jax.process_index(),
+                                                                 jax.process_count()),
+                         config.eval_batch_size, mesh)
+        result = {"step": loop["step"], "test/loss": test["loss"],
+                  "test/accuracy": test["accuracy"], "test/top5": test["top5"],
+                  "test/best_epoch": loop["best_epoch"],
+                  **{f"compiles/{name}": count for name, count in steps.traces.items()}}
+        run.log(result)
+    finally:
+        run.close_log()
     say(f"test accuracy {test['accuracy']:.2%} (top-5 {test['top5']:.2%}) with the best "
         f"model (epoch {loop['best_epoch']})")
     return result
@@ -176,9 +178,9 @@ class _Meter:
         loss = self.window["loss_sum"] / max(self.window["steps"], 1)
         if not math.isfinite(loss):
             self.bar.end_epoch()
-            good = checkpoint.peek_step(self.run.latest)
+            good = self.run.checkpoint_step("latest")
             raise Diverged(f"loss became {loss} at step {loop['step']} (epoch {self.epoch + 1}); "
-                           f"stopped. The last good checkpoint is {self.run.latest}"
+                           f"stopped. The last good checkpoint is {self.run.checkpoint('latest')}"
                            + (f" (step {good})" if good is not None else " (none saved yet)")
                            + "; try a lower --lr")
 
@@ -188,11 +190,11 @@ class _Meter:
         if not self.window["steps"]:
             return
         now = time.monotonic()
-        record = {"kind": "train", "epoch": self.epoch + 1, "step": loop["step"],
-                  "loss": self.window["loss_sum"] / self.window["steps"],
-                  "accuracy": self.window["correct"] / max(self.window["seen"], 1),
-                  "lr": float(self.schedule(loop["step"] - 1)),
-                  "images_per_s": round(self.window["seen"] / max(now - self.window_start,
+        record = {"epoch": self.epoch + 1, "step": loop["step"],
+                  "train/loss": self.window["loss_sum"] / self.window["steps"],
+                  "train/accuracy": self.window["correct"] / max(self.window["seen"], 1),
+                  "train/lr": float(self.schedule(loop["step"] - 1)),
+                  "train/images_per_s": round(self.window["seen"] / max(now - self.window_start,
                                                                    1e-9), 1)}
         self.run.log(record)
         self.bar.update(self.window["steps"], record)
@@ -201,8 +203,8 @@ class _Meter:
 
     def epoch_means(self) -> dict:
         self.bar.end_epoch()
-        return {"train_loss": self.totals["loss_sum"] / max(self.totals["steps"], 1),
-                "train_accuracy": self.totals["correct"] / max(self.totals["seen"], 1)}
+        return {"train/epoch_loss": self.totals["loss_sum"] / max(self.totals["steps"], 1),
+                "train/epoch_accuracy": self.totals["correct"] / max(self.totals["seen"], 1)}
 
 
 def _prepare_folder(run: Run, config: Config, resume: bool) -> None:
@@ -213,15 +215,15 @@ def _prepare_folder(run: Run, config: Config, resume: bool) -> None:
             raise EtlError(f"{run.root}: --resume must repeat the run's options; these differ: "
                            + ", ".join(f"{k} (run: {saved.get(k)!r}, now: "
                                        f"{getattr(config, k)!r})" for k in differ))
-        if not run.latest.exists():
-            raise EtlError(f"{run.latest}: no checkpoint to resume from")
+        if run.checkpoint_step("latest") is None:
+            raise EtlError(f"{run.checkpoint('latest')}: no checkpoint to resume from")
         return
     if not run.primary:
         return
     if run.root.exists() and any(run.root.iterdir()):
         raise EtlError(f"{run.root}: already holds files; pass --resume to continue a run, "
                        "or choose an empty --out")
-    (run.root / "checkpoints").mkdir(parents=True, exist_ok=True)
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
 
 
 def _check_input(config: Config, train_set) -> None:
@@ -234,8 +236,6 @@ def _check_input(config: Config, train_set) -> None:
 
 def _write_config(run: Run, config: Config, train_set, classes, mesh: Mesh,
                   steps_per_epoch: int) -> None:
-    if not run.primary:
-        return
     manifest = train_set.manifest
     doc = {"config": asdict(config), "num_classes": len(classes),
            "classes": [list(c) for c in classes], "task": manifest.get("task"),
@@ -245,7 +245,7 @@ def _write_config(run: Run, config: Config, train_set, classes, mesh: Mesh,
            "devices": mesh.size, "processes": jax.process_count(),
            "backend": jax.default_backend(), "etlkit_version": __version__,
            "jax_version": jax.__version__}
-    write_json(doc, run.config)
+    run.write_config(doc)
 
 
 def _calibration_batches(part: Part, config: Config, steps_per_epoch: int, mesh: Mesh) -> list:

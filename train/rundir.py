@@ -1,22 +1,72 @@
 """The run folder: the one module that reads and writes what a training run leaves behind.
 
-A run folder holds `config.json` (what was trained on what, written first),
-`metrics.jsonl` (one JSON object per logging step, per epoch and for the final test),
-`checkpoints/latest.msgpack` (model, optimizer and loop position), `checkpoints/best.msgpack`
-(the model at its best validation accuracy) and what `etlkit evaluate` writes.
+A run folder holds:
+
+- `config.json`: what was trained on what (options, classes, dataset, devices), written first.
+- `metrics.jsonl`: one JSON object per line with flat keys namespaced by what they measure (the
+  shape big_vision and TensorBoard use). Every record has `step` (optimizer steps done); there
+  are three kinds, told apart by their keys (`kind_of`):
+  - train, every `--log-every` steps and at each epoch's end: `step`, `epoch`, `train/loss`,
+    `train/accuracy` (means over the steps since the previous train record), `train/lr`,
+    `train/images_per_s`;
+  - epoch, after each epoch: `step`, `epoch`, `train/epoch_loss`, `train/epoch_accuracy`
+    (means over the epoch), `val/loss`, `val/accuracy`, `val/top5` (null without a validation
+    split), `epoch/lr`, `epoch/seconds`, `epoch/best` (true when this epoch's model became
+    `best`);
+  - test, last: `step`, `test/loss`, `test/accuracy`, `test/top5` (the best model on the test
+    split), `test/best_epoch`, `compiles/train`, `compiles/eval`, `compiles/calibrate` (how
+    often each step function was compiled).
+  A killed run may leave a cut-off last line; `records` drops it.
+- `events.out.tfevents.*`: the same numbers as TensorBoard scalars (tag = key, at `step`), so
+  `tensorboard --logdir RUN` shows the run; a resumed run adds a file that tells TensorBoard
+  to drop what the killed one logged after its checkpoint.
+- `checkpoints/latest.msgpack` (model, optimizer and loop position) and
+  `checkpoints/best.msgpack` (the model at its best validation accuracy); see `checkpoint`.
+- What `etlkit evaluate` writes (`evaluation_files`): `eval.json`, `confusion.png` and
+  `misclassified.png` for the test split with the best model, `eval-SPLIT-WHICH.json`,
+  `confusion-SPLIT-WHICH.png` and `misclassified-SPLIT-WHICH.png` for any other split or
+  model; `curves.png` from metrics.jsonl. `etlkit figures` writes into `figures/`.
 """
 
 import json
 import os
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from flax import nnx
+from tensorboardX import SummaryWriter
 
 from etlkit.errors import EtlError
 
 from . import checkpoint
 from .config import Config, build, optimizer
+
+CHECKPOINTS = ("best", "latest")
+
+
+def kind_of(record: dict) -> str:
+    """Which of metrics.jsonl's three records this is: "train", "epoch" or "test"."""
+    if "test/accuracy" in record:
+        return "test"
+    return "epoch" if "epoch/seconds" in record else "train"
+
+
+@dataclass
+class History:
+    """metrics.jsonl by kind, in the order logged."""
+
+    train: list[dict]
+    epochs: list[dict]
+    test: dict | None  # None until the run has finished
+
+
+@dataclass(frozen=True)
+class EvaluationFiles:
+    """Where the evaluation of one split with one checkpoint is written."""
+
+    report: Path
+    confusion: Path
+    misclassified: Path
 
 
 class Run:
@@ -28,8 +78,12 @@ class Run:
         self.primary = primary
         self.config = self.root / "config.json"
         self.metrics = self.root / "metrics.jsonl"
-        self.latest = self.root / "checkpoints" / "latest.msgpack"
-        self.best = self.root / "checkpoints" / "best.msgpack"
+        self.checkpoints = self.root / "checkpoints"
+        self.curves = self.root / "curves.png"
+        self.figures = self.root / "figures"
+        self._events = None
+
+    # --- config.json ------------------------------------------------------------------------
 
     def read_config(self) -> dict:
         try:
@@ -39,32 +93,105 @@ class Run:
         except ValueError as err:
             raise EtlError(f"{self.config}: unreadable ({err})") from None
 
-    def log(self, record: dict) -> None:
+    def write_config(self, doc: dict) -> None:
         if self.primary:
-            with open(self.metrics, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            write_json(doc, self.config)
 
-    def save(self, path: Path, state, meta: dict) -> None:
-        if self.primary:
-            checkpoint.save(path, state, meta)
+    # --- metrics.jsonl and TensorBoard events -----------------------------------------------
 
-    def truncate_metrics(self, step: int) -> None:
-        """Drop what a killed run logged after the checkpoint it is resumed from."""
-        if not self.primary or not self.metrics.exists():
+    def records(self) -> list[dict]:
+        """metrics.jsonl's records (none when it is missing); a cut-off last line, as a kill
+        while writing leaves, is dropped, any other unreadable line is an error."""
+        try:
+            lines = self.metrics.read_text("utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        records = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                if number == len(lines):
+                    break
+                raise EtlError(f"{self.metrics}: line {number} is not JSON") from None
+        return records
+
+    def history(self) -> History:
+        records = self.records()
+        tests = [r for r in records if kind_of(r) == "test"]
+        return History([r for r in records if kind_of(r) == "train"],
+                       [r for r in records if kind_of(r) == "epoch"],
+                       tests[-1] if tests else None)
+
+    def open_log(self, resumed_at: int | None = None) -> None:
+        """Start logging; resuming from the checkpoint at step `resumed_at`, first drop what a
+        killed run logged after it (here and, through purge_step, in TensorBoard)."""
+        if not self.primary:
             return
-        lines = self.metrics.read_text("utf-8").splitlines()
-        kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step
-                and json.loads(ln).get("kind") != "test"]
-        self.metrics.write_text("".join(ln + "\n" for ln in kept), "utf-8")
+        if resumed_at is not None:
+            kept = [r for r in self.records()
+                    if r.get("step", 0) <= resumed_at and kind_of(r) != "test"]
+            tmp = self.metrics.with_name(f".{self.metrics.name}.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), "utf-8")
+            os.replace(tmp, self.metrics)
+        self._events = SummaryWriter(str(self.root), purge_step=(
+            None if resumed_at is None else resumed_at + 1))
 
+    def log(self, record: dict) -> None:
+        """Append one record to metrics.jsonl and its numbers to the TensorBoard events."""
+        if not self.primary:
+            return
+        with open(self.metrics, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        for key, value in record.items():
+            if key not in ("step", "epoch") and isinstance(value, int | float):
+                self._events.add_scalar(key, value, record["step"])
+        self._events.flush()
+
+    def close_log(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def checkpoint(self, which: str) -> Path:
+        """checkpoints/best.msgpack or checkpoints/latest.msgpack."""
+        if which not in CHECKPOINTS:
+            raise EtlError(f"--which must be one of {', '.join(CHECKPOINTS)}, not {which!r}")
+        return self.checkpoints / f"{which}.msgpack"
+
+    def save(self, which: str, state, meta: dict) -> None:
+        if self.primary:
+            checkpoint.save(self.checkpoint(which), state, meta)
+
+    def load(self, which: str, like) -> tuple[object, dict]:
+        """(state shaped like `like`, meta) of the `which` checkpoint."""
+        return checkpoint.load(self.checkpoint(which), like)
+
+    def checkpoint_step(self, which: str) -> int | None:
+        """The step the `which` checkpoint was taken at (read from its header alone), or None
+        when there is none."""
+        meta = checkpoint.peek(self.checkpoint(which))
+        return None if meta is None else meta.get("step")
+
+    # --- evaluations ------------------------------------------------------------------------
+
+    def evaluation_files(self, split: str, which: str) -> EvaluationFiles:
+        """The test split with the best model keeps the plain names (eval.json, ...); every
+        other evaluation is named by split and model, so none overwrites another."""
+        tag = "" if (split, which) == ("test", "best") else f"-{split}-{which}"
+        return EvaluationFiles(self.root / f"eval{tag}.json", self.root / f"confusion{tag}.png",
+                               self.root / f"misclassified{tag}.png")
 
 
 def write_json(doc: dict, path: Path) -> None:
-    """Write a run folder's JSON file atomically, so a reader never sees half a file."""
+    """Write a JSON file atomically, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", "utf-8")
     os.replace(tmp, path)
-
 
 
 def load_model(root: str | Path, which: str = "best"):
@@ -74,12 +201,11 @@ def load_model(root: str | Path, which: str = "best"):
     names = {f.name for f in fields(Config)}
     config = Config(**{k: v for k, v in doc["config"].items() if k in names}).with_recipe()
     model = build(config, doc["num_classes"])
-    path = run.best if which == "best" else run.latest
     if which == "best":
-        state, _ = checkpoint.load(path, nnx.state(model))
+        state, _ = run.load("best", nnx.state(model))
     else:
         opt, _ = optimizer(model, config, doc["steps_per_epoch"])
-        state, _ = checkpoint.load(path, nnx.state((model, opt)))
+        state, _ = run.load(which, nnx.state((model, opt)))
         state = state[0]
     nnx.update(model, state)
     return model, doc

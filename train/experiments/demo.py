@@ -95,7 +95,7 @@ def _task(out: Path, task: Task, epochs: int, say: Callable[[str], None]) -> dic
             "splits": manifest["splits"], "accuracy": doc["accuracy"],
             "top5_accuracy": doc["top5_accuracy"], "test_images": doc["count"],
             "run": str(root.relative_to(out)), "data": str(data.relative_to(out)),
-            "raw": str(raw.relative_to(out)), "best_epoch": test["best_epoch"]}
+            "raw": str(raw.relative_to(out)), "best_epoch": test["test/best_epoch"]}
 
 
 REAL_DATA = "http://etlcdb.db.aist.go.jp/"  # where the real ETL Character Database is obtained

@@ -14,6 +14,7 @@ from etlkit.errors import EtlError
 
 from .. import models
 from ..config import Config
+from ..rundir import Run
 from .table import train_or_resume
 
 SEED_NETWORKS = [name for name in models.names() if models.spec(name).family == "seed"]
@@ -45,13 +46,13 @@ def run_seeds(out: Path, shards: Path | None = None, models_wanted: list[str] | 
         run = out / "runs" / f"{name}{'-augment' if augment else ''}"
         config = Config(shards=str(shards), model=name, augment=augment, epochs=epochs)
         result = train_or_resume(config, run, say, progress)
-        run_config = json.loads((run / "config.json").read_text("utf-8"))
+        run_config = Run(run).read_config()
         c = run_config["config"]  # the recipe the run used
         rows.append({"model": name, "augment": augment,
                      "parameters": run_config["parameters"],
                      "recipe": f"{c['optimizer']}, lr {c['lr']}, batch {c['batch_size']}, "
                                f"{c['epochs']} epochs",
-                     "test_accuracy": result["test_accuracy"],
+                     "test_accuracy": result["test/accuracy"],
                      "document": DOCUMENTED.get(name) if not augment else None})
     doc = {"shards": str(shards), "results": rows}
     (out / "seeds.json").write_text(json.dumps(doc, indent=1), "utf-8")

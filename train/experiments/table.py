@@ -66,8 +66,8 @@ def run_grid(models: list[str], tasks: list[str], out: Path, base: Config, *,
            "datasets": {t: {"path": str(shards[t]), "train": len(open_shards(shards[t], "train")),
                             "classes": len(open_shards(shards[t], "train").classes)}
                         for t in tasks},
-           "results": [{"model": m, "task": t, "test_accuracy": r["test_accuracy"],
-                        "best_epoch": r["best_epoch"], "paper": _paper(m, t)}
+           "results": [{"model": m, "task": t, "test_accuracy": r["test/accuracy"],
+                        "best_epoch": r["test/best_epoch"], "paper": _paper(m, t)}
                        for (m, t), r in results.items()]}
     (out / "table.json").write_text(json.dumps(doc, indent=1), "utf-8")
     (out / "table.md").write_text(markdown(doc, models, tasks), "utf-8")
@@ -109,15 +109,13 @@ def _dataset(raw: list[Path], task: str, out: Path, split: str, say) -> Path:
 
 
 def train_or_resume(config: Config, run: Path, say, progress: bool) -> dict:
-    """A finished run's test line, or the result of training (resuming) it now."""
+    """A finished run's test record, or the result of training (resuming) it now."""
     folder = Run(run)
-    if folder.metrics.exists():
-        finished = [json.loads(ln) for ln in folder.metrics.read_text("utf-8").splitlines()
-                    if '"kind": "test"' in ln]
-        if finished:
-            say(f"{run.name}: done ({100 * finished[-1]['test_accuracy']:.2f} %)")
-            return finished[-1]
-    resume = folder.latest.exists()
+    finished = folder.history().test
+    if finished:
+        say(f"{run.name}: done ({100 * finished['test/accuracy']:.2f} %)")
+        return finished
+    resume = folder.checkpoint_step("latest") is not None
     if not resume and run.exists():  # stopped before its first checkpoint: start it again
         shutil.rmtree(run)
     say(f"{run.name}: {'resuming' if resume else 'training'}")

@@ -17,19 +17,18 @@ from flax import nnx
 from etlkit.errors import EtlError, check_choice
 
 from .. import ops
-from ..rundir import load_model
+from ..rundir import CHECKPOINTS, load_model
 from ..steps import evaluate_batch
 from .images import MAX_PIXELS, Framing, framing, load_gray, to_input
 
 BATCH = 256  # images per forward call
-WHICH = ("best", "latest")  # the checkpoints a run keeps
 
 
 class Predictor:
     """The `which` checkpoint of the run in `root`, ready to classify images."""
 
     def __init__(self, root: str | Path, which: str = "best", k: int = 5):
-        check_choice("which", which, WHICH)
+        check_choice("which", which, CHECKPOINTS)
         if k < 1:
             raise EtlError(f"--top must be at least 1, not {k}")
         model, self.doc = load_model(root, which)

@@ -2,10 +2,10 @@
 
 Batches come from `data.eval_batches` and go through the run's `Predictor` (whose forward pass
 is `steps.evaluate_batch`), the code and the batch size `fit` used for its test line, so the
-accuracy here is the one in metrics.jsonl.
+accuracy here is the one in metrics.jsonl. Where each split's files go is `rundir`'s
+(`Run.evaluation_files`).
 """
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,22 +107,16 @@ def report(ev: Evaluation, matrix: np.ndarray) -> dict:
             "loss": ev.loss, "per_class": per_class, "most_confused": pairs}
 
 
-def training_records(root: str | Path) -> list[dict]:
-    """The run's metrics.jsonl lines (empty when it has none)."""
-    path = Run(root).metrics
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
-
-
 def write(root: str | Path, ev: Evaluation) -> tuple[dict, list[Path]]:
-    """eval.json, confusion.png, misclassified.png and (from metrics.jsonl) curves.png in the
-    run folder; returns eval.json's content and the paths written."""
-    root = Path(root)
+    """The evaluation's report (eval.json for the test split with the best model), confusion
+    matrix and misclassified gallery, and curves.png from metrics.jsonl, in the run folder;
+    returns the report's content and the paths written."""
+    run = Run(root)
+    files = run.evaluation_files(ev.split, ev.which)
     matrix = confusion(ev)
     doc = report(ev, matrix)
-    written = [root / "eval.json", root / "confusion.png", root / "misclassified.png"]
-    write_json(doc, written[0])
+    written = [files.report, files.confusion, files.misclassified]
+    write_json(doc, files.report)
     caption = (f"{ev.split}: {doc['count']} images, accuracy {doc['accuracy']:.2%}; rows true, "
                "columns predicted, class-table order; shade log(1 + count), blue right, red wrong")
     figures.save(figures.confusion(matrix, ev.classes, most_confused(matrix), caption),
@@ -135,12 +129,12 @@ def write(root: str | Path, ev: Evaluation) -> tuple[dict, list[Path]]:
     heading = (f"{len(shown)} of {len(wrong)} misclassified {ev.split} images, most confident "
                "first")
     figures.save(figures.gallery(ev.wrong_images[shown], captions, heading), written[2])
-    records = training_records(root)
-    if records:
-        steps = Run(root).read_config()["steps_per_epoch"]
-        written.append(root / "curves.png")
-        figures.save(figures.curves(records, steps), written[3])
+    history = run.history()
+    if history.train or history.epochs:
+        steps = run.read_config()["steps_per_epoch"]
+        figures.save(figures.curves(history, steps), run.curves)
+        written.append(run.curves)
     else:
-        warnings.warn(f"{Run(root).metrics}: missing; curves.png not written", EtlWarning,
+        warnings.warn(f"{run.metrics}: missing; {run.curves.name} not written", EtlWarning,
                       stacklevel=2)
     return doc, written

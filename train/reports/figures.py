@@ -15,6 +15,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from etlkit.preview import glyph_image
 
+from ..rundir import History
+
 BLUE, LIGHT_BLUE, ORANGE, RED = (31, 90, 170), (150, 180, 225), (230, 120, 20), (200, 40, 30)
 ARROW = "→"  # drawn as a shape: the font lacks it
 SS = 2  # curves are drawn at twice the size and reduced, for smooth lines
@@ -161,27 +163,25 @@ def gallery(images: np.ndarray, captions: list[tuple[str, str, float]], heading:
     return sheet
 
 
-def curves(records: list[dict], steps_per_epoch: int) -> Image.Image:
+def curves(history: History, steps_per_epoch: int) -> Image.Image:
     """Loss and accuracy against epochs: train per logging step and per epoch, validation per
-    epoch; the test line, when there is one, in the title."""
-    train = [r for r in records if r.get("kind") == "train"]
-    epochs = [r for r in records if r.get("kind") == "epoch"]
-    test = [r for r in records if r.get("kind") == "test"]
+    epoch; the test result, when there is one, in the title."""
+    train, epochs, test = history.train, history.epochs, history.test
     x_max = max([r["epoch"] for r in epochs + train] + [1])
     panels = []
-    for name, key in (("loss", "loss"), ("accuracy", "accuracy")):
-        series = [([(r["step"] / steps_per_epoch, r[key]) for r in train], LIGHT_BLUE, 1),
-                  ([(r["epoch"], r[f"train_{key}"]) for r in epochs], BLUE, 2),
-                  ([(r["epoch"], r[f"val_{key}"]) for r in epochs
-                    if r[f"val_{key}"] is not None], ORANGE, 2)]  # None: no validation split
+    for key in ("loss", "accuracy"):
+        series = [([(r["step"] / steps_per_epoch, r[f"train/{key}"]) for r in train],
+                   LIGHT_BLUE, 1),
+                  ([(r["epoch"], r[f"train/epoch_{key}"]) for r in epochs], BLUE, 2),
+                  ([(r["epoch"], r[f"val/{key}"]) for r in epochs
+                    if r[f"val/{key}"] is not None], ORANGE, 2)]  # None: no validation split
         values = [y for pts, _, _ in series for _, y in pts if math.isfinite(y)]
         y_max = 1.0 if key == "accuracy" else _nice(max(values + [1e-3]))
-        panels.append(_panel(name, series, x_max, y_max))
+        panels.append(_panel(key, series, x_max, y_max))
     title = "training curves"
     if test:
-        t = test[-1]
-        title += (f"; test accuracy {t['test_accuracy']:.2%} (top-5 {t['test_top5']:.2%}) "
-                  f"with the best model, epoch {t['best_epoch']}")
+        title += (f"; test accuracy {test['test/accuracy']:.2%} (top-5 {test['test/top5']:.2%}) "
+                  f"with the best model, epoch {test['test/best_epoch']}")
     w, h = panels[0].size
     sheet = Image.new("RGB", (2 * w, h + 60 * SS), "white")
     draw = ImageDraw.Draw(sheet)

@@ -30,9 +30,10 @@ def write(root: str | Path, out: str | Path | None = None, say: Callable[[str], 
     """Every figure the run allows into `out` (default RUN/figures); returns the paths written.
     Figures that cannot be drawn (raw files gone, no conv layers) are skipped with a warning."""
     root = Path(root)
-    out = Path(out) if out else root / "figures"
+    run = Run(root)
+    out = Path(out) if out else run.figures
     out.mkdir(parents=True, exist_ok=True)
-    doc = Run(root).read_config()
+    doc = run.read_config()
     shards = doc["config"]["shards"]
     test = open_shards(shards, "test")
     data = test.read(("images", "labels", "sheets"))
@@ -49,11 +50,11 @@ def write(root: str | Path, out: str | Path | None = None, say: Callable[[str], 
         put("fig2b-gray-vs-otsu.png", preview.gray_vs_otsu(test))
     except EtlError as err:
         warnings.warn(f"Fig. 2b skipped: {err}", EtlWarning, stacklevel=2)
-    records = evaluate.training_records(root)
-    if records:
-        put("fig4-curves.png", figures.curves(records, doc["steps_per_epoch"]))
+    history = run.history()
+    if history.train or history.epochs:
+        put("fig4-curves.png", figures.curves(history, doc["steps_per_epoch"]))
     else:
-        warnings.warn(f"Fig. 4 skipped: {Run(root).metrics} missing", EtlWarning, stacklevel=2)
+        warnings.warn(f"Fig. 4 skipped: {run.metrics} missing", EtlWarning, stacklevel=2)
     put("fig5-misclassified.png", misclassified(evaluate.evaluate(root, "test")))
     model, _ = load_model(root)
     if not model.conv_kernels():
