@@ -90,7 +90,7 @@ def gray_vs_otsu(shards: ShardSet, count: int = 12, seed: int = 0) -> Image.Imag
         raise EtlError(f"{shards.root}: split {shards.split} is empty")
     picks = np.sort(np.random.default_rng(seed).choice(len(data["source"]),
                                                        min(count, len(data["source"])), False))
-    if shards.manifest["options"]["binarize"] == "none":
+    if not shards.info.binarized:
         gray = data["images"][picks]
     else:
         gray = _raw_gray(shards.manifest["sources"], data["source"][picks])

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from etlkit import preprocess
 from etlkit.errors import EtlError, EtlWarning
-from etlkit.shards import CHUNK, open_shards
+from etlkit.shards import CHUNK, DatasetInfo, open_shards
 
 from .. import models
 from ..reports.evaluate import WHICH, check_choice
@@ -142,7 +142,7 @@ def framing(doc: dict) -> Framing:
     less; with the network's input side and whether the dataset was Otsu-binarized. When the
     shards are no longer where the run found them: DEFAULT_FILL and ink boxes, with a warning."""
     size = models.spec(doc["config"]["model"]).input_size
-    otsu = doc["preprocessing"].get("binarize") == "otsu"
+    otsu = DatasetInfo.from_json(doc, "the run's config.json").binarized
     try:
         shards = open_shards(doc["config"]["shards"], "train")
     except EtlError as err:
