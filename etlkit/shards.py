@@ -90,7 +90,7 @@ class DatasetInfo:
         missing = [k for k in INFO_KEYS if k not in doc]
         if missing:
             raise EtlError(f"{where}: no {', '.join(missing)}: written by an older etlkit; "
-                           "extract the dataset again")
+                           "extract the dataset again (and train again on it)")
         return cls(doc["task"], [tuple(c) for c in doc["classes"]], doc["image_size"],
                    doc["split_method"], doc["preprocessing"])
 
