@@ -36,10 +36,6 @@ class Part:
         """The shard numbers (within the split) that `process` reads."""
         return range(len(self.shards.counts()))[process :: self.process_count]
 
-    @property
-    def paths(self) -> list:
-        return [self.shards.paths[i] for i in self.numbers(self.process_index)]
-
     def counts(self, process: int) -> list[int]:
         """Records in each shard `process` reads (from the manifest)."""
         counts = self.shards.counts()
