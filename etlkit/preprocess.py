@@ -15,6 +15,7 @@ import numpy as np
 from .formats import Format, pixels
 
 SIZE = 64
+BINARIZE = ("otsu", "none")  # Otsu's threshold, or the gray levels kept
 _LANES = 4  # separate counters per image, see _histogram_keys
 
 

@@ -58,7 +58,7 @@ def class_grid(shards: ShardSet, per_class: int = 10, max_classes: int = 48,
     classes = shards.classes
     rows = np.unique(np.linspace(0, len(classes) - 1, min(max_classes, len(classes))).round())
     rng = np.random.default_rng(seed)
-    side = shards.manifest.get("image_size", 64)
+    side = shards.info.image_size
     cell, glyph_size = side + 2, min(40, side - 4)  # 66 and 40 for 64×64, 30 and 24 for 28×28
     at = (cell - glyph_size) // 2 - 1
     sheet = Image.new("L", ((per_class + 1) * cell, len(rows) * cell), 255)
@@ -90,7 +90,7 @@ def gray_vs_otsu(shards: ShardSet, count: int = 12, seed: int = 0) -> Image.Imag
         raise EtlError(f"{shards.root}: split {shards.split} is empty")
     picks = np.sort(np.random.default_rng(seed).choice(len(data["source"]),
                                                        min(count, len(data["source"])), False))
-    if shards.manifest["options"]["binarize"] == "none":
+    if not shards.info.binarized:
         gray = data["images"][picks]
     else:
         gray = _raw_gray(shards.manifest["sources"], data["source"][picks])

@@ -3,15 +3,16 @@
 A dataset folder holds `{train,val,test}/shard-NNNNN.h5` and `manifest.json`. Each shard has
 `images` uint8 (N, S, S) chunked along N (S = the manifest's `image_size`: 64 for ETL, 28 for
 digits and letters), `labels` int32, `sjis` int32, `codes` uint16, `sheets` int32 and `source`
-int32 (N, 2) = (index into the manifest's source files, record number), plus the class table,
-task and preprocessing as JSON attributes. The same arrays give the same bytes (h5py writes no
-timestamps).
+int32 (N, 2) = (index into the manifest's source files, record number), plus the dataset's facts
+(`DatasetInfo`: task, class table, split method, preprocessing) and the shard's split as JSON
+attributes; the manifest records the same facts under the same names. The same arrays give the
+same bytes (h5py writes no timestamps).
 """
 
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +20,18 @@ import h5py
 import numpy as np
 
 from . import split as split_module
-from .errors import EtlError
+from .errors import EtlError, check_choice
 
 CHUNK = 256  # images per HDF5 chunk: 1 MiB, the unit of block reads
 FIELDS = ("images", "labels", "sjis", "codes", "sheets", "source")
+COMPRESSIONS = ("lzf", "gzip", "none")  # of the images
+
+
+def check_layout(shard_size: int, compression: str) -> None:
+    """The shard options every extractor takes: records per shard and the images' compression."""
+    check_choice("compression", compression, COMPRESSIONS)
+    if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
+        raise EtlError("--shard-size must be at least 1")
 
 
 def write_shard(path: Path, arrays: dict[str, np.ndarray], attrs: dict,
@@ -41,6 +50,88 @@ def write_shard(path: Path, arrays: dict[str, np.ndarray], attrs: dict,
     digest = sha256(tmp)
     os.replace(tmp, path)
     return digest
+
+
+#: The dataset facts every manifest (and a run folder's config.json) records, by name.
+INFO_KEYS = ("task", "classes", "image_size", "split_method", "preprocessing")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset is, named once: the extractor writes these facts into every shard's
+    attributes and the manifest, and training copies them into its run folder's config.json, so
+    inference knows how the images were made without the shards.
+
+    `split_method` is how records went to train / val / test: "random" (stratified by class) or
+    "writer" (writer-disjoint) for ETL files; "given" for IDX files (their own test files) and
+    "holdout" for package datasets (a fixed stratified test holdout), validation then carved at
+    random. `preprocessing` holds size, ink, resize and binarize (and merge_small_kana for ETL).
+    """
+
+    task: str
+    classes: list[tuple[str, int]]  # label i is classes[i]: (character, Shift-JIS code)
+    image_size: int  # images are image_size × image_size
+    split_method: str
+    preprocessing: dict
+
+    @property
+    def binarized(self) -> bool:
+        """Whether the images were Otsu-binarized (so an input image should be too)."""
+        return self.preprocessing["binarize"] == "otsu"
+
+    def to_json(self) -> dict:
+        return {"task": self.task, "classes": [list(c) for c in self.classes],
+                "image_size": self.image_size, "split_method": self.split_method,
+                "preprocessing": self.preprocessing}
+
+    @classmethod
+    def from_json(cls, doc: dict, where: str | Path) -> "DatasetInfo":
+        """The facts recorded in a manifest or config.json; `where` names it in an error."""
+        missing = [k for k in INFO_KEYS if k not in doc]
+        if missing:
+            raise EtlError(f"{where}: no {', '.join(missing)}: written by an older etlkit; "
+                           "extract the dataset again (and train again on it)")
+        return cls(doc["task"], [tuple(c) for c in doc["classes"]], doc["image_size"],
+                   doc["split_method"], doc["preprocessing"])
+
+
+class DatasetWriter:
+    """One dataset folder from any source (ETL files, IDX files, package datasets): shards that
+    each carry the dataset's facts, then manifest.json with the same facts, written last so that
+    an interrupted run leaves no dataset that looks complete. An earlier run's files in `out` go
+    first. `totals` are the records each split (train, val, test) will get."""
+
+    def __init__(self, out: Path, info: DatasetInfo, totals: list[int], shard_size: int,
+                 compression: str):
+        from . import __version__  # etlkit/__init__.py imports this module before defining it
+
+        out.mkdir(parents=True, exist_ok=True)
+        _clear_previous(out)
+        self.out, self.info, self.version = out, info, __version__
+        attrs = {"task": info.task, "classes": info.classes, "split_method": info.split_method,
+                 "preprocessing": info.preprocessing, "etlkit_version": __version__}
+        self.splits = SplitWriter(out, attrs, totals, shard_size, compression,
+                                  (info.image_size, info.image_size))
+
+    def add(self, arrays: dict, parts: np.ndarray) -> None:
+        """A chunk's records (the FIELDS) and the split (0, 1, 2) of each."""
+        self.splits.add(arrays, parts)
+
+    def finish(self, command: str, options: dict, sources: list[dict],
+               missing: list[str]) -> dict:
+        """Write the last shards, then the manifest; return the manifest."""
+        self.splits.flush_all()
+        info = self.info
+        doc = {
+            "etlkit_version": self.version, "command": command, "task": info.task,
+            "options": options, "image_size": info.image_size,
+            "split_method": info.split_method, "preprocessing": info.preprocessing,
+            "classes": info.classes, "num_classes": len(info.classes),
+            "splits": {name: self.splits.counts[i] for i, name in enumerate(split_module.NAMES)},
+            "shards": self.splits.shards, "sources": sources, "missing": missing,
+        }
+        _write_manifest(self.out, doc)
+        return doc
 
 
 class SplitWriter:
@@ -99,7 +190,7 @@ def _allocate(n: int, image_shape: tuple[int, int]) -> dict:
             "sheets": np.empty(n, np.int32), "source": np.empty((n, 2), np.int32)}
 
 
-def clear_previous(out: Path) -> None:
+def _clear_previous(out: Path) -> None:
     """Remove an earlier run's manifest, shards and temporary files (ours only, by name)."""
     names = split_module.NAMES
     for path in [out / "manifest.json", *out.glob(".*.tmp"),
@@ -108,7 +199,7 @@ def clear_previous(out: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def write_manifest(out: Path, doc: dict) -> None:
+def _write_manifest(out: Path, doc: dict) -> None:
     """Write out/manifest.json under a temporary name and rename it: the dataset's last step.
     It is written with its `checksum` (see `manifest_digest`)."""
     tmp = out / ".manifest.json.tmp"
@@ -133,6 +224,35 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+class ShardFiles:
+    """Shards of a split held open for many block reads (a trainer's epoch), by shard number."""
+
+    def __init__(self, paths: dict[int, Path]):
+        self._files: dict[int, h5py.File] = {}
+        try:
+            for number, path in paths.items():
+                self._files[number] = h5py.File(path, "r")
+        except BaseException:
+            self.close()
+            raise
+
+    def read_block(self, shard: int, start: int = 0, count: int | None = None,
+                   fields: tuple[str, ...] = ("images", "labels")) -> dict[str, np.ndarray]:
+        """Records start .. start + count (to the end: count None) of one shard."""
+        stop = None if count is None else start + count
+        return {k: self._files[shard][k][start:stop] for k in fields}
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+
+    def __enter__(self) -> "ShardFiles":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclass
 class ShardSet:
     """The shards of one split, read with plain h5py in chunk-aligned blocks."""
@@ -142,16 +262,31 @@ class ShardSet:
     manifest: dict
 
     @property
+    def info(self) -> DatasetInfo:
+        """The dataset's facts: task, classes, image size, split method, preprocessing."""
+        return DatasetInfo.from_json(self.manifest, self.root / "manifest.json")
+
+    @property
     def paths(self) -> list[Path]:
         return [self.root / s["path"] for s in self.manifest["shards"] if s["split"] == self.split]
 
     @property
     def classes(self) -> list[tuple[str, int]]:
         """[(class, Shift-JIS code)]: label i is classes[i]."""
-        return [tuple(c) for c in self.manifest["classes"]]
+        return self.info.classes
 
     def __len__(self) -> int:
         return self.manifest["splits"][self.split]
+
+    def counts(self) -> list[int]:
+        """Records in each shard, in shard order (from the manifest: no file is opened)."""
+        return [s["count"] for s in self.manifest["shards"] if s["split"] == self.split]
+
+    def open(self, shards: Sequence[int] | None = None) -> ShardFiles:
+        """The shards numbered `shards` (default: all) held open; close it, or use `with`."""
+        paths = self.paths
+        return ShardFiles({i: paths[i] for i in (range(len(paths)) if shards is None
+                                                 else shards)})
 
     def blocks(self, block: int = CHUNK, seed: int | None = None,
                fields: tuple[str, ...] = ("images", "labels")) -> Iterator[dict[str, np.ndarray]]:
@@ -161,26 +296,28 @@ class ShardSet:
         two-level shuffle a trainer wants); without one, file order.
         """
         rng = np.random.default_rng(seed) if seed is not None else None
-        paths = self.paths
-        for i in rng.permutation(len(paths)) if rng is not None else range(len(paths)):
-            with h5py.File(paths[i], "r") as f:
-                n = len(f["labels"])
-                starts = np.arange(0, n, block)
+        counts = self.counts()
+        for i in rng.permutation(len(counts)) if rng is not None else range(len(counts)):
+            with self.open([i]) as files:
+                starts = np.arange(0, counts[i], block)
                 if rng is not None:
                     starts = rng.permutation(starts)
                 for s in starts:
-                    out = {k: f[k][s : s + block] for k in fields}
+                    out = files.read_block(i, s, block, fields)
                     if rng is not None:
-                        p = rng.permutation(len(out["labels"] if "labels" in out else
-                                                out[fields[0]]))
+                        p = rng.permutation(len(out[fields[0]]))
                         out = {k: v[p] for k, v in out.items()}
                     yield out
 
-    def read(self, fields: tuple[str, ...] = ("images", "labels")) -> dict[str, np.ndarray]:
-        """The whole split in memory, file order."""
-        parts = list(self.blocks(block=1 << 16, fields=fields))
+    def read(self, fields: tuple[str, ...] = ("images", "labels"),
+             shards: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+        """The whole split (or the shards numbered `shards`) in memory, file order."""
+        numbers = range(len(self.paths)) if shards is None else shards
+        with self.open(numbers) as files:
+            parts = [files.read_block(i, fields=fields) for i in numbers]
         if not parts:
-            return {k: np.empty((0,)) for k in fields}
+            empty = _allocate(0, (self.info.image_size, self.info.image_size))
+            return {k: empty[k] for k in fields}
         return {k: np.concatenate([p[k] for p in parts]) for k in fields}
 
 
@@ -200,4 +337,5 @@ def open_shards(root: str | Path, split: str) -> ShardSet:
         raise EtlError(f"{path}: not an etlkit manifest (no splits and shards)")
     if split not in manifest["splits"]:
         raise EtlError(f"{root}: no split {split!r}; it has {', '.join(manifest['splits'])}")
+    DatasetInfo.from_json(manifest, path)  # an older etlkit's manifest fails here, named
     return ShardSet(root, split, manifest)

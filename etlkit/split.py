@@ -2,8 +2,18 @@
 
 import numpy as np
 
+from .errors import EtlError
+
 TRAIN, VAL, TEST = 0, 1, 2
 NAMES = ("train", "val", "test")
+METHODS = ("random", "writer")  # the ETL split methods: random_split, writer_split
+
+
+def check_fractions(test_frac: float, val_frac: float) -> None:
+    """Both shares must be numbers in [0, 1)."""
+    if not all(isinstance(f, int | float) and not isinstance(f, bool) and 0 <= f < 1
+               for f in (test_frac, val_frac)):
+        raise EtlError("--test-frac and --val-frac must be in [0, 1)")
 
 
 def random_split(labels: np.ndarray, test_frac: float, val_frac: float, seed: int) -> np.ndarray:

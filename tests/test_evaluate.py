@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from etlkit.cli import app
 from etlkit.extract import Options, extract
-from etlkit.shards import open_shards
+from etlkit.shards import DatasetInfo, open_shards
 from etlkit.synth import synth
 from train.config import Config
 from train.inference import images as predict_images
@@ -157,7 +157,11 @@ def test_framing_is_measured_from_the_training_shards(run):
     assert frame.fill == np.median(predict_images.ink_extent(images)) / 64
     assert 0.3 < frame.fill < 1
     assert frame.mass_at is None and frame.size == 64
-    assert frame.otsu == (doc["preprocessing"].get("binarize") == "otsu")
+    # the run folder carries the dataset's facts as the manifest has them: Otsu, 64, random
+    info = DatasetInfo.from_json(doc, run / "config.json")
+    assert info == open_shards(run.parent / "kana", "train").info
+    assert frame.otsu and info.binarized and info.image_size == 64
+    assert info.split_method == "random" and info.preprocessing["binarize"] == "otsu"
 
 
 def test_predict_reports_each_bad_file_in_one_line(run, tmp_path, monkeypatch):

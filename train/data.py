@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import h5py
 import numpy as np
 
 from etlkit.shards import CHUNK, ShardSet
@@ -27,20 +26,20 @@ WINDOW_BLOCKS = 16  # blocks shuffled together: 4096 images, 16 MiB
 
 @dataclass(frozen=True)
 class Part:
-    """The shards of one split that this process reads."""
+    """The shards of one split that this process reads: every process_count-th one."""
 
     shards: ShardSet
     process_index: int = 0
     process_count: int = 1
 
-    @property
-    def paths(self) -> list:
-        return self.shards.paths[self.process_index :: self.process_count]
+    def numbers(self, process: int) -> range:
+        """The shard numbers (within the split) that `process` reads."""
+        return range(len(self.shards.counts()))[process :: self.process_count]
 
     def counts(self, process: int) -> list[int]:
-        listed = [s["count"] for s in self.shards.manifest["shards"]
-                  if s["split"] == self.shards.split]
-        return listed[process :: self.process_count]
+        """Records in each shard `process` reads (from the manifest)."""
+        counts = self.shards.counts()
+        return [counts[i] for i in self.numbers(process)]
 
     def local_batch(self, batch_size: int) -> int:
         if batch_size % self.process_count:
@@ -92,29 +91,24 @@ def eval_batches(part: Part, batch_size: int) -> Iterator[dict[str, np.ndarray]]
 
 
 def _read_all(part: Part) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = [], []
-    for path in part.paths:
-        with h5py.File(path, "r") as f:
-            images.append(f["images"][:])
-            labels.append(f["labels"][:])
-    if not images:  # a process with no shards of this split still makes every call
-        side = part.shards.manifest.get("image_size", 64)
-        return np.empty((0, side, side), np.uint8), np.empty(0, np.int32)
-    return np.concatenate(images), np.concatenate(labels)
+    """This process's shards in memory (none: empty arrays, and it still makes every call)."""
+    data = part.shards.read(("images", "labels"), part.numbers(part.process_index))
+    return data["images"], data["labels"]
 
 
 def _shuffled_batches(part: Part, local: int, rng: np.random.Generator):
     """One epoch of (images, labels) batches of `local` records, two-level shuffled."""
-    blocks = [(i, s, min(CHUNK, n - s)) for i, n in enumerate(part.counts(part.process_index))
+    numbers, counts = part.numbers(part.process_index), part.counts(part.process_index)
+    blocks = [(i, s, min(CHUNK, n - s)) for i, n in zip(numbers, counts, strict=True)
               for s in range(0, n, CHUNK)]
     order = rng.permutation(len(blocks))
-    files = [h5py.File(p, "r") for p in part.paths]
-    try:
+    with part.shards.open(numbers) as files:
         carry_images, carry_labels = None, None
         for w in range(0, len(order), WINDOW_BLOCKS):
-            picked = [blocks[j] for j in order[w : w + WINDOW_BLOCKS]]
-            images = [files[i]["images"][s : s + n] for i, s, n in picked]
-            labels = [files[i]["labels"][s : s + n] for i, s, n in picked]
+            read = [files.read_block(i, s, n) for i, s, n in
+                    (blocks[j] for j in order[w : w + WINDOW_BLOCKS])]
+            images = [r["images"] for r in read]
+            labels = [r["labels"] for r in read]
             if carry_images is not None:
                 images.append(carry_images)
                 labels.append(carry_labels)
@@ -125,9 +119,6 @@ def _shuffled_batches(part: Part, local: int, rng: np.random.Generator):
             for s in range(0, full, local):
                 yield images[s : s + local], labels[s : s + local]
             carry_images, carry_labels = images[full:], labels[full:]
-    finally:
-        for f in files:
-            f.close()
 
 
 class Prefetch:

@@ -78,7 +78,7 @@ def _task(out: Path, task: Task, epochs: int, say: Callable[[str], None]) -> dic
     say(f"[{task.name}] synthesizing {task.writers} writers of {task.dataset} into {raw}")
     synth(task.dataset, raw, writers=task.writers, files=task.files)
     say(f"[{task.name}] extracting the {task.name} task (writer-disjoint split) into {data}")
-    manifest = extract([raw], data, Options(task=task.name, split="writer"),
+    manifest = extract([raw], data, Options(task=task.name, split_method="writer"),
                        command=f"etlkit extract {raw} --out {data} --task {task.name} "
                        "--split writer", progress=lambda m: say(f"[{task.name}]   {m}"))
     figures_dir = root / "figures"

@@ -96,15 +96,15 @@ def _paper(model: str, task: str) -> float | None:
     return PAPER[model][TASKS.index(task)] if model in PAPER else None
 
 
-def _dataset(raw: list[Path], task: str, out: Path, split: str, say) -> Path:
+def _dataset(raw: list[Path], task: str, out: Path, split_method: str, say) -> Path:
     manifest = out / "manifest.json"
     if manifest.exists():
         saved = json.loads(manifest.read_text("utf-8"))["options"]
-        if (saved["task"], saved["split"]) == (task, split):
+        if (saved["task"], saved.get("split_method")) == (task, split_method):
             say(f"{task}: using {out}")
             return out
     say(f"{task}: extracting into {out}")
-    extract(list(raw), out, Options(task=task, split=split))
+    extract(list(raw), out, Options(task=task, split_method=split_method))
     return out
 
 

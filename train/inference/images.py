@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from etlkit import preprocess
 from etlkit.errors import EtlError, EtlWarning
-from etlkit.shards import CHUNK, open_shards
+from etlkit.shards import CHUNK, DatasetInfo, open_shards
 
 MAX_BYTES = 50 << 20
 MAX_PIXELS = 8000 * 8000
@@ -167,8 +167,8 @@ def framing(doc: dict) -> Framing:
     digits' lie within half a pixel of one point) rather than by ink box (ETL), whichever varies
     less; with the network's input side and whether the dataset was Otsu-binarized. When the
     shards are no longer where the run found them: DEFAULT_FILL and ink boxes, with a warning."""
-    size = doc.get("image_size") or _input_size(doc["config"]["model"])
-    otsu = doc["preprocessing"].get("binarize") == "otsu"
+    info = DatasetInfo.from_json(doc, "the run's config.json")
+    size, otsu = info.image_size, info.binarized
     try:
         shards = open_shards(doc["config"]["shards"], "train")
     except EtlError as err:
@@ -197,10 +197,3 @@ def _middle(seen: np.ndarray) -> np.ndarray:
     """(N, L) bool -> the middle of each row's True run, in pixels from the start."""
     first, last = seen.argmax(1), seen.shape[1] - seen[:, ::-1].argmax(1)
     return (first + last) / 2
-
-
-def _input_size(model: str) -> int:
-    """The network's input side, for run folders whose config.json predates `image_size`."""
-    from .. import models  # imports JAX: only for such old runs
-
-    return models.spec(model).input_size
