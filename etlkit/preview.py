@@ -34,17 +34,18 @@ def grid(batch: RecordBatch, levels: int, columns: int = 12) -> Image.Image:
     for i in range(len(batch)):
         x, y = (i % columns) * (w + 4) + 2, (i // columns) * (h + label_h + 6) + 2
         sheet.paste(Image.fromarray(scaled[i]), (x, y))
-        glyph = _glyph(str(batch.chars[i]), 18)
-        if glyph is not None:
-            sheet.paste(glyph, (x, y + h + 2))
+        caption = glyph(str(batch.chars[i]), 18)
+        if caption is not None:
+            sheet.paste(caption, (x, y + h + 2))
         else:
             draw.text((x, y + h + 4), "--", fill=0, font=font)
         draw.text((x + 21, y + h + 5), f"{int(batch.codes[i]):X}", fill=0, font=font)
     return sheet
 
 
-def _glyph(char: str, size: int) -> Image.Image | None:
-    """A caption for `char` drawn with the KanjiVG renderer (Pillow's font has no kana or kanji)."""
+def glyph(char: str, size: int) -> Image.Image | None:
+    """`char` drawn dark on white with the KanjiVG renderer, `size` pixels square, or None when
+    it has no glyph: captions that need no CJK font (Pillow's has no kana or kanji)."""
     if not char or not render.has_glyph(char):
         return None
     ink = render.render(char, _LABEL_STYLE, (size, size), np.random.default_rng(0))
@@ -65,9 +66,9 @@ def class_grid(shards: ShardSet, per_class: int = 10, max_classes: int = 48,
     draw = ImageDraw.Draw(sheet)
     for r, c in enumerate(rows.astype(int)):
         name = classes[c][0]
-        glyph = _glyph(name, glyph_size)
-        if glyph is not None:
-            sheet.paste(glyph, (at, r * cell + at))
+        drawn = glyph(name, glyph_size)
+        if drawn is not None:
+            sheet.paste(drawn, (at, r * cell + at))
         else:
             draw.text((4, r * cell + cell // 2 - 7), name[:9], fill=0,
                       font=ImageFont.load_default(size=11))

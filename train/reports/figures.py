@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from etlkit.preview import _glyph
+from etlkit.preview import glyph
 
 BLUE, LIGHT_BLUE, ORANGE, RED = (31, 90, 170), (150, 180, 225), (230, 120, 20), (200, 40, 30)
 ARROW = "→"  # drawn as a shape: the font lacks it
@@ -33,9 +33,9 @@ def _font(size: int = 11) -> ImageFont.FreeTypeFont:
 
 def _label(char: str, size: int) -> Image.Image:
     """A class name: its glyph when it is one renderable character, else text."""
-    glyph = _glyph(char, size)
-    if glyph is not None:
-        return glyph
+    drawn = glyph(char, size)
+    if drawn is not None:
+        return drawn
     font = _font()
     image = Image.new("L", (math.ceil(font.getlength(char)) + 2, size), 255)
     ImageDraw.Draw(image).text((1, size / 2), char, fill=0, font=font, anchor="lm")
