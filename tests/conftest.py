@@ -99,3 +99,13 @@ def hiragana_shards(tmp_path_factory):
     synth("ETL8G", root / "raw", writers=5, files=["ETL8G_01"])
     extract([root / "raw"], root / "hiragana", Options(task="hiragana", shard_size=100))
     return root / "hiragana"
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """One headless Chromium for every page test."""
+    from browser import chromium
+
+    driver = chromium(tmp_path_factory.mktemp("chromium"))
+    yield driver
+    driver.quit()

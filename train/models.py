@@ -78,7 +78,7 @@ _TABLE: dict[str, Spec] = {
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid}
 _POOLS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "max": ops.max_pool_2x2, "avg": lambda x: nnx.avg_pool(x, (2, 2), strides=(2, 2))}
+    "max": ops.max_pool_2x2, "avg": lambda x: nnx.avg_pool(x, window_shape=(2, 2), strides=(2, 2))}
 _INITS = {"he_normal": nnx.initializers.he_normal(),
           "glorot_uniform": nnx.initializers.glorot_uniform()}
 

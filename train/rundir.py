@@ -194,12 +194,18 @@ def write_json(doc: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+
+def config_of(doc: dict) -> Config:
+    """The `Config` a run's config.json (`doc`) was trained with, recipe defaults filled in."""
+    names = {f.name for f in fields(Config)}
+    return Config(**{k: v for k, v in doc["config"].items() if k in names}).with_recipe()
+
+
 def load_model(root: str | Path, which: str = "best"):
     """(model with the `best` or `latest` weights, the run's config.json) for inference."""
     run = Run(root)
     doc = run.read_config()
-    names = {f.name for f in fields(Config)}
-    config = Config(**{k: v for k, v in doc["config"].items() if k in names}).with_recipe()
+    config = config_of(doc)
     model = build(config, doc["num_classes"])
     if which == "best":
         state, _ = run.load("best", nnx.state(model))

@@ -19,12 +19,13 @@ from etlkit.errors import EtlError, check_choice
 from .. import ops
 from ..rundir import CHECKPOINTS, load_model
 from ..steps import evaluate_batch
-from .images import MAX_PIXELS, Framing, framing, load_gray, to_input
+from .classifier import Classifier
+from .images import Framing, framing
 
 BATCH = 256  # images per forward call
 
 
-class Predictor:
+class Predictor(Classifier):
     """The `which` checkpoint of the run in `root`, ready to classify images."""
 
     def __init__(self, root: str | Path, which: str = "best", k: int = 5):
@@ -63,28 +64,3 @@ class Predictor:
             index.append(out["top_index"][:n])
             prob.append(out["top_prob"][:n])
         return np.concatenate(index), np.concatenate(prob)
-
-    def image(self, source: Path | bytes, name: str | Path | None = None,
-              max_pixels: int = MAX_PIXELS) -> np.ndarray:
-        """A PNG or JPEG (file or bytes) as the network's input image."""
-        return to_input(load_gray(source, name, max_pixels), self.frame, name or source)
-
-    def ranked(self, index: np.ndarray, prob: np.ndarray) -> list[tuple[str, int, float]]:
-        """One image's top-k as (class, Shift-JIS code, probability)."""
-        return [(*self.classes[c], float(p)) for c, p in zip(index, prob, strict=True)]
-
-    def predict(self, sources: list[Path]) -> list[list[tuple[str, int, float]] | EtlError]:
-        """Per image, its top-k, or the error that kept it from being read: one bad file does
-        not stop the others."""
-        results: list = []
-        for source in sources:
-            try:
-                results.append(self.image(source))
-            except EtlError as err:
-                results.append(err)
-        good = [i for i, r in enumerate(results) if not isinstance(r, EtlError)]
-        if good:
-            index, prob = self.top(np.stack([results[i] for i in good]))
-            for i, ci, pi in zip(good, index, prob, strict=True):
-                results[i] = self.ranked(ci, pi)
-        return results

