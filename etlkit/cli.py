@@ -18,6 +18,7 @@ import typer
 import yaml
 
 from . import __version__, digits, extract, formats, idx, labels, preview, reader, synth, verify
+from .card import write_card
 from .errors import EtlError, EtlWarning
 from .records import RecordBatch
 from .shards import open_shards
@@ -237,6 +238,22 @@ def verify_cmd(root: Annotated[Path, typer.Argument(help="Folder of raw ETL file
                (f", {len(failed)} failed" if failed else ""))
     if failed:
         raise typer.Exit(1)
+
+
+@app.command(name="card")
+def card_cmd(
+    root: Annotated[Path, typer.Argument(help="A dataset written by extract.")],
+    synthetic: Annotated[bool, typer.Option(
+        "--synthetic", help="The raw ETL files came from `etlkit synth`: the licence is "
+        "KanjiVG's CC BY-SA 3.0, not the ETL database's terms.")] = False,
+):
+    """Write or refresh a dataset's card (README.md for people and Hugging Face `datasets`),
+    croissant.json (MLCommons Croissant 1.1) and preview.png."""
+    with _reported():
+        if not (root / "manifest.json").is_file():
+            raise EtlError(f"{root}: no manifest.json: not a dataset written by etlkit extract")
+        paths = write_card(root, synthetic=synthetic)
+    typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
 
 @app.command(name="synth")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import h5py
 
-from . import formats, manifest, split
+from . import card, formats, manifest, split
 from .errors import EtlError, EtlWarning
 from .shards import manifest_digest, sha256
 
@@ -19,7 +19,7 @@ from .shards import manifest_digest, sha256
 HASH_WORKERS = min(8, os.cpu_count() or 1)
 #: Statuses that fail a check (the rest: ok, unverified-count).
 FAILED = ("missing", "partial", "wrong-count", "corrupt", "edited", "outside", "duplicate",
-          "unlisted")
+          "unlisted", "mismatch")
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,8 @@ def _count(value) -> bool:
 
 def verify_dataset(root: str | Path) -> list[FileCheck]:
     """Check an extracted dataset: the manifest against its checksum and its shards, every
-    shard present, inside the folder, listed once, its SHA-256, counts, labels and attributes.
+    shard present, inside the folder, listed once, its SHA-256, counts, labels and attributes;
+    then the card and Croissant file, where present, against the manifest (`card`).
 
     Shards are hashed on a thread pool; a path that leaves the folder is never opened.
     """
@@ -154,13 +155,18 @@ def verify_dataset(root: str | Path) -> list[FileCheck]:
             if os.path.normpath(f"{name}/{path.name}") not in seen:
                 checks.append(FileCheck(f"{name}/{path.name}", "shard", "unlisted", 0, None,
                                         "a shard file manifest.json does not list"))
-    return checks
+    if any(c.failed for c in checks):
+        return checks  # the card is checked against sound shards only
+    total = sum(doc["splits"].values())
+    return checks + [FileCheck(a.file, "card", a.status, total, a.records, a.detail)
+                     for a in card.check_card(root) if a.status != "absent"]
 
 
 def check_dataset(root: str | Path) -> None:
-    """Refuse a dataset that `verify_dataset` fails, in one line naming the first bad file."""
+    """Refuse a dataset that `verify_dataset` fails, in one line naming the first bad file (a
+    card that disagrees with the manifest is `etlkit verify`'s business, not training's)."""
     for check in verify_dataset(root):
-        if check.failed:
+        if check.failed and check.dataset != "card":
             detail = f": {check.detail}" if check.detail else ""
             raise EtlError(f"{Path(root) / check.name}: {check.status}{detail} (`etlkit verify "
                            f"{root}` lists every problem)")
