@@ -40,10 +40,9 @@ from etlkit.preview import glyph_image
 
 from .. import models, ops
 from ..config import build
-from ..rundir import config_of, load_model
+from ..rundir import CHECKPOINTS, config_of, load_model
 from . import metadata, web_runtime
 from .images import Framing, framing
-from .predictor import WHICH
 
 FORMATS = ("onnx", "stablehlo", "web")
 PLATFORMS = ("cpu", "cuda", "tpu")  # the StableHLO artefact's
@@ -200,7 +199,7 @@ def export(root: str | Path, fmt: str, out: Path, which: str = "best",
            say: Callable[[str], None] = print) -> list[Path]:
     """Write the `fmt` export of the run in `root` into `out`; the files written."""
     check_choice("format", fmt, FORMATS)
-    check_choice("which", which, WHICH)
+    check_choice("which", which, CHECKPOINTS)
     if out.exists() and not out.is_dir():
         raise EtlError(f"{out}: a file, not a folder")
     runtime = web_runtime.runtime_files() if fmt == "web" else []  # before any work
