@@ -21,7 +21,7 @@ from . import __version__, digits, extract, formats, idx, labels, preview, reade
 from .card import write_card
 from .errors import EtlError, EtlWarning
 from .records import RecordBatch
-from .shards import open_shards
+from .shards import no_manifest, open_shards, unfinished
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Decode the ETL Character Database into correctly labelled arrays.")
@@ -222,6 +222,8 @@ def verify_cmd(root: Annotated[Path, typer.Argument(help="Folder of raw ETL file
     with _reported():
         if not root.is_dir():
             raise EtlError(f"{root}: not a folder")
+        if unfinished(root):
+            raise EtlError(no_manifest(root))
         is_dataset = (root / "manifest.json").is_file()
         checks = verify.verify_dataset(root) if is_dataset else verify.verify_raw(root)
         if not checks:
@@ -251,7 +253,7 @@ def card_cmd(
     croissant.json (MLCommons Croissant 1.1) and preview.png."""
     with _reported():
         if not (root / "manifest.json").is_file():
-            raise EtlError(f"{root}: no manifest.json: not a dataset written by etlkit extract")
+            raise EtlError(no_manifest(root))
         paths = write_card(root, synthetic=synthetic)
     typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
@@ -335,6 +337,8 @@ def extract_cmd(
     allow_missing: Annotated[bool | None, typer.Option(
         "--allow-missing", help="Extract without absent raw files (listed in the manifest).")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a dataset already in --out.")
+                     ] = False,
 ):
     """The paper's datasets: 64×64 images, Otsu, 80/20 splits, as HDF5 shards + manifest.json.
     Also digits and letters at 28×28: IDX files (MNIST, EMNIST with --mapping) or --dataset."""
@@ -346,7 +350,7 @@ def extract_cmd(
              "allow_missing": allow_missing}
     with _reported():
         if dataset is not None or mapping is not None or any(map(idx.is_idx_name, raw)):
-            doc = _extract_digits(raw, out, dataset, mapping, pipeline, given)
+            doc = _extract_digits(raw, out, dataset, mapping, pipeline, given, force)
         else:
             if not raw:
                 raise EtlError("nothing to extract: give raw ETL files or folders, IDX files, "
@@ -357,13 +361,13 @@ def extract_cmd(
                 settings["scripts"] = tuple(settings["scripts"])
             options = extract.Options(**settings)
             doc = extract.extract(raw, out, options, command=_command_line(raw, out, options),
-                                  progress=lambda msg: typer.echo(msg, err=True))
+                                  progress=lambda msg: typer.echo(msg, err=True), force=force)
     splits = ", ".join(f"{k} {v}" for k, v in doc["splits"].items())
     typer.echo(f"wrote {out}: task {doc['task']}, {doc['num_classes']} classes, {splits}")
 
 
 def _extract_digits(raw: list[Path], out: Path, dataset: str | None, mapping: Path | None,
-                    pipeline: Path | None, given: dict) -> dict:
+                    pipeline: Path | None, given: dict, force: bool) -> dict:
     """extract for IDX files or --dataset: the ETL-only options are refused, not ignored."""
     etl_only = {"task", "chars", "scripts", "merge_small_kana", "split_method", "test_frac",
                 "allow_missing"}
@@ -380,7 +384,7 @@ def _extract_digits(raw: list[Path], out: Path, dataset: str | None, mapping: Pa
         if value != "" and not (name == "dataset" and value == "idx"):
             words += [_flag(name), str(value)]
     return digits.extract(raw, out, options, command=shlex.join([*words, "--out", str(out)]),
-                          progress=lambda msg: typer.echo(msg, err=True))
+                          progress=lambda msg: typer.echo(msg, err=True), force=force)
 
 
 def _command_line(raw: list[Path], out: Path, options: "extract.Options") -> str:

@@ -1,13 +1,11 @@
 """What a dataset folder says about itself, read back for its card and Croissant file.
 
-Everything comes from the folder alone: manifest.json and the shards' attributes and `labels`
-(read with h5py), so `etlkit card` can describe a dataset made by an older etlkit, and the same
-folder always gives the same description. The manifest is read tolerantly: the split method
-is `options.split_method` (newer) or `options.split` (older), the preprocessing the manifest's
-`preprocessing` key or, failing that, the shards' `preprocessing` attribute.
+Everything comes from the folder alone: manifest.json (its dataset facts, `split_method` and
+`preprocessing`, as `shards.DatasetInfo` names them) and the shards' `labels` (read with h5py),
+so `etlkit card` can describe a dataset made earlier, and the same folder always gives the same
+description.
 """
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -95,9 +93,8 @@ class Description:
 
 
 def describe(root: str | Path, *, synthetic: bool = False) -> Description:
-    """Read a dataset folder. `synthetic`: the raw ETL files came from `etlkit synth` (the
-    folder cannot tell: synthetic files have AIST's names and layouts), which changes the
-    licence."""
+    """Read a dataset folder. `synthetic`: the raw ETL files came from `etlkit synth` (as the
+    manifest's `synthetic` records for datasets from this etlkit), which changes the licence."""
     root = Path(root)
     doc = open_shards(root, "train").manifest
     absent = [key for key in MANIFEST_KEYS if key not in doc]
@@ -105,35 +102,22 @@ def describe(root: str | Path, *, synthetic: bool = False) -> Description:
         raise EtlError(f"{root / 'manifest.json'}: no {', '.join(absent) or 'shards'}: not a "
                        "manifest etlkit extract wrote")
     counts = {name: _class_counts(root, doc, name) for name in split.NAMES}
-    return Description(root, doc, preprocessing(root, doc), split_method(doc), counts,
-                       licence(doc, synthetic))
-
-
-def preprocessing(root: Path, doc: dict) -> dict:
-    """The preprocessing parameters: the manifest's `preprocessing`, else the first shard's
-    `preprocessing` attribute (every shard carries the same)."""
-    if "preprocessing" in doc:
-        return doc["preprocessing"]
-    first = root / doc["shards"][0]["path"]
-    try:
-        with h5py.File(first, "r") as f:
-            return json.loads(f.attrs["preprocessing"])
-    except (OSError, KeyError, ValueError) as err:
-        raise EtlError(f"{first}: no readable preprocessing attribute ({err})") from None
+    return Description(root, doc, doc["preprocessing"], split_method(doc), counts,
+                       licence(doc, synthetic or doc.get("synthetic", False)))
 
 
 def split_method(doc: dict) -> str:
     """How records were assigned to train, val and test, in words."""
     options = doc["options"]
     val = f"validation {options['val_frac']:g} of the rest (seed {options['seed']})"
-    method = options.get("split_method", options.get("split"))
+    method = doc["split_method"]
     if method == "writer":
         return (f"writer-disjoint: whole writers to each split (test {options['test_frac']:g}, "
                 f"validation {options['val_frac']:g} of the rest of the writers), seed "
                 f"{options['seed']}")
     if method == "random":
         return f"random, stratified by class: test {options['test_frac']:g}, {val}"
-    if options.get("dataset", "idx") == "idx":
+    if method == "given":
         return (f"the IDX files' own partition (t10k/test files are the test split); {val}, "
                 "stratified by class")
     package = digits.DATASETS[options["dataset"]]
@@ -184,7 +168,8 @@ def licence(doc: dict, synthetic: bool) -> Licence:
              "it. Share them only with people who have agreed to AIST's terms (keep a hosted "
              "copy gated), and read those terms before any other use. If the raw files were "
              "synthetic (`etlkit synth`), the images are KanjiVG renders under CC BY-SA 3.0 "
-             "instead: `etlkit card --synthetic` says so.",
+             "instead: the manifest of a dataset extracted from them says so (`synthetic`), and "
+             "`etlkit card --synthetic` says so for an older one.",
         gated=True, cite=CITE_ETL, home=AIST_URL,
         creator="Electrotechnical Laboratory (now AIST) and the Japanese Technical Committee "
                 "for Optical Character Recognition")

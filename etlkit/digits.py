@@ -29,7 +29,7 @@ import numpy as np
 from . import idx, preprocess, split
 from .errors import EtlError, check_choice
 from .labels import sjis_code
-from .shards import DatasetInfo, DatasetWriter, check_layout, sha256
+from .shards import DatasetInfo, DatasetWriter, check_layout, check_output, sha256
 
 SIZE = 28
 CHUNK_RECORDS = 16384
@@ -106,9 +106,10 @@ class _Dataset:
 
 
 def extract(inputs: list[Path], out: Path, options: Options, command: str = "",
-            progress: Callable[[str], None] | None = None) -> dict:
+            progress: Callable[[str], None] | None = None, force: bool = False) -> dict:
     """IDX files (options.dataset "idx") or a package dataset -> shards in `out`; returns the
-    manifest written to out/manifest.json."""
+    manifest written to out/manifest.json. `force` replaces a dataset already in `out`."""
+    check_output(out, force)
     say = progress or (lambda _msg: None)
     data = _load(inputs, options, say)
     side = data.parts[0].images.shape[1]

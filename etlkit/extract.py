@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats, labels, manifest, preprocess, reader, split, tasks, verify
+from . import formats, labels, manifest, preprocess, reader, split, synth, tasks, verify
 from .errors import EtlError, check_choice
-from .shards import DatasetInfo, DatasetWriter, check_layout, sha256
+from .shards import DatasetInfo, DatasetWriter, check_layout, check_output, sha256
 
 CHUNK_RECORDS = 4096
 #: Threads for both passes (numpy and file reads release the GIL) and for hashing the sources.
@@ -62,8 +62,10 @@ class Options:
 
 
 def extract(raw: list[Path], out: Path, options: Options, command: str = "",
-            progress: Callable[[str], None] | None = None) -> dict:
-    """Run the extraction; return the manifest written to out/manifest.json."""
+            progress: Callable[[str], None] | None = None, force: bool = False) -> dict:
+    """Run the extraction; return the manifest written to out/manifest.json. `force` replaces
+    a dataset already in `out`."""
+    check_output(out, force)
     task = options.resolved_task()
     files, absent = _raw_files(raw, task, options.allow_missing)
     say = progress or (lambda _msg: None)
@@ -103,7 +105,8 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
     sources = [{"file": p.name, "path": str(p.resolve()), "dataset": c["dataset"],
                 "sha256": digest, "records": c["records"], "used": len(c["index"])}
                for p, c, digest in zip(files, chosen, digests, strict=True)]
-    doc = writer.finish(command, asdict(options), sources, absent)
+    doc = writer.finish(command, asdict(options), sources, absent,
+                        synthetic=any(synth.is_synthetic(p) for p in files))
     verify.warn_empty_splits(out, doc)
     return doc
 

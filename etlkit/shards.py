@@ -12,6 +12,7 @@ same bytes (h5py writes no timestamps).
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,34 @@ from .errors import EtlError, check_choice
 CHUNK = 256  # images per HDF5 chunk: 1 MiB, the unit of block reads
 FIELDS = ("images", "labels", "sjis", "codes", "sheets", "source")
 COMPRESSIONS = ("lzf", "gzip", "none")  # of the images
+#: Where an extraction writes until it is complete: a reader never mistakes it for a dataset.
+STAGING = ".etlkit-staging"
+#: What a dataset folder holds (the only entries `--force` replaces): shards, manifest, card.
+DATASET_ENTRIES = ("manifest.json", *split_module.NAMES, "README.md", "croissant.json",
+                   "preview.png")
+
+
+def check_output(out: Path, force: bool = False) -> None:
+    """Before any work: `out` must be new, empty, an extraction that did not finish (rerunning
+    cleans it up) or, with `force`, an etlkit dataset to replace; never a file, nor a folder of
+    anything else, which extraction would silently mix its shards into."""
+    if out.exists() and not out.is_dir():
+        raise EtlError(f"{out}: a file, not a folder; choose a new or empty --out")
+    entries = {p.name for p in out.iterdir()} if out.exists() else set()
+    if entries <= {STAGING}:
+        return
+    if (out / "manifest.json").is_file() and entries <= {*DATASET_ENTRIES, STAGING}:
+        if force:
+            return
+        raise EtlError(f"{out}: already holds a dataset; --force replaces it")
+    others = sorted(entries - {*DATASET_ENTRIES, STAGING}) or sorted(entries)
+    raise EtlError(f"{out}: holds files that are not an etlkit dataset ({', '.join(others[:3])}"
+                   f"{', …' if len(others) > 3 else ''}); choose a new or empty --out")
+
+
+def unfinished(root: Path) -> bool:
+    """Whether `root` holds an extraction that was stopped before its manifest was written."""
+    return (root / STAGING).is_dir() and not (root / "manifest.json").is_file()
 
 
 def check_layout(shard_size: int, compression: str) -> None:
@@ -97,29 +126,35 @@ class DatasetInfo:
 
 class DatasetWriter:
     """One dataset folder from any source (ETL files, IDX files, package datasets): shards that
-    each carry the dataset's facts, then manifest.json with the same facts, written last so that
-    an interrupted run leaves no dataset that looks complete. An earlier run's files in `out` go
-    first. `totals` are the records each split (train, val, test) will get."""
+    each carry the dataset's facts, manifest.json with the same facts, and the dataset card,
+    all written in `out/.etlkit-staging` and moved into place at the end, manifest last, so an
+    interrupted run leaves nothing that looks like a dataset (and the next run starts over).
+    `totals` are the records each split (train, val, test) will get."""
 
     def __init__(self, out: Path, info: DatasetInfo, totals: list[int], shard_size: int,
                  compression: str):
         from . import __version__  # etlkit/__init__.py imports this module before defining it
 
-        out.mkdir(parents=True, exist_ok=True)
-        _clear_previous(out)
         self.out, self.info, self.version = out, info, __version__
+        self.staging = out / STAGING
+        shutil.rmtree(self.staging, ignore_errors=True)  # an earlier run that did not finish
+        self.staging.mkdir(parents=True)
         attrs = {"task": info.task, "classes": info.classes, "split_method": info.split_method,
                  "preprocessing": info.preprocessing, "etlkit_version": __version__}
-        self.splits = SplitWriter(out, attrs, totals, shard_size, compression,
+        self.splits = SplitWriter(self.staging, attrs, totals, shard_size, compression,
                                   (info.image_size, info.image_size))
 
     def add(self, arrays: dict, parts: np.ndarray) -> None:
         """A chunk's records (the FIELDS) and the split (0, 1, 2) of each."""
         self.splits.add(arrays, parts)
 
-    def finish(self, command: str, options: dict, sources: list[dict],
-               missing: list[str]) -> dict:
-        """Write the last shards, then the manifest; return the manifest."""
+    def finish(self, command: str, options: dict, sources: list[dict], missing: list[str],
+               synthetic: bool = False) -> dict:
+        """Write the last shards, the manifest and the card, move them into `out` (replacing an
+        earlier dataset there), manifest last; return the manifest. `synthetic`: the sources
+        were written by `etlkit synth`."""
+        from .card import write_card  # the card reads the dataset this module writes
+
         self.splits.flush_all()
         info = self.info
         doc = {
@@ -129,9 +164,21 @@ class DatasetWriter:
             "classes": info.classes, "num_classes": len(info.classes),
             "splits": {name: self.splits.counts[i] for i, name in enumerate(split_module.NAMES)},
             "shards": self.splits.shards, "sources": sources, "missing": missing,
+            "synthetic": synthetic,
         }
-        _write_manifest(self.out, doc)
-        return doc
+        _write_manifest(self.staging, doc)
+        write_card(self.staging, synthetic=synthetic)
+        for name in DATASET_ENTRIES:  # the earlier dataset, manifest first
+            old = self.out / name
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink(missing_ok=True)
+        for name in (*DATASET_ENTRIES[1:], DATASET_ENTRIES[0]):
+            if (self.staging / name).exists():
+                os.replace(self.staging / name, self.out / name)
+        self.staging.rmdir()
+        return {**doc, "checksum": manifest_digest(doc)}
 
 
 class SplitWriter:
@@ -188,15 +235,6 @@ def _allocate(n: int, image_shape: tuple[int, int]) -> dict:
     return {"images": np.empty((n, *image_shape), np.uint8), "labels": np.empty(n, np.int32),
             "sjis": np.empty(n, np.int32), "codes": np.empty(n, np.uint16),
             "sheets": np.empty(n, np.int32), "source": np.empty((n, 2), np.int32)}
-
-
-def _clear_previous(out: Path) -> None:
-    """Remove an earlier run's manifest, shards and temporary files (ours only, by name)."""
-    names = split_module.NAMES
-    for path in [out / "manifest.json", *out.glob(".*.tmp"),
-                 *(p for name in names for p in (out / name).glob("shard-*.h5")),
-                 *(p for name in names for p in (out / name).glob(".shard-*.tmp"))]:
-        path.unlink(missing_ok=True)
 
 
 def _write_manifest(out: Path, doc: dict) -> None:
@@ -328,8 +366,7 @@ def open_shards(root: str | Path, split: str) -> ShardSet:
     try:
         manifest = json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
-        raise EtlError(f"{path}: no manifest.json: not an etlkit dataset, or an extraction "
-                       "that did not finish") from None
+        raise EtlError(no_manifest(root)) from None
     except (OSError, ValueError) as err:
         raise EtlError(f"{path}: unreadable manifest ({err})") from None
     if not (isinstance(manifest, dict) and isinstance(manifest.get("splits"), dict)
@@ -339,3 +376,11 @@ def open_shards(root: str | Path, split: str) -> ShardSet:
         raise EtlError(f"{root}: no split {split!r}; it has {', '.join(manifest['splits'])}")
     DatasetInfo.from_json(manifest, path)  # an older etlkit's manifest fails here, named
     return ShardSet(root, split, manifest)
+
+
+def no_manifest(root: Path) -> str:
+    """Why a folder without manifest.json is not a dataset, as one line."""
+    if unfinished(root):
+        return (f"{root}: extraction did not finish (its files are in {root / STAGING}); run "
+                "the extract command again: it starts over")
+    return f"{root / 'manifest.json'}: no manifest.json: not an etlkit dataset"

@@ -8,6 +8,7 @@ ETL8G_33's extra set. Everything derives from the seed: same arguments, same byt
 """
 
 import fnmatch
+import json
 import os
 import unicodedata
 import zlib
@@ -60,10 +61,38 @@ def synth(dataset: str, out: str | Path, *, writers: int, seed: int = 0,
         tmp = path.with_name(f".{entry.name}.tmp")
         raw.tofile(tmp)
         os.replace(tmp, path)
+        mark_synthetic(path, fmt.name, len(sheets), seed)
         written.append(path)
         if progress:
             progress(entry.name, len(raw))
     return written
+
+
+#: Beside files that `synth` wrote: which ones, so that extract, verify and the card never
+#: take them for AIST's (they have AIST's names and layouts).
+MARKER = "ETLKIT-SYNTH.json"
+
+
+def mark_synthetic(path: Path, dataset: str, writers: int, seed: int) -> None:
+    """Record in the folder's MARKER that `path` is synthetic."""
+    marker = path.parent / MARKER
+    doc = synthetic_files(path.parent)
+    doc[path.name.upper()] = {"dataset": dataset, "writers": writers, "seed": seed}
+    tmp = marker.with_name(f".{MARKER}.tmp")
+    tmp.write_text(json.dumps(dict(sorted(doc.items())), indent=1) + "\n", "utf-8")
+    os.replace(tmp, marker)
+
+
+def synthetic_files(folder: Path) -> dict[str, dict]:
+    """Upper-case file name -> {dataset, writers, seed} of the files `synth` wrote in `folder`."""
+    try:
+        return json.loads((folder / MARKER).read_text("utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def is_synthetic(path: Path) -> bool:
+    return path.name.upper() in synthetic_files(path.parent)
 
 
 def _plan(dataset, info, entries, writers, patterns):

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import h5py
 
-from . import card, formats, manifest, split
+from . import card, formats, manifest, split, synth
 from .errors import EtlError, EtlWarning
-from .shards import manifest_digest, sha256
+from .shards import manifest_digest, no_manifest, sha256
 
 #: Threads hashing shards: hashlib releases the GIL, so hashing scales with cores and disks.
 HASH_WORKERS = min(8, os.cpu_count() or 1)
-#: Statuses that fail a check (the rest: ok, unverified-count).
+#: Statuses that fail a check (the rest: ok, unverified-count, synthetic).
 FAILED = ("missing", "partial", "wrong-count", "corrupt", "edited", "outside", "duplicate",
           "unlisted", "mismatch")
 
@@ -26,7 +26,7 @@ FAILED = ("missing", "partial", "wrong-count", "corrupt", "edited", "outside", "
 class FileCheck:
     name: str
     dataset: str
-    status: str  # ok, unverified-count, or one of FAILED
+    status: str  # ok, unverified-count, synthetic, or one of FAILED
     expected: int
     found: int | None  # whole records found (None when missing)
     detail: str = ""
@@ -48,10 +48,14 @@ def find_raw_files(root: Path) -> dict[str, Path]:
 
 
 def verify_raw(root: str | Path) -> list[FileCheck]:
-    """One check per manifest file of every dataset that has at least one file under `root`."""
+    """One check per manifest file of every dataset that has at least one file under `root`.
+    Files that `etlkit synth` wrote hold only the writers it was asked for: their counts (and
+    the files it did not write) are explained as "synthetic", not failed."""
     root = Path(root)
     found = find_raw_files(root)
     present = {manifest.files()[name].dataset for name in found}
+    made = {name: synth.synthetic_files(path.parent).get(name) for name, path in found.items()}
+    synthetic = {m["dataset"] for m in made.values() if m}
     checks = []
     for key, entry in manifest.files().items():
         if entry.dataset not in present:
@@ -59,20 +63,30 @@ def verify_raw(root: str | Path) -> list[FileCheck]:
         path = found.get(key)
         record_size = formats.FORMATS[entry.dataset].record_size
         if path is None:
-            checks.append(FileCheck(entry.name, entry.dataset, "missing", entry.records, None))
+            if entry.dataset in synthetic:
+                checks.append(FileCheck(entry.name, entry.dataset, "synthetic", entry.records,
+                                        None, "not written by etlkit synth (it writes the "
+                                        "files its writers fill)"))
+            else:
+                checks.append(FileCheck(entry.name, entry.dataset, "missing", entry.records,
+                                        None))
             continue
         size = path.stat().st_size
         n, rest = divmod(size, record_size)
         if rest:
             status, detail = "partial", (f"{size} bytes: record {n} at offset {n * record_size} "
                                          f"has {rest} of {record_size} bytes")
+        elif made[key] and n != entry.records:
+            status = "synthetic"
+            detail = (f"{n} records: etlkit synth wrote {made[key]['writers']} writer(s) "
+                      f"(seed {made[key]['seed']}); AIST's file has {entry.records}")
         elif n != entry.records:
             status = "wrong-count" if entry.verified else "unverified-count"
             detail = f"{n} records, expected {entry.records}"
             if not entry.verified:
                 detail += " (the expected count is not confirmed by AIST)"
         else:
-            status, detail = "ok", ""
+            status, detail = "ok", "synthetic (etlkit synth)" if made[key] else ""
         checks.append(FileCheck(entry.name, entry.dataset, status, entry.records, n, detail))
     return checks
 
@@ -83,8 +97,7 @@ def read_manifest(root: Path) -> dict:
     try:
         doc = json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
-        raise EtlError(f"{path}: no manifest.json: not an etlkit dataset, or an extraction "
-                       "that did not finish") from None
+        raise EtlError(no_manifest(root)) from None
     except (OSError, ValueError) as err:
         raise EtlError(f"{path}: unreadable manifest ({err})") from None
     problem = _structure_problem(doc)

@@ -17,8 +17,9 @@ from assertions import one_error_line
 from PIL import Image
 from typer.testing import CliRunner
 
-from etlkit import card, description
+from etlkit import card
 from etlkit.cli import app
+from etlkit.shards import manifest_digest
 
 runner = CliRunner()
 
@@ -118,8 +119,16 @@ def test_load_dataset_checks_the_cards_counts(datasets_dir, tmp_path):
     assert loaded[str(path)] == {"error": "NonMatchingSplitsSizesError"}
 
 
-def test_card_front_matter_and_text(datasets_dir):
-    text = (datasets_dir / "hiragana" / "README.md").read_text("utf-8")
+def test_card_front_matter_and_text(datasets_dir, tmp_path):
+    synthetic = (datasets_dir / "hiragana" / "README.md").read_text("utf-8")
+    assert yaml.safe_load(synthetic.split("---\n")[1])["license"] == "cc-by-sa-3.0"
+    path = tmp_path / "real"  # the same dataset as if AIST's files had been extracted
+    shutil.copytree(datasets_dir / "hiragana", path)
+    doc = {**manifest(path), "synthetic": False}
+    doc["checksum"] = manifest_digest(doc)
+    (path / "manifest.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+    carded(path)
+    text = (path / "README.md").read_text("utf-8")
     front = yaml.safe_load(text.split("---\n")[1])
     assert front["language"] == ["ja"] and front["license"] == "other"
     assert front["license_name"] == "etl-character-database"
@@ -235,27 +244,13 @@ def test_card_refuses_a_readme_it_did_not_write_and_a_non_dataset(datasets_dir, 
 
 
 def test_synthetic_flag_states_kanjivgs_licence(datasets_dir, tmp_path):
+    """For a dataset whose manifest does not say (extracted before etlkit marked synth files)."""
     path = tmp_path / "synthetic"
     shutil.copytree(datasets_dir / "hiragana", path)
+    doc = {k: v for k, v in manifest(path).items() if k != "synthetic"}
+    doc["checksum"] = manifest_digest(doc)
+    (path / "manifest.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
     assert runner.invoke(app, ["card", str(path), "--synthetic"]).exit_code == 0
     front = yaml.safe_load((path / "README.md").read_text("utf-8").split("---\n")[1])
     assert front["license"] == "cc-by-sa-3.0" and "extra_gated_prompt" not in front
     assert runner.invoke(app, ["verify", str(path)]).exit_code == 0
-
-
-def test_description_reads_newer_manifests(datasets_dir, tmp_path):
-    """`options.split_method` and a manifest `preprocessing` key (newer extracts) are read;
-    without them, `options.split` and the shards' attribute."""
-    path = tmp_path / "newer"
-    shutil.copytree(datasets_dir / "hiragana", path)
-    older = description.describe(path)
-    assert older.split_method.startswith("random, stratified by class")
-    assert older.preprocessing["binarize"] == "otsu"
-    doc = manifest(path)
-    doc["options"]["split_method"] = "writer"
-    del doc["options"]["split"]
-    doc["preprocessing"] = {**older.preprocessing, "binarize": "none"}
-    (path / "manifest.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
-    newer = description.describe(path)
-    assert newer.split_method.startswith("writer-disjoint")
-    assert newer.preprocessing["binarize"] == "none"

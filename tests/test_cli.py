@@ -1,6 +1,7 @@
 """The CLI as a user runs it: Typer's runner on real files, and one real subprocess."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from etlkit.cli import app
-from etlkit.synth import synth
+from etlkit.synth import MARKER, synth
 
 runner = CliRunner()
 
@@ -52,8 +53,18 @@ def test_preview_writes_a_labelled_grid(raw, tmp_path):
     assert 0 < (255 - np.asarray(image)).mean() < 128
 
 
-def test_verify_reports_missing_and_partial(raw, tmp_path):
-    result = runner.invoke(app, ["verify", str(raw)])
+def test_verify_explains_synthetic_files_and_reports_missing_and_partial(raw, tmp_path):
+    result = runner.invoke(app, ["verify", str(raw)])  # as `etlkit synth` wrote them
+    assert result.exit_code == 0, result.output
+    rows = {ln.split()[0]: ln for ln in result.stdout.splitlines()[1:-1]}
+    assert rows["ETL1C_07"].split()[2] == "synthetic"
+    assert "etlkit synth wrote 3 writer(s) (seed 0); AIST's file has" in rows["ETL1C_07"]
+    assert rows["ETL1C_01"].split()[2] == "synthetic" and "not written by etlkit synth" in \
+        rows["ETL1C_01"]
+    real = tmp_path / "real"  # the same bytes without synth's marker: as if from AIST
+    shutil.copytree(raw, real)
+    (real / MARKER).unlink()
+    result = runner.invoke(app, ["verify", str(real)])
     assert result.exit_code == 1
     rows = {ln.split()[0]: ln.split()[2] for ln in result.stdout.splitlines()[1:-1]}
     assert rows["ETL1C_01"] == "missing" and rows["ETL8G_33"] == "missing"

@@ -116,7 +116,7 @@ def test_extract_idx_keeps_the_files_partition_and_exact_pixels(mnist, tmp_path)
             assert data["sjis"][i] == 0x30 + labels[record] and data["sheets"][i] == 0
     assert np.bincount(_read(out, "val")["labels"], minlength=10).tolist() == [1] * 10
     result = _cli("verify", out)
-    assert "3 of 3 files ok" in result.stdout
+    assert "5 of 5 files ok" in result.stdout  # shards and card
 
 
 def test_emnist_images_come_out_upright_with_mapped_labels(tmp_path):
