@@ -42,8 +42,6 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
     config.check()
     if verify:
         check_dataset(config.shards)
-    run = Run(out, primary=jax.process_index() == 0)
-    _prepare_folder(run, config, resume)
     train_set = open_shards(config.shards, "train")
     val_set, test_set = open_shards(config.shards, "val"), open_shards(config.shards, "test")
     _check_input(config, train_set)
@@ -57,6 +55,8 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
     if steps_per_epoch == 0:
         raise EtlError(f"{config.shards}: {len(train_set)} training records, fewer than one "
                        f"batch of {config.batch_size}")
+    run = Run(out, primary=jax.process_index() == 0)  # after every check of the input
+    resume = _prepare_folder(run, config, resume, say)
     classes = train_set.classes
     model = build(config, len(classes))
     opt, schedule = optimizer(model, config, steps_per_epoch)
@@ -207,23 +207,34 @@ class _Meter:
                 "train/epoch_accuracy": self.totals["correct"] / max(self.totals["seen"], 1)}
 
 
-def _prepare_folder(run: Run, config: Config, resume: bool) -> None:
-    if resume:
+def _prepare_folder(run: Run, config: Config, resume: bool, say) -> bool:
+    """Make `run` ready; return whether training resumes from its latest checkpoint. A run that
+    stopped before its first checkpoint starts over, with or without --resume, so rerunning a
+    command always works; a run with a checkpoint continues only with --resume."""
+    if run.root.exists() and not run.root.is_dir():
+        raise EtlError(f"{run.root}: a file, not a folder; choose a new or empty --out")
+    if run.started():
+        if not resume:
+            raise EtlError(f"{run.root}: holds a run (latest checkpoint at step "
+                           f"{run.checkpoint_step('latest')}); pass --resume to continue it, "
+                           "or choose another --out")
         saved = run.read_config()["config"]
         differ = [k for k, v in asdict(config).items() if saved.get(k) != v]
         if differ:
             raise EtlError(f"{run.root}: --resume must repeat the run's options; these differ: "
                            + ", ".join(f"{k} (run: {saved.get(k)!r}, now: "
                                        f"{getattr(config, k)!r})" for k in differ))
-        if run.checkpoint_step("latest") is None:
-            raise EtlError(f"{run.checkpoint('latest')}: no checkpoint to resume from")
-        return
+        return True
     if not run.primary:
-        return
+        return False
     if run.root.exists() and any(run.root.iterdir()):
-        raise EtlError(f"{run.root}: already holds files; pass --resume to continue a run, "
-                       "or choose an empty --out")
+        if not run.stopped_before_checkpoint():
+            raise EtlError(f"{run.root}: holds files that are not a run of etlkit train; "
+                           "choose a new or empty --out")
+        say(f"{run.root}: its run stopped before its first checkpoint; starting it over")
+        run.clear()
     run.checkpoints.mkdir(parents=True, exist_ok=True)
+    return False
 
 
 def _check_input(config: Config, train_set) -> None:

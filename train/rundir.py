@@ -171,6 +171,30 @@ class Run:
         """(state shaped like `like`, meta) of the `which` checkpoint."""
         return checkpoint.load(self.checkpoint(which), like)
 
+    def started(self) -> bool:
+        """Whether the run has a checkpoint to continue from."""
+        return self.checkpoint_step("latest") is not None
+
+    def stopped_before_checkpoint(self) -> bool:
+        """A run that stopped (failed, killed) before its first checkpoint: its folder holds
+        only what `fit` writes before one, so starting it over loses nothing."""
+        if not self.config.is_file() or self.started():
+            return False
+        return all(p.name in self._EARLY or p.name.startswith("events.out.tfevents.")
+                   for p in self.root.iterdir())
+
+    def clear(self) -> None:
+        """Remove what a run wrote before its first checkpoint (`stopped_before_checkpoint`)."""
+        for path in self.root.iterdir():
+            if path.is_dir():
+                for inner in path.iterdir():
+                    inner.unlink()
+                path.rmdir()
+            else:
+                path.unlink()
+
+    _EARLY = ("config.json", "metrics.jsonl", "checkpoints")
+
     def checkpoint_step(self, which: str) -> int | None:
         """The step the `which` checkpoint was taken at (read from its header alone), or None
         when there is none."""

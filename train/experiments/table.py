@@ -7,7 +7,6 @@ resumed, so a long grid survives being stopped and restarted with the same comma
 """
 
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -125,8 +124,5 @@ def train_or_resume(config: Config, run: Path, say, progress: bool) -> dict:
     if finished:
         say(f"{run.name}: done ({100 * finished['test/accuracy']:.2f} %)")
         return finished
-    resume = folder.checkpoint_step("latest") is not None
-    if not resume and run.exists():  # stopped before its first checkpoint: start it again
-        shutil.rmtree(run)
-    say(f"{run.name}: {'resuming' if resume else 'training'}")
-    return fit(config, run, resume=resume, say=say, progress=progress)
+    say(f"{run.name}: {'resuming' if folder.started() else 'training'}")
+    return fit(config, run, resume=True, say=say, progress=progress)  # or starts it over
