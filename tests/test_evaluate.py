@@ -5,6 +5,7 @@ the test images' predictions, and bad input gets one error line."""
 import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,7 +150,8 @@ def test_predict_agrees_with_the_evaluation_of_the_originals(run, tmp_path):
 
 
 def test_framing_is_measured_from_the_training_shards(run):
-    """ETL images are centred by ink box, at the median fill of their 64-pixel side."""
+    """ETL images are centred by ink box, at the median fill of their 64-pixel side: measured
+    when the run trained, kept in config.json."""
     doc = json.loads((run / "config.json").read_text())
     images = open_shards(run.parent / "kana", "train").read(("images",))["images"]
     frame = predict_images.framing(doc)
@@ -221,18 +223,26 @@ def test_usage_errors_are_one_line(run, tmp_path):
                     "latest.msgpack", "no checkpoint")
 
 
-def test_a_run_whose_shards_moved(run, tmp_path):
-    """evaluate needs the shards; predict frames with the default and says so."""
-    moved = tmp_path / "moved"
-    shutil.copytree(run, moved)
-    doc = json.loads((moved / "config.json").read_text())
-    doc["config"]["shards"] = str(tmp_path / "gone")
-    (moved / "config.json").write_text(json.dumps(doc))
-    one_error_line(runner.invoke(app, ["evaluate", str(moved)]), "no manifest.json")
+def test_a_run_folder_travels(run, tmp_path, monkeypatch):
+    """Everything inference needs is in the run folder: predict from another directory, with
+    the shards gone, prints what it printed beside them; evaluate needs the shards and says so."""
     image = tmp_path / "a.png"
     sample = open_shards(run.parent / "kana", "test").read(("images",))["images"][0]
     Image.fromarray(255 - sample).save(image)
-    result = runner.invoke(app, ["predict", str(moved), str(image), "--top", "1"])
-    assert result.exit_code == 0, result.output
-    assert "warning:" in result.stderr and "framing characters at 70%" in result.stderr
-    assert len(result.stdout.splitlines()) == 2
+    here = runner.invoke(app, ["predict", str(run), str(image)])
+    assert here.exit_code == 0, here.output
+    moved = tmp_path / "elsewhere" / "moved"
+    shutil.copytree(run, moved)
+    doc = json.loads((moved / "config.json").read_text())
+    assert Path(doc["dataset"]).is_absolute() and doc["framing"]["size"] == 64
+    doc["dataset"] = str(tmp_path / "gone")
+    (moved / "config.json").write_text(json.dumps(doc))
+    monkeypatch.chdir(moved.parent)
+    result = runner.invoke(app, ["predict", "moved", str(image)])
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    assert result.stdout.splitlines()[1:] == here.stdout.splitlines()[1:]
+    one_error_line(runner.invoke(app, ["evaluate", "moved"]), "no manifest.json")
+    del doc["framing"]  # a run folder from before framing was kept
+    (moved / "config.json").write_text(json.dumps(doc))
+    one_error_line(runner.invoke(app, ["predict", "moved", str(image)]), "no framing",
+                   "train the run again")

@@ -23,6 +23,7 @@ from etlkit.verify import check_dataset
 from . import models
 from .config import Config, build, optimizer
 from .data import Part, Prefetch, eval_batches, train_groups
+from .inference.images import measure_framing
 from .progress import Progress
 from .rundir import Run
 from .steps import Mesh, Steps
@@ -252,12 +253,19 @@ def _write_config(run: Run, config: Config, train_set, classes, mesh: Mesh,
            "classes": [list(c) for c in classes], "task": manifest.get("task"),
            "image_size": train_set.info.image_size, "split_method": train_set.info.split_method,
            "preprocessing": train_set.info.preprocessing,
+           "framing": measure_framing(train_set).to_json(), "dataset": _location(config.shards),
            "splits": manifest["splits"], "steps_per_epoch": steps_per_epoch,
            "parameters": models.count_params(config.model, len(classes)),
            "devices": mesh.size, "processes": jax.process_count(),
            "backend": jax.default_backend(), "etlkit_version": __version__,
            "jax_version": jax.__version__}
     run.write_config(doc)
+
+
+def _location(shards: str) -> str:
+    """Where the dataset is, as config.json records it: absolute, so the run folder finds it
+    from any directory (a URL as given)."""
+    return shards if "://" in shards else str(Path(shards).resolve())
 
 
 def _calibration_batches(part: Part, config: Config, steps_per_epoch: int, mesh: Mesh) -> list:

@@ -42,6 +42,9 @@ from . import checkpoint
 from .config import Config, build, optimizer
 
 CHECKPOINTS = ("best", "latest")
+#: What every config.json holds (`fit` writes more: devices, versions, parameter count).
+CONFIG_KEYS = ("config", "dataset", "task", "classes", "num_classes", "image_size",
+               "split_method", "preprocessing", "framing", "steps_per_epoch")
 
 
 def kind_of(record: dict) -> str:
@@ -86,12 +89,19 @@ class Run:
     # --- config.json ------------------------------------------------------------------------
 
     def read_config(self) -> dict:
+        """config.json, with every key inference needs (a run folder travels: its dataset's
+        absolute location, class table, image facts and framing are all in it)."""
         try:
-            return json.loads(self.config.read_text("utf-8"))
+            doc = json.loads(self.config.read_text("utf-8"))
         except FileNotFoundError:
             raise EtlError(f"{self.root}: not a training run (no config.json)") from None
         except ValueError as err:
             raise EtlError(f"{self.config}: unreadable ({err})") from None
+        missing = [k for k in CONFIG_KEYS if k not in doc] if isinstance(doc, dict) else ["all"]
+        if missing:
+            raise EtlError(f"{self.config}: no {', '.join(missing)}: written by an older "
+                           "etlkit; train the run again")
+        return doc
 
     def write_config(self, doc: dict) -> None:
         if self.primary:

@@ -9,15 +9,14 @@ shards, measured against their own side), area-averaged to 64×64 with etlkit's 
 so its centre of mass sits where the training images have theirs when they are placed that way
 (MNIST is: without it a 28×28 digit network reads ~82% of held-out digits instead of 96%; ETL
 images are centred by ink box, as here), area-averaged to the network's input size (28 or 64),
-then Otsu-binarized exactly when the run's dataset was. Without the training shards, characters
-are centred by ink box at DEFAULT_FILL of the side.
+then Otsu-binarized exactly when the run's dataset was. The framing is measured once, when the
+run trains, and kept in its config.json.
 """
 
 import contextlib
 import io
 import itertools
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,15 +25,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from etlkit import preprocess
-from etlkit.errors import EtlError, EtlWarning
-from etlkit.shards import CHUNK, DatasetInfo, open_shards
+from etlkit.errors import EtlError
+from etlkit.shards import CHUNK, ShardSet
 
 MAX_BYTES = 50 << 20
 MAX_PIXELS = 8000 * 8000
 WORK_SIDE = 1024  # larger images are box-reduced to this first: plenty for a 64×64 result
 INK = 128  # a pixel at or above half the full ink counts as ink, in training images too
 SAMPLE = 4096  # training images measured for the framing
-DEFAULT_FILL = 0.7  # median of synthetic ETL-1 and ETL-8G shards, used when the shards are gone
+DEFAULT_FILL = 0.7  # median of synthetic ETL-1 and ETL-8G shards: for training images all blank
 
 
 def load_gray(source: Path | bytes, name: str | Path | None = None,
@@ -109,6 +108,15 @@ class Framing:
     size: int = preprocess.SIZE  # the network's input side
     otsu: bool = False  # Otsu-binarized, as the run's dataset was
 
+    def to_json(self) -> dict:
+        return {"fill": self.fill, "mass_at": list(self.mass_at) if self.mass_at else None,
+                "size": self.size, "otsu": self.otsu}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "Framing":
+        return cls(doc["fill"], tuple(doc["mass_at"]) if doc["mass_at"] else None, doc["size"],
+                   doc["otsu"])
+
 
 def ink_high(gray: np.ndarray, name: str | Path) -> np.ndarray:
     """(H, W) gray -> uint8 image with ink high: paper (the majority of pixels, whatever its
@@ -161,20 +169,19 @@ def ink_extent(images: np.ndarray) -> np.ndarray:
 
 
 def framing(doc: dict) -> Framing:
-    """How the run's training images frame characters, measured on up to SAMPLE of them (a
+    """How a run frames a user's image: what its config.json records, measured from the
+    training shards when it trained (`measure_framing`), so the run folder works wherever it
+    goes, shards or not."""
+    return Framing.from_json(doc["framing"])
+
+
+def measure_framing(shards: ShardSet) -> Framing:
+    """How a dataset's training images frame characters, measured on up to SAMPLE of them (a
     fixed sample): the median share of the images' own side (28 or 64) that a character's
     longer ink extent takes, and whether they are placed by centre of mass (MNIST is: its
     digits' lie within half a pixel of one point) rather than by ink box (ETL), whichever varies
-    less; with the network's input side and whether the dataset was Otsu-binarized. When the
-    shards are no longer where the run found them: DEFAULT_FILL and ink boxes, with a warning."""
-    info = DatasetInfo.from_json(doc, "the run's config.json")
-    size, otsu = info.image_size, info.binarized
-    try:
-        shards = open_shards(doc["config"]["shards"], "train")
-    except EtlError as err:
-        warnings.warn(f"{err}; framing characters at {DEFAULT_FILL:.0%} of the side",
-                      EtlWarning, stacklevel=2)
-        return Framing(DEFAULT_FILL, None, size, otsu)
+    less; with the images' side and whether they were Otsu-binarized."""
+    size, otsu = shards.info.image_size, shards.info.binarized
     with contextlib.closing(shards.blocks(seed=0, fields=("images",))) as blocks:
         sample = [b["images"] for b in itertools.islice(blocks, -(-SAMPLE // CHUNK))]
     images = np.concatenate(sample)[:SAMPLE] if sample else np.zeros((0, 1, 1), np.uint8)

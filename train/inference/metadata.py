@@ -10,7 +10,6 @@ entry, each value JSON), the StableHLO export and the web page as a JSON file. N
 
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from etlkit import __version__
@@ -33,7 +32,7 @@ PREPROCESSING = (
 
 def describe(doc: dict, frame: Framing, which: str, trained_precision: str) -> dict:
     """The metadata of a run's model (its config.json `doc`) exported in float32."""
-    manifest = Path(doc["config"]["shards"]) / "manifest.json"
+    manifest = Path(doc["dataset"]) / "manifest.json"
     digest, note = None, None
     if manifest.is_file():
         digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
@@ -48,7 +47,7 @@ def describe(doc: dict, frame: Framing, which: str, trained_precision: str) -> d
         "input": f"{INPUT}: uint8 (batch, {frame.size}, {frame.size}), ink 255 and paper 0, as "
                  "the shards store images; the graph divides by 255",
         "output": f"{OUTPUT}: float32 (batch, classes); softmax gives the probabilities",
-        "framing": asdict(frame),
+        "framing": frame.to_json(),
         "preprocessing": PREPROCESSING,
         "dataset": doc["preprocessing"],
         "dataset_manifest_sha256": digest,
@@ -66,8 +65,7 @@ def class_table(meta: dict) -> list[dict]:
 
 
 def framing(meta: dict) -> Framing:
-    f = meta["framing"]
-    return Framing(f["fill"], tuple(f["mass_at"]) if f["mass_at"] else None, f["size"], f["otsu"])
+    return Framing.from_json(meta["framing"])
 
 
 def to_props(meta: dict) -> dict[str, str]:

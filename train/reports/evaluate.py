@@ -53,7 +53,7 @@ def evaluate(root: str | Path, split: str = "test", which: str = "best") -> Eval
     check_choice("split", split, SPLITS)
     predictor = Predictor(root, which)
     doc = predictor.doc
-    shards = open_shards(doc["config"]["shards"], split)
+    shards = open_shards(doc["dataset"], split)
     if shards.classes != predictor.classes:
         raise EtlError(f"{shards.root}: its class table is not the one {root} was trained on")
     if not len(shards):

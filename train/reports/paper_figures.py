@@ -34,7 +34,7 @@ def write(root: str | Path, out: str | Path | None = None, say: Callable[[str], 
     out = Path(out) if out else run.figures
     out.mkdir(parents=True, exist_ok=True)
     doc = run.read_config()
-    shards = doc["config"]["shards"]
+    shards = doc["dataset"]
     test = open_shards(shards, "test")
     data = test.read(("images", "labels", "sheets"))
     written = []
