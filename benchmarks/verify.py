@@ -17,16 +17,18 @@ from pathlib import Path
 import numpy as np
 
 from etlkit import verify
-from etlkit.shards import SplitWriter, write_manifest
+from etlkit.shards import DatasetInfo, DatasetWriter
 
 
 def build(out: Path, gb: float) -> int:
-    """A dataset of about `gb` GB; returns its bytes on disk."""
+    """A dataset of about `gb` GB, written by `DatasetWriter` as `extract` writes one; returns
+    its bytes on disk."""
     n = int(gb * 1e9 / 4096)
     rng = np.random.default_rng(0)
     totals = [n * 64 // 100, n * 16 // 100, n - n * 64 // 100 - n * 16 // 100]
-    classes = [[f"c{i}", i] for i in range(100)]
-    writer = SplitWriter(out, {"task": "bench", "classes": classes}, totals, 16384, "none")
+    info = DatasetInfo("bench", [(f"c{i}", i) for i in range(100)], 64, "random",
+                       {"size": 64, "ink": 255, "resize": "none", "binarize": "none"})
+    writer = DatasetWriter(out, info, totals, 16384, "none")
     parts = np.repeat(np.arange(3), totals)
     for lo in range(0, n, 16384):
         hi = min(lo + 16384, n)
@@ -36,12 +38,8 @@ def build(out: Path, gb: float) -> int:
                   "sheets": np.zeros(hi - lo, np.int32),
                   "source": np.zeros((hi - lo, 2), np.int32)}
         writer.add(arrays, parts[lo:hi])
-    writer.flush_all()
-    write_manifest(out, {"task": "bench", "image_size": 64, "classes": classes,
-                         "num_classes": len(classes),
-                         "splits": dict(zip(("train", "val", "test"), writer.counts,
-                                            strict=True)),
-                         "shards": writer.shards})
+    options = {"split_method": "random", "test_frac": 0.2, "val_frac": 0.2, "seed": 0}
+    writer.finish("benchmarks/verify.py", options, [], [])
     return sum(p.stat().st_size for p in out.rglob("*.h5"))
 
 

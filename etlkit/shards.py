@@ -9,6 +9,7 @@ attributes; the manifest records the same facts under the same names. The same a
 same bytes (h5py writes no timestamps).
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -327,25 +328,36 @@ class ShardSet:
                                                  else shards)})
 
     def blocks(self, block: int = CHUNK, seed: int | None = None,
-               fields: tuple[str, ...] = ("images", "labels")) -> Iterator[dict[str, np.ndarray]]:
+               fields: tuple[str, ...] = ("images", "labels"),
+               part: tuple[int, int] = (0, 1)) -> Iterator[dict[str, np.ndarray]]:
         """Blocks of up to `block` records, aligned to the HDF5 chunks.
 
         With a seed: shards and blocks come in a random order and each block is permuted (the
-        two-level shuffle a trainer wants); without one, file order.
+        two-level shuffle a trainer wants); without one, file order. `part=(index, count)`
+        yields only every count-th block of that order, from the index-th on: the share of one
+        of `count` data-loader workers. Every worker draws the same random stream for the same
+        seed, so the shares are disjoint and together hold every record exactly once.
         """
+        index, count = part
+        if not 0 <= index < count:
+            raise ValueError(f"part must be (index, count) with 0 <= index < count, not {part}")
         rng = np.random.default_rng(seed) if seed is not None else None
         counts = self.counts()
+        position = 0  # of the next block in the order every worker shares
         for i in rng.permutation(len(counts)) if rng is not None else range(len(counts)):
-            with self.open([i]) as files:
-                starts = np.arange(0, counts[i], block)
-                if rng is not None:
-                    starts = rng.permutation(starts)
-                for s in starts:
-                    out = files.read_block(i, s, block, fields)
-                    if rng is not None:
-                        p = rng.permutation(len(out[fields[0]]))
-                        out = {k: v[p] for k, v in out.items()}
-                    yield out
+            starts = np.arange(0, counts[i], block)
+            if rng is not None:
+                starts = rng.permutation(starts)
+            mine = (position + np.arange(len(starts))) % count == index
+            position += len(starts)
+            # a shard with none of this worker's blocks is not opened, but its permutations
+            # are still drawn: the other workers draw them
+            with self.open([i]) if mine.any() else contextlib.nullcontext() as files:
+                for s, take in zip(starts, mine, strict=True):
+                    p = rng.permutation(min(block, counts[i] - s)) if rng is not None else None
+                    if take:
+                        out = files.read_block(i, s, block, fields)
+                        yield out if p is None else {k: v[p] for k, v in out.items()}
 
     def read(self, fields: tuple[str, ...] = ("images", "labels"),
              shards: Sequence[int] | None = None) -> dict[str, np.ndarray]:
