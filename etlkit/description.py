@@ -102,15 +102,25 @@ def describe(root: str | Path, *, synthetic: bool = False) -> Description:
         raise EtlError(f"{root / 'manifest.json'}: no {', '.join(absent) or 'shards'}: not a "
                        "manifest etlkit extract wrote")
     counts = {name: _class_counts(root, doc, name) for name in split.NAMES}
-    return Description(root, doc, doc["preprocessing"], split_method(doc), counts,
+    method = split_method(doc, root / "manifest.json")
+    return Description(root, doc, doc["preprocessing"], method, counts,
                        licence(doc, synthetic or doc.get("synthetic", False)))
 
 
-def split_method(doc: dict) -> str:
-    """How records were assigned to train, val and test, in words."""
-    options = doc["options"]
+def split_method(doc: dict, where: Path) -> str:
+    """How records were assigned to train, val and test, in words (`where`: the manifest, named
+    in the error when its options lack what the method needs)."""
+    options, method = doc["options"], doc["split_method"]
+    needed = {"random": ("test_frac", "val_frac", "seed"), "writer": ("test_frac", "val_frac",
+              "seed"), "given": ("val_frac", "seed"), "holdout": ("dataset", "val_frac", "seed")}
+    wanted = needed.get(method)
+    if wanted is None or not isinstance(options, dict) or any(
+            k not in options or isinstance(options[k], bool)
+            or not isinstance(options[k], str if k == "dataset" else int | float)
+            for k in wanted) or (method == "holdout" and options["dataset"] not in digits.DATASETS):
+        raise EtlError(f"{where}: split method {method!r} with options that do not describe it "
+                       f"(it needs {', '.join(wanted or ('a known method',))})")
     val = f"validation {options['val_frac']:g} of the rest (seed {options['seed']})"
-    method = doc["split_method"]
     if method == "writer":
         return (f"writer-disjoint: whole writers to each split (test {options['test_frac']:g}, "
                 f"validation {options['val_frac']:g} of the rest of the writers), seed "

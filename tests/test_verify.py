@@ -113,6 +113,15 @@ def test_a_manifest_without_a_checksum_is_a_warning(dataset):
     assert result.stderr.startswith(f"warning: {dataset / 'manifest.json'}: no checksum")
 
 
+def test_options_edited_with_a_recomputed_checksum_are_one_error_line(dataset):
+    doc = _manifest(dataset)
+    del doc["options"]["val_frac"]
+    doc["checksum"] = manifest_digest(doc)  # the checksum cannot catch a careful edit
+    _write(dataset, doc)
+    one_error_line(runner.invoke(app, ["verify", str(dataset)]),
+                   f"{dataset / 'manifest.json'}: split method 'random' with options")
+
+
 def _flip_image_byte(path):
     with h5py.File(path, "r") as f:
         offset = f["images"].id.get_chunk_info(0).byte_offset + 5
