@@ -1,4 +1,9 @@
-"""The `etlkit` command line: thin wrappers over the library, one clear line per error."""
+"""The `etlkit` command line: thin wrappers over the library, one clear line per error.
+
+Data commands here: info, preview, verify, synth, extract, card. The trainer's (train,
+evaluate, predict, export, serve, recognize, table, seeds, figures, demo) are in train/cli.py
+and registered at the end.
+"""
 
 import dataclasses
 import json

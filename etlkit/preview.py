@@ -51,9 +51,23 @@ def glyph_image(char: str, size: int) -> Image.Image | None:
     return Image.fromarray(255 - (ink * 255).astype(np.uint8))
 
 
+def titled(image: Image.Image, title: str) -> Image.Image:
+    """`image` under a line of text that says what it shows."""
+    font = ImageFont.load_default(size=12)
+    width = max(image.width, int(font.getlength(title)) + 8)
+    sheet = Image.new(image.mode, (width, image.height + TITLE), "white")
+    ImageDraw.Draw(sheet).text((4, TITLE // 2), title, fill="black", font=font, anchor="lm")
+    sheet.paste(image, (0, TITLE))
+    return sheet
+
+
+TITLE = 20  # pixels of a figure's title line
+
+
 def class_grid(shards: ShardSet, per_class: int = 10, max_classes: int = 48,
                seed: int = 0) -> Image.Image:
-    """One row per class (up to `max_classes`, spread over the table): its glyph, then samples."""
+    """One row per class (up to `max_classes`, spread over the table): its glyph, then samples;
+    the title says how many of the classes are shown."""
     data = shards.read(("images", "labels"))
     classes = shards.classes
     rows = np.unique(np.linspace(0, len(classes) - 1, min(max_classes, len(classes))).round())
@@ -76,11 +90,13 @@ def class_grid(shards: ShardSet, per_class: int = 10, max_classes: int = 48,
         for k, i in enumerate(np.sort(picks)):
             sheet.paste(Image.fromarray(255 - data["images"][i]),
                         ((k + 1) * cell + 1, r * cell + 1))
-    return sheet
+    shown = (f"all {len(classes)} classes" if len(rows) == len(classes) else
+             f"{len(rows)} of {len(classes)} classes, evenly spread over the class table")
+    return titled(sheet, f"{shards.split}: {shown}; up to {per_class} samples each")
 
 
 def gray_vs_otsu(shards: ShardSet, count: int = 12, seed: int = 0) -> Image.Image:
-    """Paper Fig. 2b: gray images (top) and their Otsu binarization (bottom).
+    """Paper Fig. 2b: gray images (the row named gray) and their Otsu binarization (Otsu).
 
     Gray images come from the raw records (or IDX / package files) the shards point to
     (`source`), or from the shards themselves when they were extracted with --binarize none.
@@ -94,9 +110,16 @@ def gray_vs_otsu(shards: ShardSet, count: int = 12, seed: int = 0) -> Image.Imag
         gray = data["images"][picks]
     else:
         gray = _raw_gray(shards.manifest["sources"], data["source"][picks])
-    both = np.concatenate([np.concatenate(list(gray), axis=1),
-                           np.concatenate(list(preprocess.binarize(gray)), axis=1)], axis=0)
-    return Image.fromarray(255 - both)
+    rows = [np.concatenate(list(gray), axis=1),
+            np.concatenate(list(preprocess.binarize(gray)), axis=1)]
+    side, left = gray.shape[1], 44
+    sheet = Image.new("L", (left + rows[0].shape[1], 2 * side), 255)
+    draw, font = ImageDraw.Draw(sheet), ImageFont.load_default(size=12)
+    for r, (name, row) in enumerate(zip(("gray", "Otsu"), rows, strict=True)):
+        draw.text((4, r * side + side // 2), name, fill=0, font=font, anchor="lm")
+        sheet.paste(Image.fromarray(255 - row), (left, r * side))
+    return titled(sheet, f"{len(picks)} {shards.split} images: gray as read, then "
+                         "Otsu-binarized (paper Fig. 2b)")
 
 
 def _raw_gray(sources: list[dict], picks: np.ndarray) -> np.ndarray:

@@ -102,6 +102,24 @@ def hiragana_shards(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def hiragana_run(hiragana_shards):
+    """One real run that tests only read: `etlkit train` (the CLI) of M6-1 on
+    `hiragana_shards`, 3 epochs of 14 steps with the paper's recipe, checkpointing after every
+    step, metrics every 5 steps; beside raw/, which paper Fig. 2b reads. (its folder, the CLI
+    result)."""
+    from typer.testing import CliRunner
+
+    from etlkit.cli import app
+
+    out = hiragana_shards.parent / "run"
+    result = CliRunner().invoke(app, ["train", str(hiragana_shards), "--out", str(out),
+                                      "--model", "M6-1", "--epochs", "3", "--log-every", "5",
+                                      "--no-progress", "--checkpoint-minutes", "0"])
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+@pytest.fixture(scope="session")
 def browser(tmp_path_factory):
     """One headless Chromium for every page test."""
     from browser import chromium

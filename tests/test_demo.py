@@ -25,12 +25,9 @@ FIGURES = ["fig1-samples.png", "fig2a-styles.png", "fig2b-gray-vs-otsu.png", "fi
 
 
 @pytest.fixture(scope="module")
-def run(hiragana_shards):
-    """M6-1 trained for 1 epoch on synthetic ETL-8G hiragana from 5 writers."""
-    run = hiragana_shards.parent / "figures-run"  # beside raw/, which Fig. 2b reads
-    fit(Config(shards=str(hiragana_shards), model="M6-1", epochs=1, lr=1e-3, log_every=5),
-        run, say=lambda _m: None, progress=False)
-    return run
+def run(hiragana_run):
+    """The session's M6-1 run on synthetic ETL-8G hiragana from 5 writers."""
+    return hiragana_run[0]
 
 
 @pytest.fixture(scope="module")

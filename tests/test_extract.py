@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import etlkit
-from etlkit import preprocess
+from etlkit import preprocess, preview
 from etlkit.cli import app
 from etlkit.extract import Options, extract
 from etlkit.shards import open_shards
@@ -290,11 +290,14 @@ def test_a_manifest_without_the_dataset_facts_is_one_clear_error(raw, tmp_path):
 def test_preview_of_a_dataset(raw, tmp_path):
     extract([raw], tmp_path / "h", Options(task="hiragana"))
     _cli("preview", tmp_path / "h", "--out", tmp_path / "p")
+    title = preview.TITLE  # "train: 48 of 75 classes, ...": the grid says what it leaves out
     classes = np.asarray(Image.open(tmp_path / "p" / "classes.png"))
-    assert classes.shape == (48 * 66, 11 * 66)  # 48 of the 75 classes: glyph + 10 tiles
+    assert classes.shape == (title + 48 * 66, 11 * 66)  # 48 of the 75 classes: glyph + 10 tiles
+    assert (classes[:title] < 128).any()  # the title's text
     fig2b = np.asarray(Image.open(tmp_path / "p" / "gray-vs-otsu.png"))
-    gray, otsu = fig2b[:64], fig2b[64:]
-    assert fig2b.shape == (128, 12 * 64)
+    assert fig2b.shape == (title + 128, 44 + 12 * 64)  # rows named gray and Otsu on the left
+    assert (fig2b[title:, :44] < 128).any() and (fig2b[title:, 44:] < 255).any()
+    gray, otsu = fig2b[title : title + 64, 44:], fig2b[title + 64 :, 44:]
     assert set(np.unique(otsu).tolist()) == {0, 255}
     assert len(np.unique(gray)) > 8  # real gray levels, from the raw records
 

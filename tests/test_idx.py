@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from etlkit import digits, idx, open_shards
+from etlkit import digits, idx, open_shards, preview
 from etlkit.cli import app
 from etlkit.errors import EtlError
 from etlkit.shards import DatasetInfo, sha256
@@ -148,7 +148,8 @@ def test_emnist_images_come_out_upright_with_mapped_labels(tmp_path):
     assert np.array_equal(test["images"][0], np.where(upright > 0, 255, 0))  # Otsu, upright
     _cli("preview", out, "--out", tmp_path / "p")  # gray images re-read from the IDX files
     fig = np.asarray(Image.open(tmp_path / "p" / "gray-vs-otsu.png"))
-    assert np.array_equal(fig[:28, :28], 255 - upright)
+    title, left = preview.TITLE, 44  # the title line; the row names gray and Otsu
+    assert np.array_equal(fig[title : title + 28, left : left + 28], 255 - upright)
     _cli("verify", out)
 
 

@@ -85,12 +85,10 @@ def _scalars(run):
 
 
 @pytest.fixture(scope="module")
-def reference(shards, tmp_path_factory):
-    """An uninterrupted run that checkpoints after every step (for the resume test)."""
-    out = tmp_path_factory.mktemp("runs") / "reference"
-    result = runner.invoke(app, _args(shards, out, "--checkpoint-minutes", "0"))
-    assert result.exit_code == 0, result.output
-    return out, result
+def reference(hiragana_run):
+    """An uninterrupted run that checkpoints after every step (for the resume test): the
+    session's shared run, made with `_args(shards, out, "--checkpoint-minutes", "0")`."""
+    return hiragana_run
 
 
 def test_a_run_trains_logs_checkpoints_and_reports_test_accuracy(reference):
@@ -131,6 +129,7 @@ def test_tensorboard_events_hold_the_same_numbers(reference):
                                      for e in history.epochs]
 
 
+@pytest.mark.slow
 def test_epochs_do_not_recompile(reference, shards, tmp_path):
     assert _compiles(reference[0]) == {"compiles/train": 1, "compiles/eval": 1,
                                        "compiles/calibrate": 1}
@@ -144,6 +143,7 @@ def test_epochs_do_not_recompile(reference, shards, tmp_path):
         assert scanned["val/loss"] == pytest.approx(plain["val/loss"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_ends_with_the_same_metrics(reference, shards, tmp_path):
     out = tmp_path / "killed"
     args = _args(shards, out, "--checkpoint-minutes", "0")
@@ -172,23 +172,24 @@ def test_resume_after_a_kill_ends_with_the_same_metrics(reference, shards, tmp_p
     assert [e.step for e in resumed if e.summary.value][0] > killed_at
 
 
+@pytest.mark.slow
 def test_eight_devices_run_the_same_code(reference, shards, tmp_path):
     out = tmp_path / "eight"
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
            "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.getcwd()}
-    proc = _cli(_args(shards, out, "--checkpoint-minutes", "0"), env=env)
+    proc = _cli(_args(shards, out, "--checkpoint-minutes", "0", epochs=1), env=env)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert "8 device(s)" in err
     assert json.loads((out / "config.json").read_text())["devices"] == 8
     # the global batch is split 2 per device; batch-norm statistics stay global, so the run
-    # computes the same function (up to float summation order)
-    for eight, one in zip(Run(out).history().epochs, Run(reference[0]).history().epochs,
-                          strict=True):
-        assert eight["val/loss"] == pytest.approx(one["val/loss"], rel=1e-3)
-        assert eight["train/epoch_loss"] == pytest.approx(one["train/epoch_loss"], rel=1e-3)
+    # computes the same function (up to float summation order): the reference's first epoch
+    (eight,), one = Run(out).history().epochs, Run(reference[0]).history().epochs[0]
+    assert eight["val/loss"] == pytest.approx(one["val/loss"], rel=1e-3)
+    assert eight["train/epoch_loss"] == pytest.approx(one["train/epoch_loss"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_model_through_jax_distributed(shards, tmp_path):
     with socket.socket() as s:
         s.bind(("localhost", 0))
@@ -196,7 +197,7 @@ def test_two_processes_train_one_model_through_jax_distributed(shards, tmp_path)
     out = tmp_path / "hosts"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.getcwd()}
     procs = [_cli(_args(shards, out, "--distributed", "--coordinator", f"localhost:{port}",
-                        "--num-processes", "2", "--process-id", str(i), epochs=2), env=env)
+                        "--num-processes", "2", "--process-id", str(i), epochs=1), env=env)
              for i in range(2)]
     errs = [p.communicate(timeout=600)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errs
@@ -206,11 +207,11 @@ def test_two_processes_train_one_model_through_jax_distributed(shards, tmp_path)
     assert (config["processes"], config["devices"]) == (2, 2)
     # one model: both processes report the same metrics, and only process 0 wrote the log
     finals = [[ln for ln in e.splitlines() if ln.startswith(("epoch", "test"))] for e in errs]
-    assert finals[0] == finals[1] and len(finals[0]) == 3
+    assert finals[0] == finals[1] and len(finals[0]) == 2
     history = Run(out).history()
-    assert len(history.epochs) == 2 and history.test is not None
+    assert len(history.epochs) == 1 and history.test is not None
     assert sum(r.startswith("{") for r in (out / "metrics.jsonl").read_text().splitlines()) \
-        == len(history.train) + 3
+        == len(history.train) + 2
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(shards,

@@ -1,5 +1,5 @@
 """The trainer's verbs on the `etlkit` command line: train, evaluate, predict, export, serve,
-recognize, table.
+recognize, table, seeds, figures, demo.
 
 JAX is imported inside each command, so `etlkit info` and `etlkit extract` start fast, and
 `etlkit predict --model` runs an exported model without it.

@@ -44,8 +44,10 @@ def write(root: str | Path, out: str | Path | None = None, say: Callable[[str], 
         written.append(out / name)
         say(f"wrote {out / name}")
 
-    put("fig1-samples.png", samples(data, test.classes))
-    put("fig2a-styles.png", styles(data, test.classes))
+    put("fig1-samples.png", preview.titled(samples(data, test.classes),
+                                           "Fig. 1: test samples per script (or per class)"))
+    put("fig2a-styles.png", preview.titled(styles(data, test.classes),
+                                           "Fig. 2a: one character by many writers"))
     try:
         put("fig2b-gray-vs-otsu.png", preview.gray_vs_otsu(test))
     except EtlError as err:
