@@ -68,10 +68,14 @@ def class_grid(shards: ShardSet, per_class: int = 10, max_classes: int = 48,
                seed: int = 0) -> Image.Image:
     """One row per class (up to `max_classes`, spread over the table): its glyph, then samples;
     the title says how many of the classes are shown."""
-    data = shards.read(("images", "labels"))
+    labels = shards.read(("labels",))["labels"]  # then only the images shown are read
     classes = shards.classes
     rows = np.unique(np.linspace(0, len(classes) - 1, min(max_classes, len(classes))).round())
     rng = np.random.default_rng(seed)
+    picks = {int(c): np.sort(rng.choice(np.flatnonzero(labels == c),
+                                        min(per_class, int((labels == c).sum())), replace=False))
+             for c in rows.astype(int)}
+    images = _images_at(shards, np.unique(np.concatenate([np.empty(0, int), *picks.values()])))
     side = shards.info.image_size
     cell, glyph_size = side + 2, min(40, side - 4)  # 66 and 40 for 64×64, 30 and 24 for 28×28
     at = (cell - glyph_size) // 2 - 1
@@ -85,14 +89,24 @@ def class_grid(shards: ShardSet, per_class: int = 10, max_classes: int = 48,
         else:
             draw.text((4, r * cell + cell // 2 - 7), name[:9], fill=0,
                       font=ImageFont.load_default(size=11))
-        members = np.flatnonzero(data["labels"] == c)
-        picks = rng.choice(members, min(per_class, len(members)), replace=False)
-        for k, i in enumerate(np.sort(picks)):
-            sheet.paste(Image.fromarray(255 - data["images"][i]),
-                        ((k + 1) * cell + 1, r * cell + 1))
+        for k, i in enumerate(picks[c]):
+            sheet.paste(Image.fromarray(255 - images[i]), ((k + 1) * cell + 1, r * cell + 1))
     shown = (f"all {len(classes)} classes" if len(rows) == len(classes) else
              f"{len(rows)} of {len(classes)} classes, evenly spread over the class table")
     return titled(sheet, f"{shards.split}: {shown}; up to {per_class} samples each")
+
+
+def _images_at(shards: ShardSet, records: np.ndarray) -> dict[int, np.ndarray]:
+    """record number in the split -> its image, reading only those records' chunks."""
+    ends = np.cumsum(shards.counts())
+    found = {}
+    with shards.open(range(len(ends))) as files:
+        for shard in np.unique(np.searchsorted(ends, records, side="right")):
+            mine = records[np.searchsorted(ends, records, side="right") == shard]
+            start = ends[shard - 1] if shard else 0
+            read = files.read_rows(int(shard), mine - start, ("images",))["images"]
+            found.update(zip(mine.tolist(), read, strict=True))
+    return found
 
 
 def gray_vs_otsu(shards: ShardSet, count: int = 12, seed: int = 0) -> Image.Image:

@@ -281,6 +281,11 @@ class ShardFiles:
         stop = None if count is None else start + count
         return {k: self._files[shard][k][start:stop] for k in fields}
 
+    def read_rows(self, shard: int, rows: np.ndarray,
+                  fields: tuple[str, ...] = ("images", "labels")) -> dict[str, np.ndarray]:
+        """The records at `rows` (increasing) of one shard: only their chunks are read."""
+        return {k: self._files[shard][k][rows] for k in fields}
+
     def close(self) -> None:
         for f in self._files.values():
             f.close()
