@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from . import remote
 from . import split as split_module
 from .errors import EtlError, check_choice
 
@@ -225,16 +226,34 @@ def sha256(path: Path) -> str:
 
 
 class ShardFiles:
-    """Shards of a split held open for many block reads (a trainer's epoch), by shard number."""
+    """Shards of a split held open for many block reads (a trainer's epoch), by shard number.
+    A remote shard is read through a block-cached fsspec file (`remote.open_binary`)."""
 
-    def __init__(self, paths: dict[int, Path]):
+    def __init__(self, paths: dict[int, remote.Where]):
         self._files: dict[int, h5py.File] = {}
+        self._remote: list = []  # the fsspec files under remote shards, closed with them
         try:
             for number, path in paths.items():
-                self._files[number] = h5py.File(path, "r")
+                self._files[number] = self._open(path)
         except BaseException:
             self.close()
             raise
+
+    def _open(self, path: remote.Where) -> h5py.File:
+        if not remote.is_url(path):
+            return h5py.File(path, "r")
+        try:
+            handle = remote.open_binary(path)
+        except FileNotFoundError:
+            raise EtlError(f"{path}: no such shard") from None
+        self._remote.append(handle)
+        try:
+            return h5py.File(handle, "r")
+        except OSError as err:
+            raise EtlError(f"{path}: not a readable HDF5 shard ({err})") from None
+
+    def __getitem__(self, shard: int) -> h5py.File:
+        return self._files[shard]
 
     def read_block(self, shard: int, start: int = 0, count: int | None = None,
                    fields: tuple[str, ...] = ("images", "labels")) -> dict[str, np.ndarray]:
@@ -245,6 +264,8 @@ class ShardFiles:
     def close(self) -> None:
         for f in self._files.values():
             f.close()
+        for handle in self._remote:
+            handle.close()
 
     def __enter__(self) -> "ShardFiles":
         return self
@@ -255,20 +276,22 @@ class ShardFiles:
 
 @dataclass
 class ShardSet:
-    """The shards of one split, read with plain h5py in chunk-aligned blocks."""
+    """The shards of one split, read with plain h5py in chunk-aligned blocks; `root` is a
+    local folder or a URL (`remote`)."""
 
-    root: Path
+    root: remote.Where
     split: str
     manifest: dict
 
     @property
     def info(self) -> DatasetInfo:
         """The dataset's facts: task, classes, image size, split method, preprocessing."""
-        return DatasetInfo.from_json(self.manifest, self.root / "manifest.json")
+        return DatasetInfo.from_json(self.manifest, remote.join(self.root, "manifest.json"))
 
     @property
-    def paths(self) -> list[Path]:
-        return [self.root / s["path"] for s in self.manifest["shards"] if s["split"] == self.split]
+    def paths(self) -> list[remote.Where]:
+        return [remote.join(self.root, s["path"]) for s in self.manifest["shards"]
+                if s["split"] == self.split]
 
     @property
     def classes(self) -> list[tuple[str, int]]:
@@ -321,12 +344,13 @@ class ShardSet:
         return {k: np.concatenate([p[k] for p in parts]) for k in fields}
 
 
-def open_shards(root: str | Path, split: str) -> ShardSet:
-    """The shards of `split` ("train", "val" or "test") of a dataset folder."""
-    root = Path(root)
-    path = root / "manifest.json"
+def open_shards(root: remote.Where, split: str) -> ShardSet:
+    """The shards of `split` ("train", "val" or "test") of a dataset folder or URL (only its
+    manifest is read here; shards are opened when read)."""
+    root = remote.as_location(root)
+    path = remote.join(root, "manifest.json")
     try:
-        manifest = json.loads(path.read_text("utf-8"))
+        manifest = json.loads(remote.read_text(path))
     except FileNotFoundError:
         raise EtlError(f"{path}: no manifest.json: not an etlkit dataset, or an extraction "
                        "that did not finish") from None

@@ -36,12 +36,12 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
         progress: bool = True, verify: bool = True) -> dict:
     """Train, keep the best model by validation accuracy, evaluate it on the test split.
 
-    `verify` first checks every shard's SHA-256 and the manifest (`etlkit.verify`), so a
-    corrupt dataset is refused before the run folder is touched."""
+    `verify` first checks the SHA-256 of every shard this process reads and the manifest
+    (`etlkit.verify`), so a corrupt dataset is refused before the run folder is touched."""
     config = config.with_recipe()
     config.check()
     if verify:
-        check_dataset(config.shards)
+        check_dataset(config.shards, (jax.process_index(), jax.process_count()))
     run = Run(out, primary=jax.process_index() == 0)
     _prepare_folder(run, config, resume)
     train_set = open_shards(config.shards, "train")
