@@ -42,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="A dataset folder (default: synthesized).")
     parser.add_argument("--writers", type=int, default=10, help="Writers to synthesize.")
+    parser.add_argument("--compression", default="lzf", help="Of the synthesized dataset.")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp())
@@ -50,7 +51,8 @@ def main() -> None:
         if data is None:
             synth("ETL8G", work / "raw", writers=args.writers, files=["ETL8G_01"])
             data = work / "all"
-            extract([work / "raw"], data, Options(task="kanji", allow_missing=True))
+            extract([work / "raw"], data, Options(task="kanji", allow_missing=True,
+                                                    compression=args.compression))
         on_disk = sum(p.stat().st_size for p in (data / "train").glob("shard-*.h5"))
         n, disk_s = read_all(data, args.repeat)
         rows = [("local disk", "-", n / disk_s, 1.0, "-")]

@@ -153,19 +153,22 @@ def listing(root: Where, folder: str, pattern: str) -> list[str] | None:
 
 
 def sha256(path: Where, chunk: int = 1 << 22) -> str:
-    """SHA-256 of a file, streamed in `chunk`-byte reads (a URL is read once, start to end)."""
+    """SHA-256 of a file, streamed in `chunk`-byte reads (a URL is read once, start to end).
+    Raises FileNotFoundError for a file that is not there; a URL that fails mid-stream is one
+    EtlError line naming it."""
     h = hashlib.sha256()
-    if is_url(path):
-        fs, inner = _filesystem(str(path))
-        try:
-            f = fs.open(inner, "rb", block_size=chunk, cache_type="none")
-        except FileNotFoundError:
-            raise
-        except Exception as err:  # noqa: BLE001 - see open_binary
-            raise _failed(str(path), err) from None
-    else:
-        f = open(path, "rb")  # noqa: SIM115 - closed below
-    with f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
+    if not is_url(path):
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(chunk), b""):
+                h.update(block)
+        return h.hexdigest()
+    fs, inner = _filesystem(str(path))
+    try:
+        with fs.open(inner, "rb", block_size=chunk, cache_type="none") as f:
+            for block in iter(lambda: f.read(chunk), b""):
+                h.update(block)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - see open_binary
+        raise _failed(str(path), err) from None
     return h.hexdigest()
