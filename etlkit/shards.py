@@ -312,15 +312,18 @@ class ShardSet:
                                                  else shards)})
 
     def blocks(self, block: int = CHUNK, seed: int | None = None,
-               fields: tuple[str, ...] = ("images", "labels")) -> Iterator[dict[str, np.ndarray]]:
-        """Blocks of up to `block` records, aligned to the HDF5 chunks.
+               fields: tuple[str, ...] = ("images", "labels"),
+               shards: Sequence[int] | None = None) -> Iterator[dict[str, np.ndarray]]:
+        """Blocks of up to `block` records, aligned to the HDF5 chunks, of the shards numbered
+        `shards` (default: all), one shard open at a time.
 
         With a seed: shards and blocks come in a random order and each block is permuted (the
         two-level shuffle a trainer wants); without one, file order.
         """
         rng = np.random.default_rng(seed) if seed is not None else None
         counts = self.counts()
-        for i in rng.permutation(len(counts)) if rng is not None else range(len(counts)):
+        numbers = np.arange(len(counts)) if shards is None else np.asarray(shards, int)
+        for i in rng.permutation(numbers) if rng is not None else numbers:
             with self.open([i]) as files:
                 starts = np.arange(0, counts[i], block)
                 if rng is not None:

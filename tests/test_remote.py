@@ -16,6 +16,7 @@ from etlkit.cli import app
 from etlkit.extract import Options, extract
 from etlkit.shards import open_shards
 from etlkit.verify import verify_dataset
+from train.data import Part, eval_batches
 
 runner = CliRunner()
 
@@ -59,12 +60,16 @@ def test_a_block_read_over_http_fetches_its_chunks_not_the_shard(big_shard):
         with shards.open([0]) as files:
             block = files.read_block(0, 512, 256)
         fetched = server.sent - before
+        before = server.sent
+        first = next(eval_batches(Part(shards), 256))  # what batch-norm calibration reads
+        evaluated = server.sent - before
     with local.open([0]) as files:
         expected = files.read_block(0, 512, 256)
     for name in ("images", "labels"):
         np.testing.assert_array_equal(block[name], expected[name])
     # the file's metadata, the labels and the 1 MiB images chunk (across two cache blocks)
     assert 256 * 64 * 64 <= fetched < size / 3, (fetched, size)
+    assert first["mask"].all() and evaluated < size / 3, (evaluated, size)
 
 
 def test_a_url_split_reads_like_the_folder(served, hiragana_shards):
