@@ -91,21 +91,19 @@ def _failed(url: str, err: Exception) -> EtlError:
     return EtlError(f"{url}: unreachable ({type(err).__name__}: {detail})")
 
 
-def open_binary(path: Where) -> BinaryIO:
-    """A file opened for reading: local files directly, URLs through a block cache.
+def open_binary(url: str) -> BinaryIO:
+    """A remote file opened for reading through a block cache (what h5py reads a shard from).
 
-    Raises FileNotFoundError for a file that is not there; other failures to reach a URL are one
-    EtlError line naming it."""
-    if not is_url(path):
-        return open(path, "rb")  # noqa: SIM115 - the caller closes it
-    fs, inner = _filesystem(str(path))
+    Raises FileNotFoundError for a file that is not there; other failures to reach the URL are
+    one EtlError line naming it."""
+    fs, inner = _filesystem(url)
     try:
         return fs.open(inner, "rb", block_size=BLOCK_SIZE, cache_type="blockcache",
                        cache_options={"maxblocks": CACHED_BLOCKS})
     except FileNotFoundError:
         raise
     except Exception as err:  # noqa: BLE001 - aiohttp, botocore and gcsfs raise their own types
-        raise _failed(str(path), err) from None
+        raise _failed(url, err) from None
 
 
 def read_text(path: Where) -> str:
@@ -115,10 +113,8 @@ def read_text(path: Where) -> str:
     fs, inner = _filesystem(str(path))
     try:
         return fs.cat_file(inner).decode("utf-8")
-    except FileNotFoundError:
-        raise
-    except UnicodeDecodeError:
-        raise
+    except (FileNotFoundError, UnicodeDecodeError):
+        raise  # the caller names these
     except Exception as err:  # noqa: BLE001 - see open_binary
         raise _failed(str(path), err) from None
 

@@ -243,7 +243,7 @@ class ShardFiles:
         if not remote.is_url(path):
             return h5py.File(path, "r")
         try:
-            handle = remote.open_binary(path)
+            handle = remote.open_binary(str(path))
         except FileNotFoundError:
             raise EtlError(f"{path}: no such shard") from None
         self._remote.append(handle)
