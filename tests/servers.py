@@ -2,12 +2,14 @@
 
 `http_folder` serves a folder over HTTP with HEAD and single byte-range GETs (the stdlib's
 SimpleHTTPRequestHandler ignores Range, so every read would fetch the whole file) and counts the
-body bytes it sends. `s3_bucket` starts moto's S3 server and uploads a folder into a bucket.
+body bytes it sends and the files asked for. `s3_server` starts moto's S3 server, `upload`
+copies a folder into a bucket of it.
 """
 
 import http.server
 import re
 import threading
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -24,6 +26,8 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, body: bool) -> None:
         relative = unquote(urlparse(self.path).path).lstrip("/")
+        with self.server.lock:
+            self.server.asked[relative] += 1
         path = (self.root / relative).resolve()
         if not path.is_relative_to(self.root.resolve()) or not path.is_file():
             self.send_error(404)
@@ -60,11 +64,11 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
 @contextmanager
 def http_folder(root: Path):
     """Serve `root` at http://127.0.0.1:PORT; yields the server: `.url`, `.sent` (body bytes
-    sent so far)."""
+    sent so far), `.asked` (requests per path, relative to `root`)."""
     handler = type("Handler", (_RangeHandler,), {"root": Path(root)})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    server.sent, server.lock = 0, threading.Lock()
+    server.sent, server.asked, server.lock = 0, Counter(), threading.Lock()
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -15,8 +15,8 @@ from etlkit import remote
 from etlkit.cli import app
 from etlkit.extract import Options, extract
 from etlkit.shards import open_shards
-from etlkit.verify import verify_dataset
-from train.data import Part, eval_batches
+from etlkit.verify import check_dataset, verify_dataset
+from train.data import Part, eval_batches, train_groups
 
 runner = CliRunner()
 
@@ -96,6 +96,19 @@ def test_each_process_verifies_only_its_own_shards(served):
     _, url, _ = served
     names = {c.name for c in verify_dataset(url, process=(1, 2)) if c.dataset == "shard"}
     assert names == {"train/shard-00001.h5"}  # val and test have one shard each: process 0's
+
+
+def test_a_second_training_process_reads_and_checks_only_its_own_shards(served):
+    server, url, _ = served
+    server.asked.clear()
+    check_dataset(url, process=(1, 2))
+    train = Part(open_shards(url, "train"), 1, 2)
+    assert sum(len(g["labels"].ravel()) for g in train_groups(train, 16, 1, 0, 0)) == 96
+    assert sum(b["mask"].sum() for b in eval_batches(train, 16)) == 100
+    for split in ("val", "test"):  # one shard each: process 0's
+        assert not sum(b["mask"].sum() for b in eval_batches(Part(open_shards(url, split), 1, 2),
+                                                             16))
+    assert {p for p in server.asked if p.endswith(".h5")} == {"hiragana/train/shard-00001.h5"}
 
 
 def test_a_tampered_remote_shard_fails_verify_and_train(served, tmp_path):
