@@ -66,7 +66,7 @@ def inside(root: Where, relative: str) -> bool:
     if Path(relative).is_absolute() or ".." in Path(relative).parts:
         return False
     if is_url(root):
-        return not posixpath.isabs(relative)
+        return True  # a URL has no links to follow
     root = Path(root)
     return (root / relative).resolve().is_relative_to(root.resolve())
 
