@@ -22,7 +22,19 @@ import numpy as np
 import typer
 import yaml
 
-from . import __version__, digits, extract, formats, idx, labels, preview, reader, synth, verify
+from . import (
+    __version__,
+    digits,
+    extract,
+    formats,
+    idx,
+    labels,
+    preview,
+    reader,
+    remote,
+    synth,
+    verify,
+)
 from .card import write_card
 from .errors import EtlError, EtlWarning
 from .records import RecordBatch
@@ -184,7 +196,8 @@ def info(
 
 @app.command(name="preview")
 def preview_cmd(
-    path: Annotated[Path, typer.Argument(help="A raw ETL file, or a dataset written by extract.")],
+    path: Annotated[str, typer.Argument(help="A raw ETL file, or a dataset written by extract "
+                                        "(a folder or an https://, s3:// or gs:// URL).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write (a raw file), or folder "
                                       "(a dataset).")] = Path("preview.png"),
     count: Annotated[int, typer.Option(help="Records to show (raw file).")] = 60,
@@ -198,15 +211,16 @@ def preview_cmd(
     """A labelled grid of a raw file's records; for a dataset, a grid per class and the
     gray-vs-Otsu comparison (paper Fig. 2b)."""
     with _reported():
-        if (path / "manifest.json").is_file():
-            verify.read_manifest(path)
-            shard_set = open_shards(path, split_name)
+        location = remote.as_location(remote.check_location(path))
+        if remote.is_url(location) or (location / "manifest.json").is_file():
+            verify.read_manifest(location)
+            shard_set = open_shards(location, split_name)
             out.mkdir(parents=True, exist_ok=True)
             _save(preview.class_grid(shard_set, seed=seed), out / "classes.png")
             _save(preview.gray_vs_otsu(shard_set, seed=seed), out / "gray-vs-otsu.png")
             typer.echo(f"wrote {out / 'classes.png'} and {out / 'gray-vs-otsu.png'}")
             return
-        batch = reader.read(path, format, allow_partial=allow_partial, co59_table=co59)
+        batch = reader.read(location, format, allow_partial=allow_partial, co59_table=co59)
         shown: RecordBatch = preview.sample(batch, count, seed)
         _save(preview.grid(shown, formats.get(batch.dataset).levels, columns), out)
     typer.echo(f"wrote {out} ({len(shown)} of {len(batch)} records)")
@@ -220,17 +234,23 @@ def _save(image, out: Path) -> None:
 
 
 @app.command(name="verify")
-def verify_cmd(root: Annotated[Path, typer.Argument(help="Folder of raw ETL files, or a "
-                                                    "dataset written by extract.")]):
+def verify_cmd(root: Annotated[str, typer.Argument(
+        help="Folder of raw ETL files, or a dataset written by extract (a folder or an "
+             "https://, s3:// or gs:// URL).")]):
     """Check raw ETL files against data_manifest.yaml, or a dataset's shards against its
-    manifest.json (SHA-256, counts, labels)."""
+    manifest.json (SHA-256, counts, labels); a URL's shards are hashed as they stream in."""
     with _reported():
-        if not root.is_dir():
+        location = remote.as_location(remote.check_location(root))
+        if remote.is_url(location):
+            checks = verify.verify_dataset(location)
+        elif not location.is_dir():
             raise EtlError(f"{root}: not a folder")
-        if unfinished(root):
-            raise EtlError(no_manifest(root))
-        is_dataset = (root / "manifest.json").is_file()
-        checks = verify.verify_dataset(root) if is_dataset else verify.verify_raw(root)
+        elif unfinished(location):
+            raise EtlError(no_manifest(location))
+        elif (location / "manifest.json").is_file():
+            checks = verify.verify_dataset(location)
+        else:
+            checks = verify.verify_raw(location)
         if not checks:
             raise EtlError(f"{root}: no ETL files (names such as ETL1C_07, ETL8G_01) in it")
     width = max(12, *(len(c.name) for c in checks))

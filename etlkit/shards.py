@@ -21,6 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from . import remote
 from . import split as split_module
 from .errors import EtlError, check_choice
 
@@ -264,16 +265,34 @@ def sha256(path: Path) -> str:
 
 
 class ShardFiles:
-    """Shards of a split held open for many block reads (a trainer's epoch), by shard number."""
+    """Shards of a split held open for many block reads (a trainer's epoch), by shard number.
+    A remote shard is read through a block-cached fsspec file (`remote.open_binary`)."""
 
-    def __init__(self, paths: dict[int, Path]):
+    def __init__(self, paths: dict[int, remote.Where]):
         self._files: dict[int, h5py.File] = {}
+        self._remote: list = []  # the fsspec files under remote shards, closed with them
         try:
             for number, path in paths.items():
-                self._files[number] = h5py.File(path, "r")
+                self._files[number] = self._open(path)
         except BaseException:
             self.close()
             raise
+
+    def _open(self, path: remote.Where) -> h5py.File:
+        if not remote.is_url(path):
+            return h5py.File(path, "r")
+        try:
+            handle = remote.open_binary(str(path))
+        except FileNotFoundError:
+            raise EtlError(f"{path}: no such shard") from None
+        self._remote.append(handle)
+        try:
+            return h5py.File(handle, "r")
+        except OSError as err:
+            raise EtlError(f"{path}: not a readable HDF5 shard ({err})") from None
+
+    def __getitem__(self, shard: int) -> h5py.File:
+        return self._files[shard]
 
     def read_block(self, shard: int, start: int = 0, count: int | None = None,
                    fields: tuple[str, ...] = ("images", "labels")) -> dict[str, np.ndarray]:
@@ -289,6 +308,8 @@ class ShardFiles:
     def close(self) -> None:
         for f in self._files.values():
             f.close()
+        for handle in self._remote:
+            handle.close()
 
     def __enter__(self) -> "ShardFiles":
         return self
@@ -299,20 +320,22 @@ class ShardFiles:
 
 @dataclass
 class ShardSet:
-    """The shards of one split, read with plain h5py in chunk-aligned blocks."""
+    """The shards of one split, read with plain h5py in chunk-aligned blocks; `root` is a
+    local folder or a URL (`remote`)."""
 
-    root: Path
+    root: remote.Where
     split: str
     manifest: dict
 
     @property
     def info(self) -> DatasetInfo:
         """The dataset's facts: task, classes, image size, split method, preprocessing."""
-        return DatasetInfo.from_json(self.manifest, self.root / "manifest.json")
+        return DatasetInfo.from_json(self.manifest, remote.join(self.root, "manifest.json"))
 
     @property
-    def paths(self) -> list[Path]:
-        return [self.root / s["path"] for s in self.manifest["shards"] if s["split"] == self.split]
+    def paths(self) -> list[remote.Where]:
+        return [remote.join(self.root, s["path"]) for s in self.manifest["shards"]
+                if s["split"] == self.split]
 
     @property
     def classes(self) -> list[tuple[str, int]]:
@@ -334,8 +357,10 @@ class ShardSet:
 
     def blocks(self, block: int = CHUNK, seed: int | None = None,
                fields: tuple[str, ...] = ("images", "labels"),
-               part: tuple[int, int] = (0, 1)) -> Iterator[dict[str, np.ndarray]]:
-        """Blocks of up to `block` records, aligned to the HDF5 chunks.
+               part: tuple[int, int] = (0, 1), shards: Sequence[int] | None = None
+               ) -> Iterator[dict[str, np.ndarray]]:
+        """Blocks of up to `block` records, aligned to the HDF5 chunks, of the shards numbered
+        `shards` (default: all), one shard open at a time.
 
         With a seed: shards and blocks come in a random order and each block is permuted (the
         two-level shuffle a trainer wants); without one, file order. `part=(index, count)`
@@ -348,8 +373,9 @@ class ShardSet:
             raise ValueError(f"part must be (index, count) with 0 <= index < count, not {part}")
         rng = np.random.default_rng(seed) if seed is not None else None
         counts = self.counts()
+        numbers = np.arange(len(counts)) if shards is None else np.asarray(shards, int)
         position = 0  # of the next block in the order every worker shares
-        for i in rng.permutation(len(counts)) if rng is not None else range(len(counts)):
+        for i in rng.permutation(numbers) if rng is not None else numbers:
             starts = np.arange(0, counts[i], block)
             if rng is not None:
                 starts = rng.permutation(starts)
@@ -376,12 +402,13 @@ class ShardSet:
         return {k: np.concatenate([p[k] for p in parts]) for k in fields}
 
 
-def open_shards(root: str | Path, split: str) -> ShardSet:
-    """The shards of `split` ("train", "val" or "test") of a dataset folder."""
-    root = Path(root)
-    path = root / "manifest.json"
+def open_shards(root: remote.Where, split: str) -> ShardSet:
+    """The shards of `split` ("train", "val" or "test") of a dataset folder or URL (only its
+    manifest is read here; shards are opened when read)."""
+    root = remote.as_location(root)
+    path = remote.join(root, "manifest.json")
     try:
-        manifest = json.loads(path.read_text("utf-8"))
+        manifest = json.loads(remote.read_text(path))
     except FileNotFoundError:
         raise EtlError(no_manifest(root)) from None
     except (OSError, ValueError) as err:
@@ -395,9 +422,9 @@ def open_shards(root: str | Path, split: str) -> ShardSet:
     return ShardSet(root, split, manifest)
 
 
-def no_manifest(root: Path) -> str:
-    """Why a folder without manifest.json is not a dataset, as one line."""
-    if unfinished(root):
-        return (f"{root}: extraction did not finish (its files are in {root / STAGING}); run "
-                "the extract command again: it starts over")
-    return f"{root / 'manifest.json'}: no manifest.json: not an etlkit dataset"
+def no_manifest(root: remote.Where) -> str:
+    """Why a folder (or URL) without manifest.json is not a dataset, as one line."""
+    if not remote.is_url(root) and unfinished(Path(root)):
+        return (f"{root}: extraction did not finish (its files are in {Path(root) / STAGING}); "
+                "run the extract command again: it starts over")
+    return f"{remote.join(root, 'manifest.json')}: no manifest.json: not an etlkit dataset"

@@ -1,6 +1,6 @@
 """Check a user's raw ETL download against the manifest: missing files, wrong or partial sizes;
-and an extracted dataset against its manifest.json: shards, counts, class table, the manifest's
-own checksum, and paths that stay inside the folder."""
+and an extracted dataset (a folder or a URL, `remote`) against its manifest.json: shards,
+counts, class table, the manifest's own checksum, and paths that stay inside the folder."""
 
 import json
 import os
@@ -9,11 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
-
-from . import card, formats, manifest, split, synth
+from . import card, formats, manifest, remote, split, synth
 from .errors import EtlError, EtlWarning
-from .shards import manifest_digest, no_manifest, sha256
+from .shards import ShardFiles, manifest_digest, no_manifest
 
 #: Threads hashing shards: hashlib releases the GIL, so hashing scales with cores and disks.
 HASH_WORKERS = min(8, os.cpu_count() or 1)
@@ -91,11 +89,11 @@ def verify_raw(root: str | Path) -> list[FileCheck]:
     return checks
 
 
-def read_manifest(root: Path) -> dict:
+def read_manifest(root: remote.Where) -> dict:
     """A dataset's manifest.json with the structure verify relies on, else one EtlError line."""
-    path = root / "manifest.json"
+    path = remote.join(root, "manifest.json")
     try:
-        doc = json.loads(path.read_text("utf-8"))
+        doc = json.loads(remote.read_text(path))
     except FileNotFoundError:
         raise EtlError(no_manifest(root)) from None
     except (OSError, ValueError) as err:
@@ -133,56 +131,65 @@ def _count(value) -> bool:
     return type(value) is int and value >= 0
 
 
-def verify_dataset(root: str | Path) -> list[FileCheck]:
-    """Check an extracted dataset: the manifest against its checksum and its shards, every
-    shard present, inside the folder, listed once, its SHA-256, counts, labels and attributes;
-    then the card and Croissant file, where present, against the manifest (`card`).
+def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1)) -> list[FileCheck]:
+    """Check an extracted dataset, in a folder or at a URL: the manifest against its checksum
+    and its shards, every shard present, inside the folder, listed once, its SHA-256 (streamed,
+    for a URL), counts, labels and attributes; then the card and Croissant file of a local
+    folder, where present, against the manifest (`card`).
 
-    Shards are hashed on a thread pool; a path that leaves the folder is never opened.
+    `process` = (index, count): only the shards that process reads in training (within each
+    split, every count-th from index, as `train.data.Part`) are hashed and opened, so several
+    hosts share the work. Shards are hashed on a thread pool; a path that leaves the folder is
+    never opened. A web server cannot list its folders, so a URL's unlisted shards go unseen.
     """
-    root = Path(root)
+    root = remote.as_location(root)
     doc = read_manifest(root)
     checks = _manifest_checks(root, doc)
-    listed, seen = [], set()
+    listed, seen, numbers = [], set(), dict.fromkeys(doc["splits"], 0)
     for shard in doc["shards"]:
         name, expected = shard["path"], shard["count"]
+        number = numbers.get(shard["split"], 0)
+        numbers[shard["split"]] = number + 1
         key = os.path.normpath(name)
-        if not _inside(root, name):
+        if not remote.inside(root, name):
             checks.append(FileCheck(name, "shard", "outside", expected, None,
                                     "path leaves the dataset folder; not read"))
         elif key in seen:
             checks.append(FileCheck(name, "shard", "duplicate", expected, None,
                                     "listed twice in manifest.json"))
-        elif not (root / name).is_file():
+        elif number % process[1] != process[0]:
+            seen.add(key)  # another process's shard
+        elif not remote.is_file(remote.join(root, name)):
             seen.add(key)
             checks.append(FileCheck(name, "shard", "missing", expected, None))
         else:
             seen.add(key)
             listed.append(shard)
     with ThreadPoolExecutor(HASH_WORKERS) as pool:
-        digests = list(pool.map(_digest, [root / s["path"] for s in listed]))
+        digests = list(pool.map(_digest, [remote.join(root, s["path"]) for s in listed]))
     checks += [_shard_check(root, doc, shard, digest)
                for shard, digest in zip(listed, digests, strict=True)]
     for name in sorted(set(doc["splits"]) | set(split.NAMES)):
-        for path in sorted((root / name).glob("shard-*.h5")):
-            if os.path.normpath(f"{name}/{path.name}") not in seen:
-                checks.append(FileCheck(f"{name}/{path.name}", "shard", "unlisted", 0, None,
+        for file in remote.listing(root, name, "shard-*.h5") or []:
+            if os.path.normpath(f"{name}/{file}") not in seen:
+                checks.append(FileCheck(f"{name}/{file}", "shard", "unlisted", 0, None,
                                         "a shard file manifest.json does not list"))
-    if any(c.failed for c in checks):
-        return checks  # the card is checked against sound shards only
+    if any(c.failed for c in checks) or remote.is_url(root):
+        return checks  # the card is checked against sound shards only, on a disk
     total = sum(doc["splits"].values())
     return checks + [FileCheck(a.file, "card", a.status, total, a.records, a.detail)
                      for a in card.check_card(root) if a.status != "absent"]
 
 
-def check_dataset(root: str | Path) -> None:
+def check_dataset(root: remote.Where, process: tuple[int, int] = (0, 1)) -> None:
     """Refuse a dataset that `verify_dataset` fails, in one line naming the first bad file (a
-    card that disagrees with the manifest is `etlkit verify`'s business, not training's)."""
-    for check in verify_dataset(root):
+    card that disagrees with the manifest is `etlkit verify`'s business, not training's).
+    `process` as for `verify_dataset`: each training process checks the shards it reads."""
+    for check in verify_dataset(root, process):
         if check.failed and check.dataset != "card":
             detail = f": {check.detail}" if check.detail else ""
-            raise EtlError(f"{Path(root) / check.name}: {check.status}{detail} (`etlkit verify "
-                           f"{root}` lists every problem)")
+            raise EtlError(f"{remote.join(root, check.name)}: {check.status}{detail} "
+                           f"(`etlkit verify {root}` lists every problem)")
 
 
 def warn_empty_splits(root: Path, doc: dict) -> None:
@@ -195,13 +202,14 @@ def warn_empty_splits(root: Path, doc: dict) -> None:
                                      f"its share"), stacklevel=2)
 
 
-def _manifest_checks(root: Path, doc: dict) -> list[FileCheck]:
+def _manifest_checks(root: remote.Where, doc: dict) -> list[FileCheck]:
     """The manifest against its own checksum, its class count and its shard list."""
     checks = []
     n_shards = len(doc["shards"])
     if "checksum" not in doc:
-        warnings.warn(EtlWarning(f"{root / 'manifest.json'}: no checksum (an older etlkit "
-                                 "wrote it), so edits to it cannot be detected"), stacklevel=3)
+        warnings.warn(EtlWarning(f"{remote.join(root, 'manifest.json')}: no checksum (an older "
+                                 "etlkit wrote it), so edits to it cannot be detected"),
+                      stacklevel=3)
     elif manifest_digest(doc) != doc["checksum"]:
         checks.append(FileCheck("manifest.json", "dataset", "edited", n_shards, n_shards,
                                 "its checksum differs: edited after extraction"))
@@ -221,22 +229,14 @@ def _manifest_checks(root: Path, doc: dict) -> list[FileCheck]:
     return checks
 
 
-def _inside(root: Path, name: str) -> bool:
-    """A relative path without `..` that resolves (links followed) inside `root`."""
-    path = Path(name)
-    if path.is_absolute() or ".." in path.parts:
-        return False
-    return (root / path).resolve().is_relative_to(root.resolve())
-
-
-def _digest(path: Path) -> str | None:
+def _digest(path: remote.Where) -> str | None:
     try:
-        return sha256(path)
+        return remote.sha256(path)
     except OSError:
         return None
 
 
-def _shard_check(root: Path, doc: dict, shard: dict, digest: str | None) -> FileCheck:
+def _shard_check(root: remote.Where, doc: dict, shard: dict, digest: str | None) -> FileCheck:
     """One listed shard: hash, folder, lengths, image size, labels and attributes."""
     name, expected = shard["path"], shard["count"]
     if digest is None:
@@ -248,7 +248,8 @@ def _shard_check(root: Path, doc: dict, shard: dict, digest: str | None) -> File
         return FileCheck(name, "shard", "edited", expected, None,
                          f"listed as a {shard['split']} shard")
     try:
-        with h5py.File(root / name, "r") as f:
+        with ShardFiles({0: remote.join(root, name)}) as files:
+            f = files[0]
             labels = f["labels"][:]
             sizes = {len(f[k]) for k in ("images", "sjis", "codes", "sheets", "source")}
             image_shape = f["images"].shape[1:]

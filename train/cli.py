@@ -34,7 +34,8 @@ def register(app: typer.Typer, reported) -> None:
 
     @app.command(name="train", cls=_RecipeHelp)
     def train_cmd(
-        shards: Annotated[Path, typer.Argument(help="Dataset folder from `etlkit extract`.")],
+        shards: Annotated[str, typer.Argument(help="Dataset from `etlkit extract`: a folder, or "
+                                              "an https://, s3:// or gs:// URL.")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")],
         model: Annotated[str, typer.Option(help="M3, M6-1, M6-2, M7-1, M7-2, M8, M9, M11, "
                                            "M12, M13, M16 (or a seed network).")] = "M7-2",
@@ -88,7 +89,7 @@ def register(app: typer.Typer, reported) -> None:
             jax.distributed.initialize(coordinator, num_processes, process_id)
         from .config import Config
         from .loop import fit
-        config = Config(shards=str(shards), model=model, optimizer=optimizer,
+        config = Config(shards=shards, model=model, optimizer=optimizer,
                         batch_size=batch_size, lr=lr, momentum=momentum, epochs=epochs,
                         lr_step_epochs=lr_step_epochs, lr_decay=lr_decay, patience=patience,
                         precision=precision, augment=augment, seed=seed,

@@ -8,6 +8,7 @@ import optax
 from flax import nnx
 
 from etlkit.errors import EtlError
+from etlkit.remote import check_location
 
 from . import models, recipes
 
@@ -17,7 +18,7 @@ class Config:
     """Everything that defines a run. Options left as None come from the model's recipe
     (`recipes.py`: the paper's §5.1 for the M-series) when `fit` starts."""
 
-    shards: str
+    shards: str  # a dataset folder or URL (`etlkit.remote`)
     model: str = "M7-2"
     optimizer: str | None = None  # adam | sgd
     batch_size: int | None = None
@@ -53,6 +54,7 @@ class Config:
             if getattr(self, k) is None})
 
     def check(self) -> None:
+        check_location(self.shards)
         if self.optimizer not in ("adam", "sgd"):
             raise EtlError(f"--optimizer must be adam or sgd, not {self.optimizer!r}")
         if self.precision not in ("fp32", "bf16"):

@@ -76,24 +76,31 @@ def train_groups(part: Part, batch_size: int, group: int, seed: int, epoch: int,
 
 def eval_batches(part: Part, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
     """This process's records in file order, in batches of its share of `batch_size`; the last
-    batch is padded and `mask` marks real records, so every batch has one shape. (Validation and
-    test splits are a fifth of the data: read whole, they fit in memory.)"""
+    batch is padded and `mask` marks real records, so every batch has one shape. Records stream
+    in chunk-aligned blocks, one shard open at a time, so stopping early (the batch-norm
+    calibration takes the first few batches) reads no further, on a disk or at a URL."""
     local = part.local_batch(batch_size)
     calls = -(-max(sum(part.counts(p)) for p in range(part.process_count)) // local)
-    images, labels = _read_all(part)
-    for call in range(calls):  # every process makes the same number of calls
-        s = call * local
-        n = max(0, min(local, len(labels) - s))
-        batch = {"images": np.zeros((local, *images.shape[1:]), np.uint8),
-                 "labels": np.zeros(local, np.int32), "mask": np.arange(local) < n}
-        batch["images"][:n], batch["labels"][:n] = images[s : s + n], labels[s : s + n]
-        yield batch
-
-
-def _read_all(part: Part) -> tuple[np.ndarray, np.ndarray]:
-    """This process's shards in memory (none: empty arrays, and it still makes every call)."""
-    data = part.shards.read(("images", "labels"), part.numbers(part.process_index))
-    return data["images"], data["labels"]
+    side = part.shards.info.image_size
+    blocks = part.shards.blocks(shards=part.numbers(part.process_index))
+    pending, have = [], 0  # blocks read and not yet batched, and their records
+    try:
+        for _ in range(calls):  # every process makes the same number of calls
+            while have < local and (block := next(blocks, None)) is not None:
+                pending.append(block)
+                have += len(block["labels"])
+            n = min(local, have)
+            batch = {"images": np.zeros((local, side, side), np.uint8),
+                     "labels": np.zeros(local, np.int32), "mask": np.arange(local) < n}
+            if pending:
+                images = np.concatenate([b["images"] for b in pending])
+                labels = np.concatenate([b["labels"] for b in pending])
+                batch["images"][:n], batch["labels"][:n] = images[:n], labels[:n]
+                pending = [{"images": images[n:], "labels": labels[n:]}] if have > n else []
+                have -= n
+            yield batch
+    finally:
+        blocks.close()  # closes the open shard
 
 
 def _shuffled_batches(part: Part, local: int, rng: np.random.Generator):

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import multihost_utils
 
-from etlkit import __version__
+from etlkit import __version__, remote
 from etlkit.errors import EtlError
 from etlkit.shards import open_shards
 from etlkit.verify import check_dataset
@@ -37,12 +37,12 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
         progress: bool = True, verify: bool = True) -> dict:
     """Train, keep the best model by validation accuracy, evaluate it on the test split.
 
-    `verify` first checks every shard's SHA-256 and the manifest (`etlkit.verify`), so a
-    corrupt dataset is refused before the run folder is touched."""
+    `verify` first checks the SHA-256 of every shard this process reads and the manifest
+    (`etlkit.verify`), so a corrupt dataset is refused before the run folder is touched."""
     config = config.with_recipe()
     config.check()
     if verify:
-        check_dataset(config.shards)
+        check_dataset(config.shards, (jax.process_index(), jax.process_count()))
     train_set = open_shards(config.shards, "train")
     val_set, test_set = open_shards(config.shards, "val"), open_shards(config.shards, "test")
     _check_input(config, train_set)
@@ -265,7 +265,7 @@ def _write_config(run: Run, config: Config, train_set, classes, mesh: Mesh,
 def _location(shards: str) -> str:
     """Where the dataset is, as config.json records it: absolute, so the run folder finds it
     from any directory (a URL as given)."""
-    return shards if "://" in shards else str(Path(shards).resolve())
+    return shards if remote.is_url(shards) else str(Path(shards).resolve())
 
 
 def _calibration_batches(part: Part, config: Config, steps_per_epoch: int, mesh: Mesh) -> list:

@@ -1,0 +1,170 @@
+"""Dataset locations: a local folder, or a URL (https://, http://, s3://, gs://) read through
+fsspec, so the same shards serve a laptop, a web server and a bucket.
+
+A remote shard is opened as an fsspec file with a block cache of BLOCK_SIZE blocks (the size of
+one HDF5 chunk of 64×64 images) and handed to h5py, so a block read fetches the byte ranges of
+the chunks it touches, never the whole shard. With `ETLKIT_CACHE=DIR`, whole files are kept in
+DIR (fsspec's `filecache::`) and read from there on later runs. Credentials and endpoints are
+fsspec's: s3fs reads the usual AWS variables and files (AWS_ENDPOINT_URL for a non-AWS server),
+gcsfs Google's default credentials.
+"""
+
+import hashlib
+import os
+import posixpath
+from pathlib import Path
+from typing import BinaryIO
+
+import fsspec
+
+from .errors import EtlError
+
+#: URL schemes read through fsspec (s3 needs the [s3] extra, gs the [gcs] extra).
+SCHEMES = ("http", "https", "s3", "gs")
+#: Bytes fetched per range request and kept per block: one 64×64 chunk of 256 images (1 MiB).
+BLOCK_SIZE = 1 << 20
+#: Blocks kept per open shard (32 MiB), so a window of block reads stays in memory.
+CACHED_BLOCKS = 32
+#: Environment variable naming a folder that keeps whole remote files between runs.
+CACHE_ENV = "ETLKIT_CACHE"
+
+Where = str | Path  # a local path, or a URL given as a string
+
+
+def is_url(location: Where) -> bool:
+    """Whether `location` is a URL with a scheme fsspec reads for us (not a local path)."""
+    if isinstance(location, Path):
+        return False
+    scheme, sep, _ = str(location).partition("://")
+    return bool(sep) and scheme.lower() in SCHEMES
+
+
+def check_location(location: str) -> str:
+    """A dataset location as typed: a URL with a known scheme, or a local path; a string with
+    another scheme is refused in one line rather than looked for as a folder."""
+    scheme, sep, _ = location.partition("://")
+    if sep and scheme.lower() not in SCHEMES:
+        raise EtlError(f"{location}: unknown URL scheme {scheme!r}; etlkit reads "
+                       f"{', '.join(s + '://' for s in SCHEMES)} or a local folder")
+    return location
+
+
+def as_location(location: Where) -> Where:
+    """A URL stays a string (Path would fold its `//`); anything else becomes a Path."""
+    return str(location).rstrip("/") if is_url(location) else Path(location)
+
+
+def join(root: Where, relative: str) -> Where:
+    """`relative` (a manifest's `a/b.h5`) inside the dataset location `root`."""
+    if is_url(root):
+        return f"{str(root).rstrip('/')}/{relative}"
+    return Path(root) / relative
+
+
+def inside(root: Where, relative: str) -> bool:
+    """A relative path without `..` that stays inside `root` (links followed, on a disk)."""
+    if Path(relative).is_absolute() or ".." in Path(relative).parts:
+        return False
+    if is_url(root):
+        return True  # a URL has no links to follow
+    root = Path(root)
+    return (root / relative).resolve().is_relative_to(root.resolve())
+
+
+def _filesystem(url: str):
+    """The fsspec filesystem and path of a URL (cached whole under ETLKIT_CACHE, if set)."""
+    cache = os.environ.get(CACHE_ENV)
+    try:
+        if cache:
+            return fsspec.core.url_to_fs(f"filecache::{url}",
+                                         filecache={"cache_storage": cache})
+        return fsspec.core.url_to_fs(url)
+    except ImportError as err:
+        extra = {"s3": "s3", "gs": "gcs"}.get(url.partition("://")[0].lower(), "")
+        hint = f"; pip install 'etlkit[{extra}]'" if extra else ""
+        raise EtlError(f"{url}: cannot read this location ({err}){hint}") from None
+
+
+def _failed(url: str, err: Exception) -> EtlError:
+    """One line naming the URL and what went wrong, whatever the filesystem raised."""
+    detail = " ".join(str(err).split())[:200] or type(err).__name__
+    return EtlError(f"{url}: unreachable ({type(err).__name__}: {detail})")
+
+
+def open_binary(url: str) -> BinaryIO:
+    """A remote file opened for reading through a block cache (what h5py reads a shard from).
+
+    Raises FileNotFoundError for a file that is not there; other failures to reach the URL are
+    one EtlError line naming it."""
+    fs, inner = _filesystem(url)
+    try:
+        return fs.open(inner, "rb", block_size=BLOCK_SIZE, cache_type="blockcache",
+                       cache_options={"maxblocks": CACHED_BLOCKS})
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - aiohttp, botocore and gcsfs raise their own types
+        raise _failed(url, err) from None
+
+
+def read_text(path: Where) -> str:
+    """A small file's text (a manifest, a card), local or remote."""
+    if not is_url(path):
+        return Path(path).read_text("utf-8")
+    fs, inner = _filesystem(str(path))
+    try:
+        return fs.cat_file(inner).decode("utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        raise  # the caller names these
+    except Exception as err:  # noqa: BLE001 - see open_binary
+        raise _failed(str(path), err) from None
+
+
+def is_file(path: Where) -> bool:
+    """Whether a file is there (for a URL: the server answers for it)."""
+    if not is_url(path):
+        return Path(path).is_file()
+    fs, inner = _filesystem(str(path))
+    try:
+        return fs.isfile(inner)
+    except FileNotFoundError:
+        return False
+    except Exception as err:  # noqa: BLE001 - see open_binary
+        raise _failed(str(path), err) from None
+
+
+def listing(root: Where, folder: str, pattern: str) -> list[str] | None:
+    """Names matching `pattern` in `root/folder`; None where the location cannot be listed
+    (a web server has no listing etlkit can rely on)."""
+    if not is_url(root):
+        return sorted(p.name for p in (Path(root) / folder).glob(pattern))
+    if str(root).partition("://")[0].lower() in ("http", "https"):
+        return None
+    fs, inner = _filesystem(str(join(root, folder)))
+    try:
+        return sorted(posixpath.basename(p) for p in fs.glob(f"{inner}/{pattern}"))
+    except FileNotFoundError:
+        return []
+    except Exception as err:  # noqa: BLE001 - see open_binary
+        raise _failed(str(root), err) from None
+
+
+def sha256(path: Where, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file, streamed in `chunk`-byte reads (a URL is read once, start to end).
+    Raises FileNotFoundError for a file that is not there; a URL that fails mid-stream is one
+    EtlError line naming it."""
+    h = hashlib.sha256()
+    if not is_url(path):
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(chunk), b""):
+                h.update(block)
+        return h.hexdigest()
+    fs, inner = _filesystem(str(path))
+    try:
+        with fs.open(inner, "rb", block_size=chunk, cache_type="none") as f:
+            for block in iter(lambda: f.read(chunk), b""):
+                h.update(block)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - see open_binary
+        raise _failed(str(path), err) from None
+    return h.hexdigest()

@@ -1,0 +1,120 @@
+"""Local servers the remote-dataset tests (and benchmarks/remote.py) read from: never the internet.
+
+`http_folder` serves a folder over HTTP with HEAD and single byte-range GETs (the stdlib's
+SimpleHTTPRequestHandler ignores Range, so every read would fetch the whole file) and counts the
+body bytes it sends and the files asked for. `s3_server` starts moto's S3 server, `upload`
+copies a folder into a bucket of it.
+"""
+
+import http.server
+import re
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+
+class _RangeHandler(http.server.BaseHTTPRequestHandler):
+    root: Path  # set per server by http_folder
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+        self._answer(body=False)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._answer(body=True)
+
+    def _answer(self, body: bool) -> None:
+        relative = unquote(urlparse(self.path).path).lstrip("/")
+        with self.server.lock:
+            self.server.asked[relative] += 1
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root.resolve()) or not path.is_file():
+            self.send_error(404)
+            return
+        size = path.stat().st_size
+        start, stop, status = 0, size, 200
+        asked = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
+        if asked and (asked[1] or asked[2]):
+            if asked[1]:
+                start = int(asked[1])
+                stop = min(size, int(asked[2]) + 1) if asked[2] else size
+            else:  # the last N bytes
+                start = max(0, size - int(asked[2]))
+            status = 206
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(stop - start))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{size}")
+        self.end_headers()
+        if body:
+            with open(path, "rb") as f:
+                f.seek(start)
+                data = f.read(stop - start)
+            self.wfile.write(data)
+            with self.server.lock:
+                self.server.sent += len(data)
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+@contextmanager
+def http_folder(root: Path):
+    """Serve `root` at http://127.0.0.1:PORT; yields the server: `.url`, `.sent` (body bytes
+    sent so far), `.asked` (requests per path, relative to `root`)."""
+    handler = type("Handler", (_RangeHandler,), {"root": Path(root)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.sent, server.asked, server.lock = 0, Counter(), threading.Lock()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+#: Credentials and endpoint a client needs for the moto server (set them in os.environ).
+def s3_environment(endpoint: str) -> dict[str, str]:
+    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
+
+
+@contextmanager
+def s3_server():
+    """moto's S3 server on a free local port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def upload(endpoint: str, folder: Path, bucket: str, prefix: str) -> str:
+    """Every file under `folder` into s3://bucket/prefix/ (bucket created if new); returns the
+    dataset's URL."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, **_keys())
+    if bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+        client.create_bucket(Bucket=bucket)
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder)}")
+    return f"s3://{bucket}/{prefix}"
+
+
+def _keys() -> dict:
+    env = s3_environment("")
+    return {"aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+            "region_name": env["AWS_DEFAULT_REGION"]}

@@ -1,0 +1,207 @@
+"""Datasets read from a URL: a local HTTP server with byte ranges and moto's local S3 server, both
+started here (never the internet), serving real extracted datasets; `etlkit verify`, `preview`,
+`train` and `evaluate` on them, and reads that fetch only the chunks they touch."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from assertions import one_error_line
+from servers import http_folder, s3_environment, s3_server, upload
+from typer.testing import CliRunner
+
+from etlkit import remote
+from etlkit.cli import app
+from etlkit.extract import Options, extract
+from etlkit.shards import open_shards
+from etlkit.verify import check_dataset, verify_dataset
+from train.data import Part, eval_batches, train_groups
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def served(hiragana_shards, tmp_path_factory):
+    """A copy of the hiragana dataset (3 train shards) served over HTTP: (server, URL, folder)."""
+    folder = tmp_path_factory.mktemp("served") / "hiragana"
+    shutil.copytree(hiragana_shards, folder)
+    with http_folder(folder.parent) as server:
+        yield server, f"{server.url}/hiragana", folder
+
+
+@pytest.fixture(scope="module")
+def big_shard(hiragana_shards, tmp_path_factory):
+    """Uncompressed 64×64 shards of a few MB each (the kanji of the synthetic ETL8G_01), for
+    measuring what one block read fetches."""
+    out = tmp_path_factory.mktemp("big") / "all"
+    extract([hiragana_shards.parent / "raw"], out,
+            Options(task="kanji", compression="none", shard_size=4096, allow_missing=True))
+    return out
+
+
+@pytest.fixture(scope="module")
+def bucket(hiragana_shards):
+    """moto's S3 server holding the hiragana dataset; the AWS variables point at it."""
+    with s3_server() as endpoint, pytest.MonkeyPatch.context() as env:
+        for key, value in s3_environment(endpoint).items():
+            env.setenv(key, value)
+        yield upload(endpoint, hiragana_shards, "etl", "datasets/hiragana"), endpoint
+
+
+def test_a_block_read_over_http_fetches_its_chunks_not_the_shard(big_shard):
+    local = open_shards(big_shard, "train")
+    size = (big_shard / local.manifest["shards"][0]["path"]).stat().st_size
+    assert size > 8 << 20
+    with http_folder(big_shard.parent) as server:
+        shards = open_shards(f"{server.url}/{big_shard.name}", "train")
+        assert shards.counts() == local.counts() and shards.classes == local.classes
+        before = server.sent
+        with shards.open([0]) as files:
+            block = files.read_block(0, 512, 256)
+        fetched = server.sent - before
+        before = server.sent
+        first = next(eval_batches(Part(shards), 256))  # what batch-norm calibration reads
+        evaluated = server.sent - before
+    with local.open([0]) as files:
+        expected = files.read_block(0, 512, 256)
+    for name in ("images", "labels"):
+        np.testing.assert_array_equal(block[name], expected[name])
+    # the file's metadata, the labels and the 1 MiB images chunk (across two cache blocks)
+    assert 256 * 64 * 64 <= fetched < size / 3, (fetched, size)
+    assert first["mask"].all() and evaluated < size / 3, (evaluated, size)
+
+
+def test_a_url_split_reads_like_the_folder(served, hiragana_shards):
+    _, url, _ = served
+    for split in ("train", "val", "test"):
+        got, want = open_shards(url, split).read(), open_shards(hiragana_shards, split).read()
+        for name in ("images", "labels"):
+            np.testing.assert_array_equal(got[name], want[name])
+    blocks = list(open_shards(url + "/", "train").blocks(seed=1))
+    assert sum(len(b["labels"]) for b in blocks) == len(open_shards(hiragana_shards, "train"))
+
+
+def test_etlkit_verify_checks_the_remote_checksums(served):
+    server, url, folder = served
+    before = server.sent
+    result = runner.invoke(app, ["verify", url])
+    assert result.exit_code == 0, result.output
+    assert "5 of 5 files ok" in result.stdout  # 3 train, 1 val, 1 test shard
+    shards_bytes = sum(p.stat().st_size for p in folder.glob("*/shard-*.h5"))
+    assert server.sent - before >= shards_bytes  # every byte was hashed
+
+
+def test_each_process_verifies_only_its_own_shards(served):
+    _, url, _ = served
+    names = {c.name for c in verify_dataset(url, process=(1, 2)) if c.dataset == "shard"}
+    assert names == {"train/shard-00001.h5"}  # val and test have one shard each: process 0's
+
+
+def test_a_second_training_process_reads_and_checks_only_its_own_shards(served):
+    server, url, _ = served
+    server.asked.clear()
+    check_dataset(url, process=(1, 2))
+    train = Part(open_shards(url, "train"), 1, 2)
+    assert sum(len(g["labels"].ravel()) for g in train_groups(train, 16, 1, 0, 0)) == 96
+    assert sum(b["mask"].sum() for b in eval_batches(train, 16)) == 100
+    for split in ("val", "test"):  # one shard each: process 0's
+        assert not sum(b["mask"].sum() for b in eval_batches(Part(open_shards(url, split), 1, 2),
+                                                             16))
+    assert {p for p in server.asked if p.endswith(".h5")} == {"hiragana/train/shard-00001.h5"}
+
+
+def test_a_tampered_remote_shard_fails_verify_and_train(served, tmp_path):
+    _, url, folder = served
+    shard = folder / "train" / "shard-00002.h5"
+    original = shard.read_bytes()
+    tampered = bytearray(original)
+    tampered[-100] ^= 0xFF
+    shard.write_bytes(bytes(tampered))
+    try:
+        result = runner.invoke(app, ["verify", url])
+        assert result.exit_code == 1
+        row = [ln for ln in result.stdout.splitlines() if ln.startswith("train/shard-00002.h5")]
+        assert "corrupt" in row[0] and "SHA-256 differs" in row[0]
+        one_error_line(runner.invoke(app, ["train", url, "--out", str(tmp_path / "run"),
+                                           "--model", "M6-1", "--no-progress"]),
+                       f"{url}/train/shard-00002.h5: corrupt")
+        assert not (tmp_path / "run").exists()
+    finally:
+        shard.write_bytes(original)
+
+
+def test_unreachable_and_manifestless_urls_are_one_error_line(served):
+    server, _, _ = served
+    one_error_line(runner.invoke(app, ["verify", "http://127.0.0.1:9/hiragana"]),
+                   "http://127.0.0.1:9/hiragana/manifest.json: unreachable")
+    one_error_line(runner.invoke(app, ["verify", f"{server.url}/nothing"]),
+                   f"{server.url}/nothing/manifest.json: no manifest.json")
+    one_error_line(runner.invoke(app, ["verify", "ftp://example.org/data"]),
+                   "unknown URL scheme 'ftp'")
+
+
+def test_a_cache_folder_keeps_the_files_it_read(served, tmp_path, monkeypatch):
+    _, url, folder = served
+    monkeypatch.setenv(remote.CACHE_ENV, str(tmp_path / "cache"))
+    data = open_shards(url, "val").read()
+    np.testing.assert_array_equal(data["labels"], open_shards(folder, "val").read()["labels"])
+    cached = [p for p in (tmp_path / "cache").iterdir() if p.stat().st_size > 0]
+    assert any(p.stat().st_size == (folder / "val" / "shard-00000.h5").stat().st_size
+               for p in cached)
+
+
+def test_etlkit_preview_of_a_url(served, tmp_path):
+    _, url, _ = served
+    result = runner.invoke(app, ["preview", url, "--out", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p" / "classes.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_etlkit_train_and_evaluate_over_http(served, tmp_path):
+    _, url, _ = served
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", url, "--out", str(run), "--model", "M6-1",
+                                 "--epochs", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["shards"] == url and config["splits"]["train"] == 225
+    result = runner.invoke(app, ["evaluate", str(run)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "eval.json").read_text())["count"] == 75
+
+
+def test_etlkit_verify_on_a_local_s3_server(bucket, hiragana_shards):
+    url, endpoint = bucket
+    result = runner.invoke(app, ["verify", url])
+    assert result.exit_code == 0, result.output
+    assert "5 of 5 files ok" in result.stdout
+    got = open_shards(url, "test").read()
+    np.testing.assert_array_equal(got["images"], open_shards(hiragana_shards, "test").read()
+                                  ["images"])
+    one_error_line(runner.invoke(app, ["verify", "s3://etl/datasets/none"]),
+                   "s3://etl/datasets/none/manifest.json: no manifest.json")
+
+
+def test_an_unlisted_object_in_the_bucket_is_reported(bucket, hiragana_shards, tmp_path):
+    _, endpoint = bucket
+    extra = tmp_path / "extra"
+    shutil.copytree(hiragana_shards, extra)
+    shutil.copy(extra / "val" / "shard-00000.h5", extra / "val" / "shard-00007.h5")
+    url = upload(endpoint, extra, "etl", "datasets/extra")
+    result = runner.invoke(app, ["verify", url])
+    assert result.exit_code == 1
+    assert any(ln.startswith("val/shard-00007.h5") and "unlisted" in ln
+               for ln in result.stdout.splitlines())
+
+
+@pytest.mark.slow
+def test_etlkit_train_from_a_local_s3_server(bucket, tmp_path):
+    url, _ = bucket
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", url, "--out", str(run), "--model", "M6-1",
+                                 "--epochs", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "test accuracy" in result.stderr
+    assert json.loads((run / "config.json").read_text())["config"]["shards"] == url
