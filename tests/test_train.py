@@ -35,8 +35,10 @@ def shards(hiragana_shards):
     return hiragana_shards
 
 
-def _args(shards, out, *extra, epochs=3, progress=False):
-    return ["train", str(shards), "--out", str(out), "--model", "M6-1", "--epochs", str(epochs),
+def _args(shards, out, *extra, epochs=3, progress=False, model="M6-1"):
+    """`etlkit train` of the shared run (M6-1); `model="M3"` (no convolutions, quick) where the
+    network does not matter."""
+    return ["train", str(shards), "--out", str(out), "--model", model, "--epochs", str(epochs),
             "--log-every", "5", *([] if progress else ["--no-progress"]), *extra]
 
 
@@ -218,7 +220,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
                                                                                tmp_path):
     out = tmp_path / "nan"
     # epoch 1 at 1e-4, then the learning rate jumps to 1e32 and the weights overflow
-    result = runner.invoke(app, _args(shards, out, "--lr-step-epochs", "1", "--lr-decay", "1e36"))
+    result = runner.invoke(app, _args(shards, out, "--lr-step-epochs", "1", "--lr-decay", "1e36",
+                                      model="M3"))
     assert result.exit_code == 1
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "loss became nan" in lines[0], result.stderr
@@ -230,7 +233,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
 
 def test_early_stopping_follows_patience(shards, tmp_path):
     out = tmp_path / "patience"
-    result = runner.invoke(app, _args(shards, out, "--patience", "1", "--lr", "1e-9", epochs=8))
+    result = runner.invoke(app, _args(shards, out, "--patience", "1", "--lr", "1e-9", epochs=8,
+                                      model="M3"))
     assert result.exit_code == 0, result.output
     epochs = Run(out).history().epochs
     # training stops after the first epoch that does not beat the best so far
@@ -344,7 +348,7 @@ def test_metrics_records_drop_only_a_cut_off_last_line(tmp_path):
 def test_a_redirected_stdout_gets_nothing_from_train(shards, tmp_path):
     """The progress bar is on by default; with stdout and stderr not terminals it draws
     nothing (it used to leave a blank line per epoch on stdout)."""
-    proc = _cli(_args(shards, tmp_path / "piped", epochs=2, progress=True))
+    proc = _cli(_args(shards, tmp_path / "piped", epochs=2, progress=True, model="M3"))
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert out == ""
