@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from etlkit.cli import app
 from etlkit.synth import synth
-from train.experiments.table import PAPER
+from train.experiments.table import PAPER, markdown
 from train.rundir import Run
 
 runner = CliRunner()
@@ -33,8 +33,16 @@ def test_grid_from_raw_files_writes_table_3_and_resumes(raw, tmp_path):
         assert r["test_accuracy"] == test["test/accuracy"]
         assert r["best_epoch"] == test["test/best_epoch"] == 1
         assert r["paper"] == PAPER[r["model"]][1]
-        row = f"| {r['model']} | {100 * r['test_accuracy']:.2f} ({r['paper']:.2f}) |"
+        # synthetic data: marked, and set beside no paper number
+        row = f"| {r['model']} | {100 * r['test_accuracy']:.2f}* |"
         assert row in result.stdout and row in (out / "table.md").read_text()
+    assert doc["datasets"]["hiragana"]["synthetic"] is True
+    assert "| model | hiragana (synthetic) |" in result.stdout
+    assert "not comparable with the paper's" in result.stdout
+    real = {**doc, "datasets": {"hiragana": {**doc["datasets"]["hiragana"], "synthetic": False}}}
+    for r in doc["results"]:  # the same numbers from AIST's files: beside the paper's
+        row = f"| {r['model']} | {100 * r['test_accuracy']:.2f} ({r['paper']:.2f}) |"
+        assert row in markdown(real, ["M6-1", "M7-2"], ["hiragana"])
     # the same command again reads the finished runs back instead of training
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "hiragana-M6-1: done" in again.stderr
