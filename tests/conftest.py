@@ -1,10 +1,26 @@
 """Shared fixtures for the etlkit tests."""
 
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
 
 from etlkit.formats import FORMATS
 from etlkit.formats.sixbit import T56, SixbitLayout
+
+#: One JAX compilation cache for the session, its training subprocesses included (they inherit
+#: the environment): many tests train the same network on the same shapes, and a cached
+#: executable is the same code, so only the time changes. Set before any test imports JAX
+#: (etlkit.formats does not).
+_JAX_CACHE = tempfile.mkdtemp(prefix="etlkit-tests-jax-cache-")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _JAX_CACHE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_JAX_CACHE, ignore_errors=True)
+
 
 #: One real AIST file name per dataset (docs/etl-formats.md §5), so name-based inference applies.
 _ETL_FILE_NAMES = {
