@@ -112,7 +112,7 @@ def random_exportable(name: str, num_classes: int) -> Exportable:
     graphdef, state = nnx.split(nnx.eval_shape(
         lambda: models.build(name, num_classes, rngs=nnx.Rngs(0))))
     size = models.spec(name).input_size
-    doc = {"config": {"model": name, "shards": ""}, "preprocessing": {},
+    doc = {"config": {"model": name, "shards": ""}, "dataset": None, "preprocessing": {},
            "classes": [[chr(0x41 + i), 0x41 + i] for i in range(num_classes)]}
     frame = Framing(0.7, None, size, False)
     return Exportable(graphdef, state, metadata.describe(doc, frame, "best", "fp32"))

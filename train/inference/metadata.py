@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from etlkit import __version__
+from etlkit import __version__, remote
 from etlkit.errors import EtlError
 from etlkit.labels import sjis_hex
 
@@ -32,12 +32,14 @@ PREPROCESSING = (
 
 def describe(doc: dict, frame: Framing, which: str, trained_precision: str) -> dict:
     """The metadata of a run's model (its config.json `doc`) exported in float32."""
-    manifest = Path(doc["dataset"]) / "manifest.json"
-    digest, note = None, None
-    if manifest.is_file():
-        digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
-    else:
-        note = f"{manifest} was not found at export time"
+    digest, note = None, "no dataset: random weights"
+    if doc["dataset"]:
+        manifest = remote.join(doc["dataset"], "manifest.json")
+        try:
+            digest = hashlib.sha256(remote.read_text(manifest).encode("utf-8")).hexdigest()
+            note = None
+        except (OSError, EtlError):
+            note = f"{manifest} was not found at export time"
     return {
         "model": doc["config"]["model"],
         "task": doc.get("task"),
