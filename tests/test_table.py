@@ -45,6 +45,25 @@ def test_grid_from_raw_files_writes_table_3_and_resumes(raw, tmp_path):
     (["--tasks", "kana"], "unknown task 'kana'"),
     (["--shards", "hiragana"], "expected TASK=DIR"),
 ])
+@pytest.mark.parametrize("split", ["random", "writer"])
+def test_residual_networks_run_beside_the_m_series_with_their_own_recipe(raw, tmp_path, split):
+    out = tmp_path / "grid"
+    result = runner.invoke(app, ["table", str(raw), "--out", str(out), "--models",
+                                 "M6-1,ResNet-64", "--tasks", "hiragana", "--split", split,
+                                 "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "table.json").read_text())
+    assert doc["split"] == split
+    cells = {r["model"]: r for r in doc["results"]}
+    assert cells["ResNet-64"]["paper"] is None
+    resnet = f"| ResNet-64 | {100 * cells['ResNet-64']['test_accuracy']:.2f} (—) |"
+    assert resnet in result.stdout
+    assert f"| M6-1 | {100 * cells['M6-1']['test_accuracy']:.2f} (96.13) |" in result.stdout
+    used = Run(out / "runs" / "hiragana-ResNet-64").read_config()["config"]
+    assert (used["optimizer"], used["schedule"], used["epochs"]) == ("adamw", "cosine", 1)
+    assert Run(out / "runs" / "hiragana-M6-1").read_config()["config"]["lr"] == 1e-4
+
+
 def test_bad_grids_give_one_clear_line(raw, tmp_path, extra, needle):
     result = runner.invoke(app, ["table", str(raw), "--out", str(tmp_path / "g"), *extra])
     assert result.exit_code == 1 and needle in result.stderr

@@ -244,15 +244,21 @@ def register(app: typer.Typer, reported) -> None:
         shards: Annotated[list[str] | None, typer.Option(help="TASK=DIR: use these shards for "
                                                          "a task instead of extracting.")] = None,
         split: Annotated[str, typer.Option(help="random (the paper's) or writer.")] = "random",
-        epochs: Annotated[int, typer.Option(help="At most this many epochs per run.")] = 40,
-        batch_size: Annotated[int, typer.Option(help="Global batch.")] = 16,
-        lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
-        patience: Annotated[int, typer.Option(help="Early-stopping patience (0: never).")] = 5,
+        epochs: Annotated[int | None, typer.Option(help="At most this many epochs per run. "
+                                                   "[each model's recipe: 40 for the "
+                                                   "M-series]")] = None,
+        batch_size: Annotated[int | None, typer.Option(help="Global batch. [recipe: 16]")
+                              ] = None,
+        lr: Annotated[float | None, typer.Option(help="Learning rate. [recipe: 1e-4]")] = None,
+        patience: Annotated[int | None, typer.Option(help="Early-stopping patience (0: never). "
+                                                     "[recipe: 5]")] = None,
         precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
         seed: Annotated[int, typer.Option(help="Seed of every run.")] = 0,
     ):
         """Train a grid of models × tasks and write the paper-style Table 3 beside the paper's
-        numbers (resumable: rerun the same command after a stop)."""
+        numbers (resumable: rerun the same command after a stop). Each model trains with its
+        own recipe (the paper's for the M-series, docs/beyond.md's for the residual networks)
+        unless an option overrides it for all."""
         from .config import Config
         from .experiments.table import run_grid
         with reported():
