@@ -41,10 +41,6 @@ def test_grid_from_raw_files_writes_table_3_and_resumes(raw, tmp_path):
     assert "training M6-1" not in again.stderr and again.stdout == result.stdout
 
 
-@pytest.mark.parametrize("extra, needle", [
-    (["--tasks", "kana"], "unknown task 'kana'"),
-    (["--shards", "hiragana"], "expected TASK=DIR"),
-])
 @pytest.mark.parametrize("split", ["random", "writer"])
 def test_residual_networks_run_beside_the_m_series_with_their_own_recipe(raw, tmp_path, split):
     out = tmp_path / "grid"
@@ -64,6 +60,10 @@ def test_residual_networks_run_beside_the_m_series_with_their_own_recipe(raw, tm
     assert Run(out / "runs" / "hiragana-M6-1").read_config()["config"]["lr"] == 1e-4
 
 
+@pytest.mark.parametrize("extra, needle", [
+    (["--tasks", "kana"], "unknown task 'kana'"),
+    (["--shards", "hiragana"], "expected TASK=DIR"),
+])
 def test_bad_grids_give_one_clear_line(raw, tmp_path, extra, needle):
     result = runner.invoke(app, ["table", str(raw), "--out", str(tmp_path / "g"), *extra])
     assert result.exit_code == 1 and needle in result.stderr
