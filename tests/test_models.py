@@ -15,6 +15,7 @@ from train import models
 M_SERIES = ["M3", "M6-1", "M6-2", "M7-1", "M7-2", "M8", "M9", "M11", "M12", "M13", "M16"]
 SEEDS = ["LeNet-5"] + [f"MNIST-CNN-{i}" for i in range(1, 7)] + [
     "CNN-93k", "FF-baseline", "EMNIST-CNN"]
+RESNETS = ["ResNet-64", "ResNet-28", "WideResNet-28"]
 CLASS_COUNTS = (3, 75, 881, 1004)
 
 #: docs/m-series.md, "Trainable parameter counts these conventions give".
@@ -60,6 +61,26 @@ SEED_PARAMS = {
     ("EMNIST-CNN", 47): 229_807,
 }
 
+def _preact_params(c_in: int, c_out: int, stride: int) -> int:
+    """One pre-activation block: BN(c_in) scale+shift, 3x3 c_in->c_out, BN(c_out), 3x3
+    c_out->c_out, all convs without bias, plus a 1x1 c_in->c_out shortcut when the shape
+    changes."""
+    shortcut = c_in * c_out if (c_in, stride) != (c_out, 1) else 0
+    return 2 * c_in + 9 * c_in * c_out + 2 * c_out + 9 * c_out * c_out + shortcut
+
+
+#: Residual networks: stem 3x3 1->c (no bias) + BN; blocks; closing BN; FC with bias.
+RESNET_PARAMS = {
+    # 9*32 + 64 = 352; R32 18,560; R64/2 57,536; R128/2 229,760; BN 256; 128*10+10 = 1,290
+    ("ResNet-28", 10): 352 + _preact_params(32, 32, 1) + _preact_params(32, 64, 2)
+    + _preact_params(64, 128, 2) + 256 + 1_290,
+    # ... + R256/2 918,272; BN 512; 256*75+75 = 19,275
+    ("ResNet-64", 75): 352 + _preact_params(32, 32, 1) + _preact_params(32, 64, 2)
+    + _preact_params(64, 128, 2) + _preact_params(128, 256, 2) + 512 + 19_275,
+    ("WideResNet-28", 10): 9 * 64 + 128 + _preact_params(64, 64, 1)
+    + _preact_params(64, 128, 2) + _preact_params(128, 256, 2) + 512 + 2_570,
+}
+
 WITH_DROPOUT = {"M6-1", "MNIST-CNN-2", "MNIST-CNN-3", "MNIST-CNN-5", "MNIST-CNN-6", "EMNIST-CNN"}
 
 
@@ -72,7 +93,8 @@ def _batch_stats(model: models.Model) -> list[np.ndarray]:
 
 
 def test_names_and_spec_lookup():
-    assert models.names() == M_SERIES + SEEDS
+    assert models.names() == M_SERIES + SEEDS + RESNETS
+    assert [models.spec(n).input_size for n in RESNETS] == [64, 28, 28]
     assert models.spec("m7-2") is models.spec("M7-2")
     assert models.spec("lenet-5").input_size == 28
     assert [models.spec(n).family for n in M_SERIES] == ["M"] * len(M_SERIES)
@@ -97,6 +119,59 @@ def test_m_series_param_counts(name, num_classes):
 @pytest.mark.parametrize(("name", "num_classes"), list(SEED_PARAMS))
 def test_seed_param_counts(name, num_classes):
     assert models.count_params(name, num_classes) == SEED_PARAMS[(name, num_classes)]
+
+
+def test_resnet_param_counts():
+    assert RESNET_PARAMS == {("ResNet-28", 10): 307_754, ("ResNet-64", 75): 1_244_267,
+                             ("WideResNet-28", 10): 1_225_802}
+    for (name, num_classes), expected in RESNET_PARAMS.items():
+        assert models.count_params(name, num_classes) == expected
+
+
+def test_resnet_flops_by_hand():
+    # a block's MACs: out_pixels x (9 c_in c_out + 9 c_out c_out [+ c_in c_out shortcut])
+    def block(side, c_in, c_out, shortcut=True):
+        return side * side * (9 * c_in * c_out + 9 * c_out * c_out + shortcut * c_in * c_out)
+    resnet28 = 28 * 28 * 9 * 32 + block(28, 32, 32, False) + block(14, 32, 64) + block(
+        7, 64, 128) + 128 * 10
+    assert models.flops_per_image("ResNet-28", 10) == 2 * resnet28 == 74_313_216
+    # the stem runs at 64x64, then a pool: stages at 32, 16, 8, 4
+    resnet64 = 64 * 64 * 9 * 32 + block(32, 32, 32, False) + block(16, 32, 64) + block(
+        8, 64, 128) + block(4, 128, 256) + 256 * 75
+    assert models.flops_per_image("ResNet-64", 75) == 2 * resnet64
+    # twice ResNet-28's widths, one stage fewer: 28, 14, 7
+    wide = 28 * 28 * 9 * 64 + block(28, 64, 64, False) + block(14, 64, 128) + block(
+        7, 128, 256) + 256 * 10
+    assert models.flops_per_image("WideResNet-28", 10) == 2 * wide
+    # cheaper per image than the M-series networks it is set against
+    assert models.flops_per_image("ResNet-64", 75) < models.flops_per_image("M7-2", 75) / 2
+
+
+def test_resnet_forward_blocks_and_batch_norm():
+    model = models.build("ResNet-28", 10, rngs=nnx.Rngs(0))
+    x = _images(28, batch=3)
+    stats = _batch_stats(model)
+    assert len(stats) == 2 * (1 + 2 + 2 + 2 + 1)  # stem, two per block, the closing BN
+    logits = model(x, train=False)
+    assert logits.shape == (3, 10) and logits.dtype == jnp.float32
+    # no dropout: train mode differs from eval mode only by batch statistics, not by key
+    train1 = model(x, train=True, key=jax.random.key(1))
+    np.testing.assert_array_equal(train1, model(x, train=True, key=jax.random.key(2)))
+    assert not np.allclose(train1, logits)
+    assert all(not np.array_equal(b, a)
+               for b, a in zip(stats, _batch_stats(model), strict=True))
+    acts = model.activations(x)
+    assert [(n, a.shape) for n, a in acts] == [
+        ("conv1", (3, 28, 28, 32)), ("block1", (3, 28, 28, 32)), ("block2", (3, 14, 14, 64)),
+        ("block3", (3, 7, 7, 128))]
+    assert [k.shape for k in model.conv_kernels()] == [
+        (3, 3, 1, 32), (3, 3, 32, 32), (3, 3, 32, 32), (3, 3, 32, 64), (3, 3, 64, 64),
+        (3, 3, 64, 128), (3, 3, 128, 128)]
+    # the identity shortcut: with both convolutions of block1 zeroed it passes its input on
+    block = model.layers[1]
+    block.conv2.kernel[...] = jnp.zeros_like(block.conv2.kernel[...])
+    stem = model.layers[0](x[..., None], train=False, key=None)
+    np.testing.assert_array_equal(block(stem, train=False, key=None), stem)
 
 
 @pytest.mark.parametrize("name", M_SERIES)

@@ -49,6 +49,28 @@ def test_grid_from_raw_files_writes_table_3_and_resumes(raw, tmp_path):
     assert "training M6-1" not in again.stderr and again.stdout == result.stdout
 
 
+@pytest.mark.parametrize("split", ["random", "writer"])
+def test_residual_networks_run_beside_the_m_series_with_their_own_recipe(raw, tmp_path, split):
+    out = tmp_path / "grid"
+    result = runner.invoke(app, ["table", str(raw), "--out", str(out), "--models",
+                                 "M6-1,ResNet-64", "--tasks", "hiragana", "--split", split,
+                                 "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "table.json").read_text())
+    assert doc["split"] == split
+    cells = {r["model"]: r for r in doc["results"]}
+    assert cells["ResNet-64"]["paper"] is None
+    for model in ("ResNet-64", "M6-1"):  # synthetic: marked, beside no paper number
+        assert f"| {model} | {100 * cells[model]['test_accuracy']:.2f}* |" in result.stdout
+    real = {**doc, "datasets": {"hiragana": {**doc["datasets"]["hiragana"], "synthetic": False}}}
+    table = markdown(real, ["M6-1", "ResNet-64"], ["hiragana"])  # from AIST's files
+    assert f"| ResNet-64 | {100 * cells['ResNet-64']['test_accuracy']:.2f} (—) |" in table
+    assert f"| M6-1 | {100 * cells['M6-1']['test_accuracy']:.2f} (96.13) |" in table
+    used = Run(out / "runs" / "hiragana-ResNet-64").read_config()["config"]
+    assert (used["optimizer"], used["schedule"], used["epochs"]) == ("adamw", "cosine", 1)
+    assert Run(out / "runs" / "hiragana-M6-1").read_config()["config"]["lr"] == 1e-4
+
+
 @pytest.mark.parametrize("extra, needle", [
     (["--tasks", "kana"], "unknown task 'kana'"),
     (["--shards", "hiragana"], "expected TASK=DIR"),

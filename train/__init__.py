@@ -3,7 +3,8 @@
 Training core (one concern a module): `config` (a run's options, its model and optimizer),
 `recipes` (each network's own recipe), `models` (the networks as one table and one builder),
 `ops` (pooling, dropout and convolution kernels fast on XLA:CPU), `augment` (on-device
-distortion), `data` (shards -> device batches), `steps` (the jitted functions and the device
+distortion), `targets` (label smoothing, mixup, cutmix), `ema` (the weights' moving average),
+`data` (shards -> device batches), `steps` (the jitted functions and the device
 mesh), `checkpoint` (the checkpoint file format), `loop` (`fit`: the training loop),
 `progress` (the bar), `rundir` (the run folder: config, metrics, checkpoints, evaluations;
 loads a model).

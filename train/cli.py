@@ -38,9 +38,12 @@ def register(app: typer.Typer, reported) -> None:
                                               "an https://, s3:// or gs:// URL.")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")],
         model: Annotated[str, typer.Option(help="M3, M6-1, M6-2, M7-1, M7-2, M8, M9, M11, "
-                                           "M12, M13, M16 (or a seed network).")] = "M7-2",
-        optimizer: Annotated[str | None, typer.Option(help="adam or sgd (with --momentum). "
-                                                      "[the model's recipe]")] = None,
+                                           "M12, M13, M16, a seed network, or ResNet-64, "
+                                           "ResNet-28, WideResNet-28.")] = "M7-2",
+        optimizer: Annotated[str | None, typer.Option(help="adam, adamw (with "
+                                                      "--weight-decay) or sgd (with "
+                                                      "--momentum). [the model's recipe]")
+                             ] = None,
         batch_size: Annotated[int | None, typer.Option(help="Global batch, over all devices. "
                                                        "[recipe: 16 for the M-series]")] = None,
         lr: Annotated[float | None, typer.Option(help="Learning rate. [recipe: 1e-4]")] = None,
@@ -51,6 +54,32 @@ def register(app: typer.Typer, reported) -> None:
                                                            "--lr-decay every this many epochs; "
                                                            "0: never. [recipe: 20]")] = None,
         lr_decay: Annotated[float, typer.Option(help="Step decay factor.")] = 0.1,
+        schedule: Annotated[str | None, typer.Option(help="step (--lr-step-epochs) or cosine "
+                                                     "(linear warm-up over --warmup-epochs, "
+                                                     "then cosine decay to 0). [recipe]")
+                            ] = None,
+        warmup_epochs: Annotated[float | None, typer.Option(help="Cosine schedule's warm-up. "
+                                                            "[recipe]")] = None,
+        weight_decay: Annotated[float | None, typer.Option(help="AdamW's decoupled weight "
+                                                           "decay, on kernels. [recipe]")
+                                ] = None,
+        label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing. "
+                                                              "[recipe]")] = None,
+        mixup: Annotated[float | None, typer.Option(help="Mixup's Beta(a, a); 0: off. "
+                                                    "[recipe]")] = None,
+        cutmix: Annotated[float | None, typer.Option(help="CutMix's Beta(a, a); 0: off (with "
+                                                     "--mixup: one of the two per step). "
+                                                     "[recipe]")] = None,
+        affine: Annotated[float | None, typer.Option(help="Random affine distortion on the "
+                                                     "device; 1: rotation and shear ±15°, zoom "
+                                                     "±15 %, shift ±10 %. 0: off. [recipe]")
+                          ] = None,
+        elastic: Annotated[float | None, typer.Option(help="Elastic distortion on the device "
+                                                      "(Simard's alpha, pixels per 28 of "
+                                                      "side). 0: off. [recipe]")] = None,
+        ema: Annotated[float | None, typer.Option(help="Evaluate and keep a moving average "
+                                                  "of the weights with this decay (e.g. "
+                                                  "0.998). 0: off. [recipe]")] = None,
         patience: Annotated[int | None, typer.Option(help="Stop after this many epochs "
                                                      "without a better validation accuracy "
                                                      "(0: never). [recipe: 5]")] = None,
@@ -92,6 +121,9 @@ def register(app: typer.Typer, reported) -> None:
         config = Config(shards=shards, model=model, optimizer=optimizer,
                         batch_size=batch_size, lr=lr, momentum=momentum, epochs=epochs,
                         lr_step_epochs=lr_step_epochs, lr_decay=lr_decay, patience=patience,
+                        schedule=schedule, warmup_epochs=warmup_epochs,
+                        weight_decay=weight_decay, label_smoothing=label_smoothing, mixup=mixup,
+                        cutmix=cutmix, affine=affine, elastic=elastic, ema=ema,
                         precision=precision, augment=augment, seed=seed,
                         conv_dropout=conv_dropout, fc_dropout=fc_dropout,
                         steps_per_call=steps_per_call, log_every=log_every,
@@ -107,17 +139,21 @@ def register(app: typer.Typer, reported) -> None:
         split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
         which: Annotated[str, typer.Option(help="best (highest validation accuracy) or "
                                            "latest checkpoint.")] = "best",
+        tta: Annotated[int, typer.Option(help="Test-time augmentation: average the class "
+                                         "probabilities over the image and N - 1 randomly "
+                                         "distorted copies (fixed draws). 1: off.")] = 1,
     ):
         """Accuracy, per-class accuracy and confusions of a run's model on a split of its
         shards, and its training curves, in the run folder: eval.json, confusion.png,
         misclassified.png and curves.png for the test split with the best model; other splits
         and models get eval-SPLIT-WHICH.json, confusion-SPLIT-WHICH.png and
-        misclassified-SPLIT-WHICH.png."""
+        misclassified-SPLIT-WHICH.png, and --tta N adds -ttaN to the name."""
         from .reports import evaluate
         with reported():
-            doc, written = evaluate.write(run, evaluate.evaluate(run, split, which))
+            doc, written = evaluate.write(run, evaluate.evaluate(run, split, which, tta))
+        shown = f", {tta} views" if tta > 1 else ""
         typer.echo(f"{split}: {doc['count']} images, accuracy {doc['accuracy']:.2%}, top-5 "
-                   f"{doc['top5_accuracy']:.2%}, loss {doc['loss']:.4f} ({which} model)")
+                   f"{doc['top5_accuracy']:.2%}, loss {doc['loss']:.4f} ({which} model{shown})")
         typer.echo("wrote " + ", ".join(str(p) for p in written))
 
     @app.command(name="predict")
@@ -240,15 +276,21 @@ def register(app: typer.Typer, reported) -> None:
         shards: Annotated[list[str] | None, typer.Option(help="TASK=DIR: use these shards for "
                                                          "a task instead of extracting.")] = None,
         split: Annotated[str, typer.Option(help="random (the paper's) or writer.")] = "random",
-        epochs: Annotated[int, typer.Option(help="At most this many epochs per run.")] = 40,
-        batch_size: Annotated[int, typer.Option(help="Global batch.")] = 16,
-        lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
-        patience: Annotated[int, typer.Option(help="Early-stopping patience (0: never).")] = 5,
+        epochs: Annotated[int | None, typer.Option(help="At most this many epochs per run. "
+                                                   "[each model's recipe: 40 for the "
+                                                   "M-series]")] = None,
+        batch_size: Annotated[int | None, typer.Option(help="Global batch. [recipe: 16]")
+                              ] = None,
+        lr: Annotated[float | None, typer.Option(help="Learning rate. [recipe: 1e-4]")] = None,
+        patience: Annotated[int | None, typer.Option(help="Early-stopping patience (0: never). "
+                                                     "[recipe: 5]")] = None,
         precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
         seed: Annotated[int, typer.Option(help="Seed of every run.")] = 0,
     ):
         """Train a grid of models × tasks and write the paper-style Table 3 beside the paper's
-        numbers (resumable: rerun the same command after a stop)."""
+        numbers (resumable: rerun the same command after a stop). Each model trains with its
+        own recipe (the paper's for the M-series, docs/beyond.md's for the residual networks)
+        unless an option overrides it for all."""
         from .config import Config
         from .experiments.table import run_grid
         with reported():

@@ -3,6 +3,7 @@ recipe; and the model and optimizer a config defines."""
 
 from dataclasses import dataclass, replace
 
+import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
@@ -12,6 +13,10 @@ from etlkit.remote import check_location
 
 from . import models, recipes
 
+#: The modern options a recipe sets (docs/beyond.md), in `Config` and `recipes.Recipe` alike.
+RECIPE_OPTIONS = ("schedule", "warmup_epochs", "weight_decay", "label_smoothing", "mixup",
+                  "cutmix", "affine", "elastic", "ema")
+
 
 @dataclass(frozen=True)
 class Config:
@@ -20,7 +25,7 @@ class Config:
 
     shards: str  # a dataset folder or URL (`etlkit.remote`)
     model: str = "M7-2"
-    optimizer: str | None = None  # adam | sgd
+    optimizer: str | None = None  # adam | adamw | sgd
     batch_size: int | None = None
     lr: float | None = None
     momentum: float | None = None  # sgd
@@ -28,6 +33,16 @@ class Config:
     lr_step_epochs: int | None = None  # learning rate x lr_decay every this many epochs; 0: never
     lr_decay: float = 0.1
     patience: int | None = None  # epochs without a better validation accuracy; 0: never stop
+    # the modern options (recipes.Recipe; docs/beyond.md), all off in the paper's recipe
+    schedule: str | None = None  # step | cosine (linear warm-up, then cosine decay to 0)
+    warmup_epochs: float | None = None
+    weight_decay: float | None = None  # adamw, on kernels only (not biases, not batch norm)
+    label_smoothing: float | None = None
+    mixup: float | None = None  # Beta(a, a) mixing of image pairs; 0: off
+    cutmix: float | None = None  # Beta(a, a) pasting of a box from another image; 0: off
+    affine: float | None = None  # random rotation, shear, zoom, shift; strength, 0: off
+    elastic: float | None = None  # elastic distortion amplitude, pixels per 28 of side; 0: off
+    ema: float | None = None  # decay of the weights' moving average that is evaluated; 0: off
     precision: str = "fp32"  # fp32 | bf16
     augment: bool = False
     seed: int = 0
@@ -50,13 +65,24 @@ class Config:
         """Every option None here set from the model's recipe."""
         r = recipes.recipe(self.model)
         return replace(self, **{k: getattr(r, k) for k in (
-            "optimizer", "batch_size", "lr", "momentum", "epochs", "lr_step_epochs", "patience")
-            if getattr(self, k) is None})
+            "optimizer", "batch_size", "lr", "momentum", "epochs", "lr_step_epochs", "patience",
+            *RECIPE_OPTIONS) if getattr(self, k) is None})
 
     def check(self) -> None:
         check_location(self.shards)
-        if self.optimizer not in ("adam", "sgd"):
-            raise EtlError(f"--optimizer must be adam or sgd, not {self.optimizer!r}")
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise EtlError(f"--optimizer must be adam, adamw or sgd, not {self.optimizer!r}")
+        if self.schedule not in ("step", "cosine"):
+            raise EtlError(f"--schedule must be step or cosine, not {self.schedule!r}")
+        for name in ("warmup_epochs", "weight_decay", "mixup", "cutmix", "affine", "elastic"):
+            if getattr(self, name) < 0:
+                raise EtlError(f"--{name.replace('_', '-')} must not be negative")
+        for name in ("label_smoothing", "ema"):
+            if not 0 <= getattr(self, name) < 1:
+                raise EtlError(f"--{name.replace('_', '-')} must be in [0, 1), not "
+                               f"{getattr(self, name)}")
+        if self.weight_decay and self.optimizer != "adamw":
+            raise EtlError("--weight-decay needs --optimizer adamw")
         if self.precision not in ("fp32", "bf16"):
             raise EtlError(f"--precision must be fp32 or bf16, not {self.precision!r}")
         for name in ("batch_size", "epochs", "eval_batch_size", "log_every"):
@@ -71,21 +97,28 @@ class Config:
 
 
 def build(config: Config, num_classes: int):
-    """The model and its Adam optimizer with the step schedule, for `steps_per_epoch` steps."""
+    """The model a config defines, initialised from its seed."""
     dtype = jnp.bfloat16 if config.precision == "bf16" else jnp.float32
     return models.build(config.model, num_classes, rngs=nnx.Rngs(config.seed), dtype=dtype,
                         conv_dropout=config.conv_dropout, fc_dropout=config.fc_dropout)
 
 
 def optimizer(model, config: Config, steps_per_epoch: int) -> nnx.Optimizer:
-    """The recipe's optimizer with its step schedule (Adam: β 0.9/0.999, ε 1e-8)."""
-    if config.lr_step_epochs:
+    """The recipe's optimizer with its schedule (Adam and AdamW: β 0.9/0.999, ε 1e-8)."""
+    if config.schedule == "cosine":
+        total = config.epochs * steps_per_epoch
+        warmup = min(round(config.warmup_epochs * steps_per_epoch), total - 1)
+        schedule = optax.warmup_cosine_decay_schedule(0.0, config.lr, warmup, total)
+    elif config.lr_step_epochs:
         schedule = optax.exponential_decay(config.lr, config.lr_step_epochs * steps_per_epoch,
                                            config.lr_decay, staircase=True)
     else:
         schedule = optax.constant_schedule(config.lr)
     if config.optimizer == "sgd":
         tx = optax.sgd(schedule, momentum=config.momentum)
+    elif config.optimizer == "adamw":
+        tx = optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=config.weight_decay,
+                         mask=lambda params: jax.tree.map(lambda p: p.ndim > 1, params))
     else:
         tx = optax.adam(schedule, b1=0.9, b2=0.999, eps=1e-8)
     return nnx.Optimizer(model, tx, wrt=nnx.Param), schedule

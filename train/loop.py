@@ -26,7 +26,7 @@ from .data import Part, Prefetch, eval_batches, train_groups
 from .inference.images import measure_framing
 from .progress import Progress
 from .rundir import Run
-from .steps import Mesh, Steps
+from .steps import Mesh, StepOptions, Steps
 
 
 class Diverged(EtlError):
@@ -61,7 +61,7 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
     classes = train_set.classes
     model = build(config, len(classes))
     opt, schedule = optimizer(model, config, steps_per_epoch)
-    steps = Steps(model, opt, config.seed, config.augment)
+    steps = Steps(model, opt, config.seed, config.augment, StepOptions.of(config))
     loop = {"epoch": 0, "group": 0, "step": 0, "best_accuracy": None, "best_epoch": None,
             "bad_epochs": 0, "totals": None}
     state = steps.state
@@ -106,14 +106,15 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
             meter.log(loop)
             state = steps.recalibrate(state, calibration)
             if len(val_set):
-                val = _evaluate(steps, state[0], val_part, config.eval_batch_size, mesh)
+                val = _evaluate(steps, steps.eval_state(state), val_part, config.eval_batch_size,
+                                mesh)
                 improved = loop["best_accuracy"] is None or val["accuracy"] > loop["best_accuracy"]
             else:  # no validation split: the latest model is the one kept and tested
                 val, improved = {"loss": None, "accuracy": None, "top5": None}, True
             if improved:
                 loop.update(best_accuracy=val["accuracy"], best_epoch=epoch + 1, bad_epochs=0)
-                run.save("best", state[0], {"epoch": epoch + 1, "step": loop["step"],
-                                              "val_accuracy": val["accuracy"]})
+                run.save("best", steps.eval_state(state), {
+                    "epoch": epoch + 1, "step": loop["step"], "val_accuracy": val["accuracy"]})
             else:
                 loop["bad_epochs"] += 1
             record = {"epoch": epoch + 1, "step": loop["step"], **meter.epoch_means(),

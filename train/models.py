@@ -8,9 +8,14 @@ defined in exactly one place (docs/m-series.md for the M-series, Tsai 2016 Table
 
 Layer notation, comma-separated: ``32`` is a kxk convolution with 32 output channels, ``P`` a
 2x2 pool with stride 2, ``FC-256`` a hidden fully connected layer (the input is flattened in
-row-major NHWC order first), ``D0.25`` a dropout layer at a fixed rate. Every network ends with
-an output layer ``FC-num_classes`` (weights and bias, no batch norm, no dropout) that returns
-logits; the softmax belongs to the loss.
+row-major NHWC order first), ``D0.25`` a dropout layer at a fixed rate. Residual networks add
+``R64`` (a pre-activation residual block, He et al. 2016 "Identity mappings": BN, ReLU, 3x3
+conv, BN, ReLU, 3x3 conv, plus the input; a bias-free 1x1 convolution of the pre-activated
+input replaces the identity where the shape changes), ``R64/2`` (the same with stride 2 in its
+first convolution and shortcut) and ``GAP`` (the closing BN and ReLU of a pre-activation stack,
+then the global average over the image). Every network ends with an output layer
+``FC-num_classes`` (weights and bias, no batch norm, no dropout) that returns logits; the
+softmax belongs to the loss.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from . import ops
 class Spec:
     """One network: its layers in the paper's notation and its layer conventions."""
 
-    family: str  # "M" (Tsai 2016, 64x64) or "seed" (28x28 digit/letter networks)
+    family: str  # "M" (Tsai 2016, 64x64), "seed" (28x28 digit/letter networks), "resnet"
     layers: str
     input_size: int = 64
     kernel_size: int = 3
@@ -47,6 +52,11 @@ def _seed(layers: str, **kw) -> Spec:
     conventions = dict(input_size=28, padding="VALID", batch_norm=False, init="glorot_uniform",
                        auto_dropout=False)
     return Spec("seed", layers, **(conventions | kw))
+
+
+def _resnet(layers: str, input_size: int) -> Spec:
+    """A pre-activation residual network: BN and ReLU everywhere, He init, no dropout."""
+    return Spec("resnet", layers, input_size=input_size, auto_dropout=False)
 
 
 _TABLE: dict[str, Spec] = {
@@ -73,6 +83,11 @@ _TABLE: dict[str, Spec] = {
     "CNN-93k": _seed("32, P, 64, P, 64, FC-64"),
     "FF-baseline": _seed("FC-128"),
     "EMNIST-CNN": _seed("32, P, 64, P, FC-128, D0.5"),
+    # beyond the paper (docs/beyond.md): a stem, one block per stage, channels doubling as the
+    # side halves; the 64x64 one pools its stem output first, so no stage runs at full size
+    "ResNet-64": _resnet("32, P, R32, R64/2, R128/2, R256/2, GAP", 64),
+    "ResNet-28": _resnet("32, R32, R64/2, R128/2, GAP", 28),
+    "WideResNet-28": _resnet("64, R64, R128/2, R256/2, GAP", 28),
 }
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -100,11 +115,12 @@ def spec(name: str) -> Spec:
 class _Step:
     """One layer of a planned network; ``n_in``/``n_out`` are channels or features."""
 
-    kind: str  # "conv", "pool", "fc" (hidden), "dropout", "out"
+    kind: str  # "conv", "residual", "pool", "gap", "fc" (hidden), "dropout", "out"
     n_in: int = 0
     n_out: int = 0
-    out_pixels: int = 1  # output height x width of a conv
+    out_pixels: int = 1  # output height x width of a conv or residual block
     rate: float = 0.0  # dropout rate
+    stride: int = 1  # residual blocks
 
 
 def _plan(s: Spec, num_classes: int, conv_dropout: float, fc_dropout: float) -> Iterator[_Step]:
@@ -117,6 +133,15 @@ def _plan(s: Spec, num_classes: int, conv_dropout: float, fc_dropout: float) -> 
             yield _Step("pool")
         elif token.startswith("D"):
             yield _Step("dropout", rate=float(token[1:]))
+        elif token.startswith("R"):
+            width, _, stride = token[1:].partition("/")
+            stride = int(stride or 1)
+            side = -(-side // stride)  # SAME padding: ceil(side / stride)
+            yield _Step("residual", channels, int(width), out_pixels=side * side, stride=stride)
+            channels = int(width)
+        elif token == "GAP":
+            side = 1
+            yield _Step("gap", channels, channels)
         elif token.startswith("FC-"):
             n_in = features or side * side * channels
             features = int(token[3:])
@@ -169,6 +194,42 @@ class DenseBlock(nnx.Module):
         return x if self.activation is None else _ACTIVATIONS[self.activation](x)
 
 
+class ResidualBlock(nnx.Module):
+    """Pre-activation residual block (see the module docstring for ``R64`` / ``R64/2``)."""
+
+    def __init__(self, s: Spec, n_in: int, n_out: int, stride: int, dtype, rngs: nnx.Rngs):
+        def conv(a, b, k, stride_):
+            return nnx.Conv(a, b, (k, k), strides=stride_, padding="SAME", use_bias=False,
+                            kernel_init=_INITS[s.init], dtype=dtype, param_dtype=jnp.float32,
+                            conv_general_dilated=ops.conv, rngs=rngs)
+
+        self.bn1 = _batch_norm(n_in, dtype, rngs)
+        self.conv1 = conv(n_in, n_out, 3, stride)
+        self.bn2 = _batch_norm(n_out, dtype, rngs)
+        self.conv2 = conv(n_out, n_out, 3, 1)
+        self.shortcut = conv(n_in, n_out, 1, stride) if (n_in, stride) != (n_out, 1) else None
+        self.activation = s.activation
+
+    def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None) -> jax.Array:
+        act = _ACTIVATIONS[self.activation]
+        pre = act(self.bn1(x, use_running_average=not train))
+        y = self.conv1(pre)
+        y = self.conv2(act(self.bn2(y, use_running_average=not train)))
+        return y + (x if self.shortcut is None else self.shortcut(pre))
+
+
+class GlobalPool(nnx.Module):
+    """The closing BN and activation of a pre-activation stack, then the mean over the image."""
+
+    def __init__(self, s: Spec, channels: int, dtype, rngs: nnx.Rngs):
+        self.bn = _batch_norm(channels, dtype, rngs)
+        self.activation = s.activation
+
+    def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None) -> jax.Array:
+        x = _ACTIVATIONS[self.activation](self.bn(x, use_running_average=not train))
+        return x.mean(axis=(1, 2), keepdims=True)
+
+
 class Pool(nnx.Module):
     """2x2 pooling with stride 2 (max or average)."""
 
@@ -201,11 +262,16 @@ class Model(nnx.Module):
     def __init__(self, s: Spec, num_classes: int, *, conv_dropout: float, fc_dropout: float,
                  dtype, rngs: nnx.Rngs):
         self.input_size = s.input_size
+        self.num_classes = num_classes
         self.dtype = dtype
         layers = []
         for step in _plan(s, num_classes, conv_dropout, fc_dropout):
             if step.kind == "conv":
                 layers.append(ConvBlock(s, step.n_in, step.n_out, dtype, rngs))
+            elif step.kind == "residual":
+                layers.append(ResidualBlock(s, step.n_in, step.n_out, step.stride, dtype, rngs))
+            elif step.kind == "gap":
+                layers.append(GlobalPool(s, step.n_in, dtype, rngs))
             elif step.kind in ("fc", "out"):
                 activation = s.activation if step.kind == "fc" else None
                 layers.append(DenseBlock(s, step.n_in, step.n_out, activation, dtype, rngs))
@@ -241,17 +307,27 @@ class Model(nnx.Module):
                 x = layer(x, train=True, key=None)
 
     def activations(self, images: jax.Array) -> list[tuple[str, jax.Array]]:
-        """Eval-mode output of every conv block (after its activation): [("conv1", a), ...]."""
-        x, out = self._prepare(images), []
+        """Eval-mode output of every conv block (after its activation) and residual block:
+        [("conv1", a), ..., ("block1", b), ...]."""
+        x, out, count = self._prepare(images), [], {"conv": 0, "block": 0}
         for layer in self.layers:
             x = layer(x, train=False, key=None)
-            if isinstance(layer, ConvBlock):
-                out.append((f"conv{len(out) + 1}", x))
+            kind = {ConvBlock: "conv", ResidualBlock: "block"}.get(type(layer))
+            if kind:
+                count[kind] += 1
+                out.append((f"{kind}{count[kind]}", x))
         return out
 
     def conv_kernels(self) -> list[jax.Array]:
-        """The (k, k, in, out) kernel of every convolution, in order."""
-        return [layer.conv.kernel[...] for layer in self.layers if isinstance(layer, ConvBlock)]
+        """The (k, k, in, out) kernel of every 3x3 (or kxk) convolution, in order; residual
+        blocks give their two, not their 1x1 shortcut."""
+        kernels = []
+        for layer in self.layers:
+            if isinstance(layer, ConvBlock):
+                kernels.append(layer.conv.kernel[...])
+            elif isinstance(layer, ResidualBlock):
+                kernels += [layer.conv1.kernel[...], layer.conv2.kernel[...]]
+        return kernels
 
     def _prepare(self, images: jax.Array) -> jax.Array:
         """Add the channel axis when missing, check the size, cast to the compute dtype."""
@@ -266,7 +342,7 @@ def build(name: str, num_classes: int, *, rngs: nnx.Rngs, conv_dropout: float = 
           fc_dropout: float = 0.5, dtype=jnp.float32) -> Model:
     """Build ``name``. ``dtype`` is the computation dtype (params stay float32); the dropout
     rates apply to the M-series, where dropout follows every conv and hidden FC layer (the
-    seed networks carry their own fixed rates in the table)."""
+    seed networks carry their own fixed rates in the table; the residual networks have none)."""
     return Model(spec(name), num_classes, conv_dropout=conv_dropout, fc_dropout=fc_dropout,
                  dtype=dtype, rngs=rngs)
 
@@ -278,12 +354,17 @@ def count_params(name: str, num_classes: int) -> int:
 
 
 def flops_per_image(name: str, num_classes: int) -> int:
-    """Forward-pass FLOPs of one image: 2 x the multiply-adds of every conv and dense layer."""
+    """Forward-pass FLOPs of one image: 2 x the multiply-adds of every conv and dense layer
+    (a residual block's two 3x3 convolutions and its 1x1 shortcut, where it has one)."""
     s = spec(name)
     macs = 0
     for step in _plan(s, num_classes, 0.0, 0.0):
         if step.kind == "conv":
             macs += step.out_pixels * s.kernel_size**2 * step.n_in * step.n_out
+        elif step.kind == "residual":
+            macs += step.out_pixels * 9 * (step.n_in + step.n_out) * step.n_out
+            if (step.n_in, step.stride) != (step.n_out, 1):
+                macs += step.out_pixels * step.n_in * step.n_out
         elif step.kind in ("fc", "out"):
             macs += step.n_in * step.n_out
     return 2 * macs

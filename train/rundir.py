@@ -25,7 +25,8 @@ A run folder holds:
 - What `etlkit evaluate` writes (`evaluation_files`): `eval.json`, `confusion.png` and
   `misclassified.png` for the test split with the best model, `eval-SPLIT-WHICH.json`,
   `confusion-SPLIT-WHICH.png` and `misclassified-SPLIT-WHICH.png` for any other split or
-  model; `curves.png` from metrics.jsonl. `etlkit figures` writes into `figures/`.
+  model, with `-ttaN` added for a test-time-augmented one (`--tta N`); `curves.png` from
+  metrics.jsonl. `etlkit figures` writes into `figures/`.
 """
 
 import json
@@ -38,7 +39,7 @@ from tensorboardX import SummaryWriter
 
 from etlkit.errors import EtlError
 
-from . import checkpoint
+from . import checkpoint, ema
 from .config import Config, build, optimizer
 
 CHECKPOINTS = ("best", "latest")
@@ -213,10 +214,12 @@ class Run:
 
     # --- evaluations ------------------------------------------------------------------------
 
-    def evaluation_files(self, split: str, which: str) -> EvaluationFiles:
+    def evaluation_files(self, split: str, which: str, views: int = 1) -> EvaluationFiles:
         """The test split with the best model keeps the plain names (eval.json, ...); every
-        other evaluation is named by split and model, so none overwrites another."""
+        other evaluation is named by split and model, and by its test-time augmentation
+        views, so none overwrites another."""
         tag = "" if (split, which) == ("test", "best") else f"-{split}-{which}"
+        tag += f"-tta{views}" if views > 1 else ""
         return EvaluationFiles(self.root / f"eval{tag}.json", self.root / f"confusion{tag}.png",
                                self.root / f"misclassified{tag}.png")
 
@@ -243,9 +246,12 @@ def load_model(root: str | Path, which: str = "best"):
     model = build(config, doc["num_classes"])
     if which == "best":
         state, _ = run.load("best", nnx.state(model))
-    else:
+        nnx.update(model, state)
+    else:  # the train state; with an average of the weights (--ema) that is what is used
         opt, _ = optimizer(model, config, doc["steps_per_epoch"])
-        state, _ = run.load(which, nnx.state((model, opt)))
-        state = state[0]
-    nnx.update(model, state)
+        like = nnx.state((model, opt))
+        state, _ = run.load(which, (like, ema.initial(model)) if config.ema else like)
+        nnx.update(model, state[0][0] if config.ema else state[0])
+        if config.ema:
+            nnx.update(model, state[1])
     return model, doc

@@ -88,13 +88,15 @@ def markdown(doc: dict, models: list[str], tasks: list[str]) -> str:
             if t in synthetic:
                 row.append(f"{100 * r['test_accuracy']:.2f}*")
                 continue
-            paper = f" ({r['paper']:.2f})" if r["paper"] is not None else ""
+            paper = f" ({r['paper']:.2f})" if r["paper"] is not None else " (—)"
             row.append(f"{100 * r['test_accuracy']:.2f}{paper}")
         lines.append(f"| {m} | " + " | ".join(row) + " |")
     sizes = ", ".join(f"{t} {d['classes']} classes / {d['train']} train"
                       for t, d in doc["datasets"].items())
-    lines += ["", f"Test accuracy %, ours (paper's Table 3 in brackets). Split: {doc['split']}; "
-                  f"at most {doc['epochs']} epochs, batch {doc['batch_size']}; {sizes}."]
+    recipe = ("each model's recipe" if doc["epochs"] is None else f"at most {doc['epochs']} epochs")
+    recipe += "" if doc["batch_size"] is None else f", batch {doc['batch_size']}"
+    lines += ["", f"Test accuracy %, ours (paper's Table 3 in brackets; — where the paper has "
+                  f"no such network). Split: {doc['split']}; {recipe}; {sizes}."]
     if synthetic:
         lines += ["", "\\* Synthetic data (`etlkit synth`: KanjiVG renders, not ETL "
                       "handwriting): these numbers show that the pipeline works and are not "

@@ -26,12 +26,16 @@ BATCH = 256  # images per forward call
 
 
 class Predictor(Classifier):
-    """The `which` checkpoint of the run in `root`, ready to classify images."""
+    """The `which` checkpoint of the run in `root`, ready to classify images; ``views`` > 1
+    averages each image's probabilities over it and ``views`` - 1 distorted copies
+    (test-time augmentation, `steps.evaluate_batch`)."""
 
-    def __init__(self, root: str | Path, which: str = "best", k: int = 5):
+    def __init__(self, root: str | Path, which: str = "best", k: int = 5, views: int = 1):
         check_choice("which", which, CHECKPOINTS)
         if k < 1:
             raise EtlError(f"--top must be at least 1, not {k}")
+        if views < 1:
+            raise EtlError(f"--tta must be at least 1, not {views}")
         model, self.doc = load_model(root, which)
         self.root, self.which = Path(root), which
         self.classes: list[tuple[str, int]] = [tuple(c) for c in self.doc["classes"]]
@@ -39,7 +43,7 @@ class Predictor(Classifier):
         graphdef, self._state = nnx.split(model)
         self._call = jax.jit(
             lambda state, images, labels, mask: evaluate_batch(
-                nnx.merge(graphdef, state), images, labels, mask, self.k),
+                nnx.merge(graphdef, state), images, labels, mask, self.k, views),
             compiler_options=ops.compiler_options())
 
     @functools.cached_property

@@ -31,6 +31,7 @@ class Evaluation:
 
     split: str
     which: str
+    views: int  # test-time augmentation: images averaged over per record (1: off)
     classes: list[tuple[str, int]]
     labels: np.ndarray  # (N,) int
     top_index: np.ndarray  # (N, k) classes, most probable first (k = min(5, classes))
@@ -48,10 +49,12 @@ class Evaluation:
         return np.flatnonzero(self.predicted != self.labels)
 
 
-def evaluate(root: str | Path, split: str = "test", which: str = "best") -> Evaluation:
-    """Run the `which` model over `split` of the run's shards, in the batches `fit` tests in."""
+def evaluate(root: str | Path, split: str = "test", which: str = "best",
+             views: int = 1) -> Evaluation:
+    """Run the `which` model over `split` of the run's shards, in the batches `fit` tests in;
+    ``views`` > 1 averages each record's probabilities over that many views (`Predictor`)."""
     check_choice("split", split, SPLITS)
-    predictor = Predictor(root, which)
+    predictor = Predictor(root, which, views=views)
     doc = predictor.doc
     shards = open_shards(doc["dataset"], split)
     if shards.classes != predictor.classes:
@@ -68,7 +71,7 @@ def evaluate(root: str | Path, split: str = "test", which: str = "best") -> Eval
         wrong_images.append(batch["images"][:n][out["top_index"][:n, 0] != batch["labels"][:n]])
         loss_sum += out["loss_sum"].item()
     labels = np.concatenate(labels)
-    return Evaluation(split, which, predictor.classes, labels, np.concatenate(top_index),
+    return Evaluation(split, which, views, predictor.classes, labels, np.concatenate(top_index),
                       np.concatenate(top_prob), loss_sum / len(labels),
                       np.concatenate(wrong_images))
 
@@ -101,7 +104,7 @@ def report(ev: Evaluation, matrix: np.ndarray) -> dict:
               "true_sjis": sjis_hex(ev.classes[t][1]),
               "predicted_sjis": sjis_hex(ev.classes[p][1])}
              for t, p, k in most_confused(matrix)]
-    return {"split": ev.split, "model": ev.which, "count": n,
+    return {"split": ev.split, "model": ev.which, "tta_views": ev.views, "count": n,
             "accuracy": int(np.trace(matrix)) / n,
             "top5_accuracy": int((ev.top_index == ev.labels[:, None]).any(1).sum()) / n,
             "loss": ev.loss, "per_class": per_class, "most_confused": pairs}
@@ -112,7 +115,7 @@ def write(root: str | Path, ev: Evaluation) -> tuple[dict, list[Path]]:
     matrix and misclassified gallery, and curves.png from metrics.jsonl, in the run folder;
     returns the report's content and the paths written."""
     run = Run(root)
-    files = run.evaluation_files(ev.split, ev.which)
+    files = run.evaluation_files(ev.split, ev.which, ev.views)
     matrix = confusion(ev)
     doc = report(ev, matrix)
     written = [files.report, files.confusion, files.misclassified]
