@@ -407,12 +407,7 @@ def open_shards(root: remote.Where, split: str) -> ShardSet:
     manifest is read here; shards are opened when read)."""
     root = remote.as_location(root)
     path = remote.join(root, "manifest.json")
-    try:
-        manifest = json.loads(remote.read_text(path))
-    except FileNotFoundError:
-        raise EtlError(no_manifest(root)) from None
-    except (OSError, ValueError) as err:
-        raise EtlError(f"{path}: unreadable manifest ({err})") from None
+    manifest = load_manifest(root)
     if not (isinstance(manifest, dict) and isinstance(manifest.get("splits"), dict)
             and isinstance(manifest.get("shards"), list)):
         raise EtlError(f"{path}: not an etlkit manifest (no splits and shards)")
@@ -420,6 +415,18 @@ def open_shards(root: remote.Where, split: str) -> ShardSet:
         raise EtlError(f"{root}: no split {split!r}; it has {', '.join(manifest['splits'])}")
     DatasetInfo.from_json(manifest, path)  # an older etlkit's manifest fails here, named
     return ShardSet(root, split, manifest)
+
+
+def load_manifest(root: remote.Where):
+    """The JSON of a dataset's manifest.json (any JSON: callers check its structure), or one
+    EtlError line: no manifest (an unfinished extraction says so), or unreadable."""
+    path = remote.join(root, "manifest.json")
+    try:
+        return json.loads(remote.read_text(path))
+    except FileNotFoundError:
+        raise EtlError(no_manifest(root)) from None
+    except (OSError, ValueError) as err:
+        raise EtlError(f"{path}: unreadable manifest ({err})") from None
 
 
 def no_manifest(root: remote.Where) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import card, formats, manifest, remote, split, synth
 from .errors import EtlError, EtlWarning
-from .shards import ShardFiles, manifest_digest, no_manifest
+from .shards import ShardFiles, load_manifest, manifest_digest
 
 #: Threads hashing shards: hashlib releases the GIL, so hashing scales with cores and disks.
 HASH_WORKERS = min(8, os.cpu_count() or 1)
@@ -92,12 +92,7 @@ def verify_raw(root: str | Path) -> list[FileCheck]:
 def read_manifest(root: remote.Where) -> dict:
     """A dataset's manifest.json with the structure verify relies on, else one EtlError line."""
     path = remote.join(root, "manifest.json")
-    try:
-        doc = json.loads(remote.read_text(path))
-    except FileNotFoundError:
-        raise EtlError(no_manifest(root)) from None
-    except (OSError, ValueError) as err:
-        raise EtlError(f"{path}: unreadable manifest ({err})") from None
+    doc = load_manifest(root)
     problem = _structure_problem(doc)
     if problem:
         raise EtlError(f"{path}: not an etlkit manifest: {problem}")
