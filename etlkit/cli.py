@@ -213,7 +213,7 @@ def preview_cmd(
     with _reported():
         location = remote.as_location(remote.check_location(path))
         if remote.is_url(location) or (location / "manifest.json").is_file():
-            verify.read_manifest(location)
+            verify.check_dataset(location)  # shows nothing a checked dataset would not give
             shard_set = open_shards(location, split_name)
             out.mkdir(parents=True, exist_ok=True)
             _save(preview.class_grid(shard_set, seed=seed), out / "classes.png")
@@ -279,6 +279,7 @@ def card_cmd(
     with _reported():
         if not (root / "manifest.json").is_file():
             raise EtlError(no_manifest(root))
+        verify.check_dataset(root)  # a card describes only a dataset that verifies
         paths = write_card(root, synthetic=synthetic)
     typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
 

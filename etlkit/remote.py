@@ -63,7 +63,7 @@ def join(root: Where, relative: str) -> Where:
 
 def inside(root: Where, relative: str) -> bool:
     """A relative path without `..` that stays inside `root` (links followed, on a disk)."""
-    if Path(relative).is_absolute() or ".." in Path(relative).parts:
+    if "\0" in relative or Path(relative).is_absolute() or ".." in Path(relative).parts:
         return False
     if is_url(root):
         return True  # a URL has no links to follow

@@ -39,8 +39,9 @@ def check_output(out: Path, force: bool = False) -> None:
     """Before any work: `out` must be new, empty, an extraction that did not finish (rerunning
     cleans it up) or, with `force`, an etlkit dataset to replace; never a file, nor a folder of
     anything else, which extraction would silently mix its shards into."""
-    if out.exists() and not out.is_dir():
-        raise EtlError(f"{out}: a file, not a folder; choose a new or empty --out")
+    for folder in (out, *out.parents):
+        if folder.exists() and not folder.is_dir():
+            raise EtlError(f"{folder}: a file, not a folder; choose a new or empty --out")
     entries = {p.name for p in out.iterdir()} if out.exists() else set()
     if entries <= {STAGING}:
         return
@@ -425,7 +426,7 @@ def load_manifest(root: remote.Where):
         return json.loads(remote.read_text(path))
     except FileNotFoundError:
         raise EtlError(no_manifest(root)) from None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: JSON nested deep
         raise EtlError(f"{path}: unreadable manifest ({err})") from None
 
 

@@ -107,6 +107,8 @@ def _structure_problem(doc) -> str | None:
     splits = doc.get("splits")
     if not isinstance(splits, dict) or not all(_count(v) for v in splits.values()):
         return "'splits' is not a map of split names to record counts"
+    if sorted(splits) != sorted(split.NAMES):
+        return f"'splits' names {', '.join(map(str, splits))}, not {', '.join(split.NAMES)}"
     classes = doc.get("classes")
     if not isinstance(classes, list) or not all(
             isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and _count(c[1])
@@ -119,6 +121,8 @@ def _structure_problem(doc) -> str | None:
                 and isinstance(shard.get("split"), str) and _count(shard.get("count"))
                 and isinstance(shard.get("sha256"), str)):
             return f"shards[{i}] is not a {{path, split, count, sha256}} entry"
+        if shard["split"] not in split.NAMES:
+            return f"shards[{i}] is in split {shard['split'][:40]!r}, not one of the three"
     return None
 
 

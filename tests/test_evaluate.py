@@ -246,3 +246,19 @@ def test_a_run_folder_travels(run, tmp_path, monkeypatch):
     (moved / "config.json").write_text(json.dumps(doc))
     one_error_line(runner.invoke(app, ["predict", "moved", str(image)]), "no framing",
                    "train the run again")
+
+
+def test_evaluate_refuses_a_dataset_extracted_again(run, tmp_path):
+    """A dataset replaced in place (`extract --force`, another seed) would mix training
+    records into the evaluated split: the run's config.json keeps the manifest's checksum."""
+    data, moved = tmp_path / "kana", tmp_path / "run"
+    shutil.copytree(run.parent / "kana", data)
+    shutil.copytree(run, moved)
+    doc = json.loads((moved / "config.json").read_text())
+    doc["dataset"] = str(data)
+    (moved / "config.json").write_text(json.dumps(doc))
+    assert runner.invoke(app, ["evaluate", str(moved), "--split", "val"]).exit_code == 0
+    extract([run.parent / "raw"], data, Options(task="custom", scripts=("katakana",),
+                                                allow_missing=True, seed=3), force=True)
+    one_error_line(runner.invoke(app, ["evaluate", str(moved), "--split", "val"]),
+                   "not the dataset", "extracted again")

@@ -57,3 +57,11 @@ def test_an_out_that_is_not_a_run_is_refused(hiragana_shards, tmp_path):
     assert sorted(p.name for p in notes.iterdir()) == ["todo.txt"]
     one_error_line(runner.invoke(app, _args(hiragana_shards, notes / "todo.txt")),
                    "a file, not a folder")
+
+
+def test_a_run_killed_before_writing_its_config_starts_over(hiragana_shards, tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)  # the first thing train writes
+    result = runner.invoke(app, _args(hiragana_shards, out))
+    assert result.exit_code == 0, result.output
+    assert "starting it over" in result.stderr and Run(out).history().test is not None

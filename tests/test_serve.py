@@ -106,6 +106,8 @@ def test_bad_requests_get_a_status_and_one_line(server, capsys):
          "invalid Content-Length"),
         (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nContent-Length: -5\n"), 400,
          "invalid Content-Length"),
+        (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nContent-Length: "
+             + "9" * 5000 + "\n"), 400, "invalid Content-Length"),  # digits int() refuses
         (raw(server, f"POST /predict HTTP/1.1\nHost: 127.0.0.1\nContent-Length: "
              f"{MAX_BODY + 1}\n", b"\0" * 65536), 413, "more than the 5 MB"),
         (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nTransfer-Encoding: chunked\n"),

@@ -44,8 +44,8 @@ from .config import Config, build, optimizer
 
 CHECKPOINTS = ("best", "latest")
 #: What every config.json holds (`fit` writes more: devices, versions, parameter count).
-CONFIG_KEYS = ("config", "dataset", "task", "classes", "num_classes", "image_size",
-               "split_method", "preprocessing", "framing", "steps_per_epoch")
+CONFIG_KEYS = ("config", "dataset", "dataset_checksum", "task", "classes", "num_classes",
+               "image_size", "split_method", "preprocessing", "framing", "steps_per_epoch")
 
 
 def kind_of(record: dict) -> str:
@@ -96,7 +96,7 @@ class Run:
             doc = json.loads(self.config.read_text("utf-8"))
         except FileNotFoundError:
             raise EtlError(f"{self.root}: not a training run (no config.json)") from None
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:  # RecursionError: JSON nested deep
             raise EtlError(f"{self.config}: unreadable ({err})") from None
         missing = [k for k in CONFIG_KEYS if k not in doc] if isinstance(doc, dict) else ["all"]
         if missing:
@@ -188,8 +188,9 @@ class Run:
 
     def stopped_before_checkpoint(self) -> bool:
         """A run that stopped (failed, killed) before its first checkpoint: its folder holds
-        only what `fit` writes before one, so starting it over loses nothing."""
-        if not self.config.is_file() or self.started():
+        only what `fit` writes before one (the first thing is an empty checkpoints/), so
+        starting it over loses nothing."""
+        if self.started():
             return False
         return all(p.name in self._EARLY or p.name.startswith("events.out.tfevents.")
                    for p in self.root.iterdir())

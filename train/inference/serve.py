@@ -13,6 +13,7 @@ import html
 import io
 import ipaddress
 import json
+import re
 import socket
 import sys
 import threading
@@ -163,7 +164,7 @@ class Handler(BaseHTTPRequestHandler):
         if length is None:
             self._error(HTTPStatus.LENGTH_REQUIRED, "Content-Length required", True)
             return
-        if not length.strip().isdigit():
+        if not re.fullmatch(r"[0-9]{1,12}", length.strip()):  # ASCII digits: int() takes more
             self._error(HTTPStatus.BAD_REQUEST, f"invalid Content-Length {length[:40]!r}", True)
             return
         size = int(length)
@@ -202,6 +203,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # connections waiting to be accepted (the default, 5, drops a burst)
 
     def __init__(self, address, predictor: Predictor, quiet: bool = False):
         families = {info[0] for info in socket.getaddrinfo(address[0], None)}

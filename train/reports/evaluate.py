@@ -57,6 +57,9 @@ def evaluate(root: str | Path, split: str = "test", which: str = "best",
     predictor = Predictor(root, which, views=views)
     doc = predictor.doc
     shards = open_shards(doc["dataset"], split)
+    if shards.manifest.get("checksum") != doc["dataset_checksum"]:
+        raise EtlError(f"{shards.root}: not the dataset {root} was trained on (its manifest "
+                       "changed since: extracted again?); its numbers would mean nothing")
     if shards.classes != predictor.classes:
         raise EtlError(f"{shards.root}: its class table is not the one {root} was trained on")
     if not len(shards):

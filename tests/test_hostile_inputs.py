@@ -1,0 +1,73 @@
+"""Inputs an outside hostile pass found after the first round of hardening: each is refused in
+one line (never a traceback, never a result from data that does not check out)."""
+
+import json
+import shutil
+
+from assertions import one_error_line
+from typer.testing import CliRunner
+
+from etlkit.cli import app
+from etlkit.shards import manifest_digest
+
+runner = CliRunner()
+
+
+def _dataset(hiragana_shards, tmp_path, edit=None, text=None):
+    root = shutil.copytree(hiragana_shards, tmp_path / "hiragana")
+    doc = json.loads((root / "manifest.json").read_text("utf-8"))
+    if edit:
+        edit(doc)
+        doc["checksum"] = manifest_digest({k: v for k, v in doc.items() if k != "checksum"})
+    (root / "manifest.json").write_text(text or json.dumps(doc, ensure_ascii=False), "utf-8")
+    return root
+
+
+def test_deeply_nested_json_is_an_unreadable_manifest(hiragana_shards, tmp_path):
+    root = _dataset(hiragana_shards, tmp_path, text="[" * 100_000 + "]" * 100_000)
+    for command in (["verify", str(root)], ["preview", str(root), "--out", str(tmp_path / "p")]):
+        one_error_line(runner.invoke(app, command), "unreadable manifest")
+
+
+def test_a_nul_byte_or_another_split_in_the_manifest_is_refused(hiragana_shards, tmp_path):
+    def nul(doc):
+        doc["shards"][0]["path"] += "\0x"
+
+    root = _dataset(hiragana_shards, tmp_path, nul)
+    result = runner.invoke(app, ["verify", str(root)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "outside" in result.stdout
+    one_error_line(runner.invoke(app, ["train", str(root), "--out", str(tmp_path / "r")]),
+                   "outside")
+    shutil.rmtree(root)
+    root = _dataset(hiragana_shards, tmp_path, lambda doc: doc["splits"].update(foo=0))
+    for command in (["verify", str(root)], ["card", str(root)]):
+        one_error_line(runner.invoke(app, command), "'splits' names")
+
+
+def test_preview_and_card_show_only_a_dataset_that_verifies(hiragana_shards, tmp_path):
+    def swap(doc):
+        doc["classes"][0], doc["classes"][1] = doc["classes"][1], doc["classes"][0]
+
+    root = _dataset(hiragana_shards, tmp_path, swap)
+    one_error_line(runner.invoke(app, ["preview", str(root), "--out", str(tmp_path / "p")]),
+                   "train/shard-00000.h5")  # its attributes hold the real class table
+    assert not (tmp_path / "p").exists()
+    card = (root / "README.md").read_bytes()
+    one_error_line(runner.invoke(app, ["card", str(root)]), "shard-00000.h5")
+    assert (root / "README.md").read_bytes() == card  # not rewritten from a bad manifest
+
+    def outside(doc):
+        doc["shards"][0]["path"] = "../../elsewhere/train/shard-00000.h5"
+
+    shutil.rmtree(root)
+    root = _dataset(hiragana_shards, tmp_path, outside)
+    one_error_line(runner.invoke(app, ["preview", str(root), "--out", str(tmp_path / "p")]),
+                   "outside")
+
+
+def test_extract_into_a_folder_below_a_file_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("notes\n")
+    one_error_line(runner.invoke(app, ["extract", "--dataset", "sklearn-digits", "--out",
+                                       str(tmp_path / "afile" / "sub")]),
+                   "afile: a file, not a folder")
