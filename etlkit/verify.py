@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import card, formats, manifest, remote, split, synth
 from .errors import EtlError, EtlWarning
 from .shards import ShardFiles, load_manifest, manifest_digest
@@ -249,7 +251,7 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict, digest: str | None)
     try:
         with ShardFiles({0: remote.join(root, name)}) as files:
             f = files[0]
-            labels = f["labels"][:]
+            labels, sjis = f["labels"][:], f["sjis"][:]
             sizes = {len(f[k]) for k in ("images", "sjis", "codes", "sheets", "source")}
             image_shape = f["images"].shape[1:]
             attrs = {k: json.loads(v) for k, v in f.attrs.items()}
@@ -265,7 +267,16 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict, digest: str | None)
         return FileCheck(name, "shard", "wrong-count", expected, found,
                          "dataset lengths disagree" if sizes != {found} else "")
     if len(labels) and (labels.min() < 0 or labels.max() >= len(doc["classes"])):
-        return FileCheck(name, "shard", "wrong-count", expected, found, "labels out of range")
+        return FileCheck(name, "shard", "corrupt", expected, found, "labels out of range")
+    # each record's own character code against its label's class (classes that are not one
+    # character, the script task's, have code 0; merged small kana keep their own code)
+    class_sjis = np.array([code for _, code in doc["classes"]], np.int64)[labels]
+    merged = doc.get("preprocessing", {}).get("merge_small_kana", False)
+    wrong = np.flatnonzero((class_sjis != 0) & (class_sjis != sjis)) if not merged else []
+    if len(wrong):
+        return FileCheck(name, "shard", "corrupt", expected, found,
+                         f"{len(wrong)} labels disagree with their records' Shift-JIS codes "
+                         f"(first: record {wrong[0]})")
     own = {**{k: v for k, v in doc.items() if k in attrs}, "split": shard["split"]}
     differ = sorted(k for k, v in attrs.items() if k in own and own[k] != v)
     if differ:

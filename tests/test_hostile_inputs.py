@@ -4,11 +4,12 @@ one line (never a traceback, never a result from data that does not check out)."
 import json
 import shutil
 
+import h5py
 from assertions import one_error_line
 from typer.testing import CliRunner
 
 from etlkit.cli import app
-from etlkit.shards import manifest_digest
+from etlkit.shards import manifest_digest, sha256
 
 runner = CliRunner()
 
@@ -71,3 +72,21 @@ def test_extract_into_a_folder_below_a_file_is_one_line(tmp_path):
     one_error_line(runner.invoke(app, ["extract", "--dataset", "sklearn-digits", "--out",
                                        str(tmp_path / "afile" / "sub")]),
                    "afile: a file, not a folder")
+
+
+def test_a_relabelled_shard_with_every_checksum_recomputed_fails_verify(hiragana_shards,
+                                                                         tmp_path):
+    """Labels moved by one class, the shard's SHA-256 and the manifest's checksum forged to
+    match: the records' own Shift-JIS codes still tell."""
+    root = shutil.copytree(hiragana_shards, tmp_path / "hiragana")
+    shard = root / "train" / "shard-00000.h5"
+    with h5py.File(shard, "r+") as f:
+        f["labels"][0] = (f["labels"][0] + 1) % 75
+    doc = json.loads((root / "manifest.json").read_text("utf-8"))
+    doc["shards"][0]["sha256"] = sha256(shard)
+    doc["checksum"] = manifest_digest({k: v for k, v in doc.items() if k != "checksum"})
+    (root / "manifest.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+    result = runner.invoke(app, ["verify", str(root)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "1 labels disagree with their records' Shift-JIS codes (first: record 0)" in \
+        result.stdout
