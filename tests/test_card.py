@@ -240,6 +240,10 @@ def test_card_refuses_a_readme_it_did_not_write_and_a_non_dataset(datasets_dir, 
     (path / "manifest.json").write_text(json.dumps(doc), "utf-8")
     (path / "README.md").unlink()
     one_error_line(runner.invoke(app, ["card", str(path)]), str(path / "manifest.json"),
+                   "its checksum differs")  # card describes only a dataset that verifies
+    doc["checksum"] = manifest_digest({k: v for k, v in doc.items() if k != "checksum"})
+    (path / "manifest.json").write_text(json.dumps(doc), "utf-8")
+    one_error_line(runner.invoke(app, ["card", str(path)]), str(path / "manifest.json"),
                    "no sources")
 
 
