@@ -83,8 +83,11 @@ def _reported(interrupted: str = "interrupted"):
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            typer.echo(f"error: {interrupted}", err=True)
-            raise typer.Exit(INTERRUPTED) from None
+            sys.stderr.write(f"error: {interrupted}\n")
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(INTERRUPTED)  # not SystemExit: the interpreter's teardown (JAX's exit
+            # hooks, threads) can deadlock after an interrupt; nothing is left to clean up
     _print_warnings(caught)
 
 

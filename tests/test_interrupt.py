@@ -27,8 +27,11 @@ def _interrupt_when(args, marker: str) -> tuple[int, str, float]:
         pytest.fail(f"{marker!r} never shown: {''.join(seen)}")
     sent = time.monotonic()
     process.send_signal(signal.SIGINT)
-    rest = process.stderr.read()
-    process.wait(30)
+    try:
+        rest = process.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"still running 60 s after Ctrl-C: {''.join(seen)}")
     return process.returncode, "".join(seen) + rest, time.monotonic() - sent
 
 
