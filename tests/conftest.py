@@ -12,10 +12,12 @@ from etlkit.formats.sixbit import T56, SixbitLayout
 
 #: One JAX compilation cache for the session, its training subprocesses included (they inherit
 #: the environment): many tests train the same network on the same shapes, and a cached
-#: executable is the same code, so only the time changes. Set before any test imports JAX
-#: (etlkit.formats does not).
+#: executable is the same code, so only the time changes. Every compilation is cached, not only
+#: those over JAX's default second: a training run makes dozens of small ones (initialisers,
+#: evaluation, calibration). Set before any test imports JAX (etlkit.formats does not).
 _JAX_CACHE = tempfile.mkdtemp(prefix="etlkit-tests-jax-cache-")
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _JAX_CACHE
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
 
 def pytest_sessionfinish(session, exitstatus):
