@@ -440,5 +440,25 @@ def _register_trainer() -> None:
 _register_trainer()
 
 
+#: click's UsageError, whichever click typer runs on (recent typers vendor their own).
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
 def main() -> None:
-    app()
+    """The console entry point: a command line that does not parse (an unknown option, a
+    missing one, an extra argument) is one `error:` line and exit 2, like every other error,
+    rather than click's usage box."""
+    try:
+        code = app(standalone_mode=False)
+    except _UsageError as err:
+        where = err.ctx.command_path if err.ctx is not None else "etlkit"
+        typer.echo(f"error: {err.format_message()} (see {where} --help)", err=True)
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    finally:
+        # The command is done; a Ctrl-C from here on would land in the interpreter's teardown
+        # (JAX's exit hooks), be "ignored" there and leave exit status 0: let it end the
+        # process at once instead, by the signal (status 130 in the shell).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import card, formats, manifest, remote, split, synth
 from .errors import EtlError, EtlWarning
+from .labels import SMALL_KANA
 from .shards import ShardFiles, load_manifest, manifest_digest
 
 #: Threads hashing shards: hashlib releases the GIL, so hashing scales with cores and disks.
@@ -168,8 +169,11 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1)) -> lis
             listed.append(shard)
     with ThreadPoolExecutor(HASH_WORKERS) as pool:
         digests = list(pool.map(_digest, [remote.join(root, s["path"]) for s in listed]))
-    checks += [_shard_check(root, doc, shard, digest)
+    results = [_shard_check(root, doc, shard, digest)
                for shard, digest in zip(listed, digests, strict=True)]
+    checks += [check for check, _ in results]
+    checks += _copied_records([(check.name, sources) for check, sources in results
+                               if sources is not None])
     for name in sorted(set(doc["splits"]) | set(split.NAMES)):
         for file in remote.listing(root, name, "shard-*.h5") or []:
             if os.path.normpath(f"{name}/{file}") not in seen:
@@ -237,49 +241,88 @@ def _digest(path: remote.Where) -> str | None:
         return None
 
 
-def _shard_check(root: remote.Where, doc: dict, shard: dict, digest: str | None) -> FileCheck:
-    """One listed shard: hash, folder, lengths, image size, labels and attributes."""
+def _copied_records(sources: list[tuple[str, np.ndarray]]) -> list[FileCheck]:
+    """Each record comes from one place in the raw files (file number, record number), so it
+    is in the dataset once: a record in two shards (test records copied into train, with every
+    checksum recomputed) is a failure, named by the later shard."""
+    if not sources:
+        return []
+    keys = np.concatenate([s.astype(np.int64) @ np.array([1 << 32, 1], np.int64)
+                           for _, s in sources])
+    owner = np.repeat(np.arange(len(sources)), [len(s) for _, s in sources])
+    order = np.argsort(keys, kind="stable")
+    again = order[1:][keys[order[1:]] == keys[order[:-1]]]
+    checks = []
+    for shard in np.unique(owner[again]):
+        copies = again[owner[again] == shard]
+        name = sources[shard][0]
+        first = sources[owner[np.flatnonzero(keys == keys[copies[0]])[0]]][0]
+        checks.append(FileCheck(name, "shard", "duplicate", len(sources[shard][1]), None,
+                                f"{len(copies)} of its records are also in {first} (the same "
+                                "raw file and record): records copied between shards"))
+    return checks
+
+
+def _label_codes(sjis: np.ndarray, merged: bool) -> np.ndarray:
+    """The Shift-JIS code of the class each record belongs to: its own code, or for a merged
+    small kana the code of the full-size kana it merged into."""
+    if not merged:
+        return sjis
+    out = sjis.copy()
+    for small, big in SMALL_KANA.items():
+        out[sjis == int.from_bytes(small.encode("shift_jis"), "big")] = int.from_bytes(
+            big.encode("shift_jis"), "big")
+    return out
+
+
+def _shard_check(root: remote.Where, doc: dict, shard: dict,
+                 digest: str | None) -> tuple[FileCheck, np.ndarray | None]:
+    """One listed shard: hash, folder, lengths, image size, labels and attributes; with its
+    records' sources when it is sound."""
     name, expected = shard["path"], shard["count"]
     if digest is None:
-        return FileCheck(name, "shard", "corrupt", expected, None, "unreadable")
+        return FileCheck(name, "shard", "corrupt", expected, None, "unreadable"), None
     if digest != shard["sha256"]:
         return FileCheck(name, "shard", "corrupt", expected, None,
-                         "SHA-256 differs from manifest.json")
+                         "SHA-256 differs from manifest.json"), None
     if Path(name).parts[0] != shard["split"]:
         return FileCheck(name, "shard", "edited", expected, None,
-                         f"listed as a {shard['split']} shard")
+                         f"listed as a {shard['split']} shard"), None
     try:
         with ShardFiles({0: remote.join(root, name)}) as files:
             f = files[0]
-            labels, sjis = f["labels"][:], f["sjis"][:]
+            labels, sjis, sources = f["labels"][:], f["sjis"][:], f["source"][:]
             sizes = {len(f[k]) for k in ("images", "sjis", "codes", "sheets", "source")}
             image_shape = f["images"].shape[1:]
             attrs = {k: json.loads(v) for k, v in f.attrs.items()}
     except (OSError, KeyError, ValueError, TypeError) as err:
-        return FileCheck(name, "shard", "corrupt", expected, None, str(err))
+        return FileCheck(name, "shard", "corrupt", expected, None, str(err)), None
     found = len(labels)
     side = doc.get("image_size", 64)
     if image_shape != (side, side):
         return FileCheck(name, "shard", "corrupt", expected, found,
                          f"images are {'×'.join(map(str, image_shape))}, manifest.json says "
-                         f"{side}×{side}")
+                         f"{side}×{side}"), None
     if found != expected or sizes != {found}:
         return FileCheck(name, "shard", "wrong-count", expected, found,
-                         "dataset lengths disagree" if sizes != {found} else "")
+                         "dataset lengths disagree" if sizes != {found} else ""), None
     if len(labels) and (labels.min() < 0 or labels.max() >= len(doc["classes"])):
-        return FileCheck(name, "shard", "corrupt", expected, found, "labels out of range")
+        return FileCheck(name, "shard", "corrupt", expected, found, "labels out of range"), None
     # each record's own character code against its label's class (classes that are not one
-    # character, the script task's, have code 0; merged small kana keep their own code)
+    # character, the script task's, have code 0; a merged small kana keeps its own code)
     class_sjis = np.array([code for _, code in doc["classes"]], np.int64)[labels]
     merged = doc.get("preprocessing", {}).get("merge_small_kana", False)
-    wrong = np.flatnonzero((class_sjis != 0) & (class_sjis != sjis)) if not merged else []
+    wrong = np.flatnonzero((class_sjis != 0) & (class_sjis != _label_codes(sjis, merged)))
     if len(wrong):
         return FileCheck(name, "shard", "corrupt", expected, found,
                          f"{len(wrong)} labels disagree with their records' Shift-JIS codes "
-                         f"(first: record {wrong[0]})")
+                         f"(first: record {wrong[0]})"), None
     own = {**{k: v for k, v in doc.items() if k in attrs}, "split": shard["split"]}
     differ = sorted(k for k, v in attrs.items() if k in own and own[k] != v)
     if differ:
         return FileCheck(name, "shard", "edited", expected, found,
-                         f"its {', '.join(differ)} differ from manifest.json's")
-    return FileCheck(name, "shard", "ok", expected, found)
+                         f"its {', '.join(differ)} differ from manifest.json's"), None
+    if sources.shape != (found, 2):
+        return FileCheck(name, "shard", "corrupt", expected, found,
+                         "its source column is not (file, record) pairs"), None
+    return FileCheck(name, "shard", "ok", expected, found), sources

@@ -19,15 +19,20 @@ def png_header(width: int, height: int) -> bytes:
                                                                0, 0, 0)) + chunk(b"IEND", b""))
 
 
-def broken_pngs() -> list[bytes]:
-    """Valid PNGs of a character with one hostile chunk each, found by fuzzing to make Pillow
-    raise its own exceptions (ValueError, not OSError): a zTXt and an iCCP chunk that inflate
-    to 64 MiB, a pHYs chunk cut short and a truncated tRNS chunk, each with a valid CRC."""
+def character_png() -> bytes:
+    """A small valid PNG of one dark stroke on white paper."""
     ink = np.zeros((40, 40), np.uint8)
     ink[8:32, 18:22] = 255
     buffer = io.BytesIO()
     Image.fromarray(255 - ink).save(buffer, "PNG")
-    good = buffer.getvalue()
+    return buffer.getvalue()
+
+
+def broken_pngs() -> list[bytes]:
+    """Valid PNGs of a character with one hostile chunk each, found by fuzzing to make Pillow
+    raise its own exceptions (ValueError, not OSError): a zTXt and an iCCP chunk that inflate
+    to 64 MiB, a pHYs chunk cut short and a truncated tRNS chunk, each with a valid CRC."""
+    good = character_png()
     after_header = 8 + 25  # the signature and IHDR
     huge = zlib.compress(b"\0" * (64 << 20), 9)
     hostile = [chunk(b"zTXt", b"k\0\0" + huge), chunk(b"iCCP", b"p\0\0" + huge),

@@ -154,3 +154,13 @@ def test_synth_command_and_console_entry_point(tmp_path):
     assert bad.stderr.strip().splitlines() == [
         "error: synth: ETL2 is not synthesizable (class lists unknown); choose one of ETL1, "
         "ETL4, ETL5, ETL7, ETL8B2, ETL8G, ETL9B, ETL9G"]
+    # a command line that does not parse is one line too, not click's usage box
+    for args, needle in [(["--dataset", "ETL1", "--files", "A", "B"],
+                          "Got unexpected extra argument(s) (B)"),
+                         (["--dataset", "ETL1", "--writerz", "2"], "No such option: --writerz"),
+                         ([], "Missing option '--dataset'")]:
+        usage = subprocess.run([sys.executable, "-m", "etlkit", "synth", *args, "--out",
+                                str(out)], capture_output=True, text=True, check=False)
+        assert usage.returncode == 2
+        assert usage.stderr.splitlines() == [
+            f"error: {needle}. (see etlkit synth --help)"], usage.stderr

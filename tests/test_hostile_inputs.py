@@ -5,6 +5,7 @@ import json
 import shutil
 
 import h5py
+import numpy as np
 from assertions import one_error_line
 from typer.testing import CliRunner
 
@@ -89,4 +90,59 @@ def test_a_relabelled_shard_with_every_checksum_recomputed_fails_verify(hiragana
     result = runner.invoke(app, ["verify", str(root)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "1 labels disagree with their records' Shift-JIS codes (first: record 0)" in \
+        result.stdout
+
+
+def _forge(root, shard_paths):
+    """Recompute the SHA-256 of the edited shards and the manifest's checksum, as a forger
+    who knows the format would."""
+    doc = json.loads((root / "manifest.json").read_text("utf-8"))
+    for entry in doc["shards"]:
+        if entry["path"] in shard_paths:
+            entry["sha256"] = sha256(root / entry["path"])
+    doc["checksum"] = manifest_digest({k: v for k, v in doc.items() if k != "checksum"})
+    (root / "manifest.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+
+
+def test_a_test_record_copied_into_train_with_every_checksum_recomputed_fails_verify(
+        hiragana_shards, tmp_path):
+    """A test record written over a training record (labels consistent, counts unchanged,
+    every checksum forged): the record's source, one place in the raw files, is now twice in
+    the dataset."""
+    root = shutil.copytree(hiragana_shards, tmp_path / "hiragana")
+    with h5py.File(root / "test" / "shard-00000.h5") as test, \
+            h5py.File(root / "train" / "shard-00001.h5", "r+") as train:
+        for key in ("images", "labels", "sjis", "codes", "sheets", "source"):
+            train[key][7] = test[key][3]
+    _forge(root, ["train/shard-00001.h5"])
+    result = runner.invoke(app, ["verify", str(root)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    failed = [ln for ln in result.stdout.splitlines() if "duplicate" in ln]
+    assert len(failed) == 1 and failed[0].startswith("test/shard-00000.h5")
+    assert "1 of its records are also in train/shard-00001.h5 (the same raw file and record)" \
+        in failed[0]
+    train = runner.invoke(app, ["train", str(root), "--out", str(tmp_path / "run"), "--model",
+                                "M6-1"])
+    one_error_line(train, "records copied between shards")
+
+
+def test_merged_small_kana_are_checked_against_the_kana_they_merge_into(hiragana_shards,
+                                                                         tmp_path):
+    """With っゃゅょ merged into つやゆよ the labels are checked too: a sound dataset passes,
+    and a small kana moved to another class fails."""
+    from etlkit.extract import Options, extract
+
+    root = tmp_path / "merged"
+    extract([hiragana_shards.parent / "raw"], root,
+            Options(task="hiragana", shard_size=100, merge_small_kana=True))
+    assert runner.invoke(app, ["verify", str(root)]).exit_code == 0
+    small_tsu = int.from_bytes("っ".encode("shift_jis"), "big")
+    with h5py.File(root / "train" / "shard-00000.h5", "r+") as f:
+        at = int(np.flatnonzero(f["sjis"][:] == small_tsu)[0])
+        f["labels"][at] = (f["labels"][at] + 1) % len(json.loads(
+            (root / "manifest.json").read_text("utf-8"))["classes"])
+    _forge(root, ["train/shard-00000.h5"])
+    result = runner.invoke(app, ["verify", str(root)])
+    assert result.exit_code == 1
+    assert f"1 labels disagree with their records' Shift-JIS codes (first: record {at})" in \
         result.stdout

@@ -59,3 +59,20 @@ def test_ctrl_c_stops_train_and_says_how_to_resume(hiragana_shards, tmp_path):
     assert status == INTERRUPTED, err
     assert err.splitlines()[-1] == (f"error: interrupted; the same command with --resume "
                                     f"continues {out} from its latest checkpoint")
+
+
+def test_ctrl_c_during_the_exit_after_a_command_ends_the_process_by_the_signal():
+    """A Ctrl-C that lands after the command's work, in an exit hook (where JAX's run), used
+    to be printed as "Exception ignored" and end with status 0. Here an exit hook sends the
+    SIGINT itself, then would take five seconds."""
+    code = ("import atexit, os, signal, sys, time\n"
+            "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(5)))\n"
+            "from etlkit.cli import main\n"
+            "sys.argv = ['etlkit', '--version']\n"
+            "main()\n")
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == -signal.SIGINT, result.stderr
+    assert result.stdout.startswith("etlkit ") and result.stderr == ""
+    assert time.monotonic() - start < 5

@@ -110,6 +110,10 @@ def test_bad_requests_get_a_status_and_one_line(server, capsys):
              + "9" * 5000 + "\n"), 400, "invalid Content-Length"),  # digits int() refuses
         (raw(server, f"POST /predict HTTP/1.1\nHost: 127.0.0.1\nContent-Length: "
              f"{MAX_BODY + 1}\n", b"\0" * 65536), 413, "more than the 5 MB"),
+        (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nContent-Length: 3\n"
+             "Content-Length: 30\n", b"abc"), 400, "the Content-Length header is repeated"),
+        (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nHost: evil.example\n"
+             "Content-Length: 3\n", b"abc"), 400, "the Host header is repeated"),
         (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nTransfer-Encoding: chunked\n"),
          411, "Content-Length"),
         (raw(server, "POST /predict HTTP/1.1\nHost: evil.example:80\nContent-Length: 3\n",

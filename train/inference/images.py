@@ -17,6 +17,8 @@ import contextlib
 import io
 import itertools
 import math
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +49,10 @@ def load_gray(source: Path | bytes, name: str | Path | None = None,
     name = name or (source if isinstance(source, Path) else "image")
     if isinstance(source, Path):
         if not source.is_file():
-            raise EtlError(f"{name}: "
-                           f"{'a folder, not an image' if source.is_dir() else 'no such file'}")
+            what = ("a folder, not an image" if source.is_dir() else
+                    "not a regular file (a device, pipe or socket)" if source.exists() else
+                    "no such file")
+            raise EtlError(f"{name}: {what}")
         size = source.stat().st_size
     else:
         size = len(source)
@@ -57,9 +61,10 @@ def load_gray(source: Path | bytes, name: str | Path | None = None,
     if size > MAX_BYTES:
         raise EtlError(f"{name}: {size / 2**20:.0f} MB, more than the {MAX_BYTES >> 20} MB an "
                        "image of one character needs")
+    data = source.read_bytes() if isinstance(source, Path) else source
+    check_png_chunks(data, name)
     try:
-        with Image.open(source if isinstance(source, Path) else io.BytesIO(source),
-                        formats=("PNG", "JPEG")) as image:
+        with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as image:
             if image.width * image.height > max_pixels:
                 raise EtlError(f"{name}: {image.width}×{image.height} pixels, more than the "
                                f"{max_pixels:,} allowed")
@@ -76,6 +81,35 @@ def load_gray(source: Path | bytes, name: str | Path | None = None,
         detail = " ".join(str(err).split())[:120]
         raise EtlError(f"{name}: unreadable image ({type(err).__name__}: {detail})") from None
     return np.asarray(gray)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_png_chunks(data: bytes, name: str | Path) -> None:
+    """Refuse PNG bytes whose chunks do not check out: every chunk up to IEND must be whole and
+    match its CRC-32. Pillow checks the CRCs of the chunks it parses itself but not of the
+    image data (IDAT), so a flipped pixel byte would otherwise be decoded and classified.
+    Bytes that are not a PNG pass (a JPEG has no checksums to check)."""
+    if not data.startswith(PNG_SIGNATURE):
+        return
+    view, at = memoryview(data), len(PNG_SIGNATURE)
+    while True:
+        if at + 12 > len(view):
+            raise EtlError(f"{name}: PNG cut off at byte {at} (no IEND chunk)")
+        (length,) = struct.unpack_from(">I", view, at)
+        end = at + 8 + length
+        if end + 4 > len(view):
+            raise EtlError(f"{name}: PNG cut off in the chunk at byte {at}")
+        kind = bytes(view[at + 4:at + 8])
+        (crc,) = struct.unpack_from(">I", view, end)
+        if zlib.crc32(view[at + 4:end]) != crc:
+            label = kind.decode("latin-1") if kind.isalpha() else kind.hex()
+            raise EtlError(f"{name}: corrupt PNG: the {label} chunk at byte {at} fails its "
+                           "CRC check")
+        if kind == b"IEND":
+            return
+        at = end + 4
 
 
 def _gray(image: Image.Image) -> Image.Image:

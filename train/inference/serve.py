@@ -156,6 +156,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.split("?", 1)[0] != "/predict":
             self._error(HTTPStatus.NOT_FOUND, f"no page {self.path}", True)
             return
+        repeated = [h for h in ("Content-Length", "Transfer-Encoding", "Host", "Origin")
+                    if len(self.headers.get_all(h, [])) > 1]
+        if repeated:  # two lengths or hosts: which one a proxy used is anybody's guess
+            self._error(HTTPStatus.BAD_REQUEST, f"the {repeated[0]} header is repeated", True)
+            return
         if self.headers.get("Transfer-Encoding"):
             self._error(HTTPStatus.LENGTH_REQUIRED, "send the image with a Content-Length, not "
                         "chunked", True)
