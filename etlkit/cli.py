@@ -449,10 +449,10 @@ def main() -> None:
     missing one, an extra argument) is one `error:` line and exit 2, like every other error,
     rather than click's usage box."""
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="etlkit")
     except _UsageError as err:
         where = err.ctx.command_path if err.ctx is not None else "etlkit"
-        typer.echo(f"error: {err.format_message()} (see {where} --help)", err=True)
+        typer.echo(f"error: {err.format_message().rstrip('.')} (see {where} --help)", err=True)
         sys.exit(err.exit_code)
     except typer.Abort:
         sys.exit(1)

@@ -157,10 +157,11 @@ def test_synth_command_and_console_entry_point(tmp_path):
     # a command line that does not parse is one line too, not click's usage box
     for args, needle in [(["--dataset", "ETL1", "--files", "A", "B"],
                           "Got unexpected extra argument(s) (B)"),
-                         (["--dataset", "ETL1", "--writerz", "2"], "No such option: --writerz"),
+                         (["--dataset", "ETL1", "--writerz", "2"],
+                          "No such option: --writerz (Possible options: --writers)"),
                          ([], "Missing option '--dataset'")]:
         usage = subprocess.run([sys.executable, "-m", "etlkit", "synth", *args, "--out",
                                 str(out)], capture_output=True, text=True, check=False)
         assert usage.returncode == 2
         assert usage.stderr.splitlines() == [
-            f"error: {needle}. (see etlkit synth --help)"], usage.stderr
+            f"error: {needle} (see etlkit synth --help)"], usage.stderr

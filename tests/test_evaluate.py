@@ -177,7 +177,7 @@ def test_predict_reports_each_bad_file_in_one_line(run, tmp_path, monkeypatch):
         "huge.png": (png_header(9000, 9000), "9000×9000 pixels"),
         "bomb.png": (png_header(30000, 30000), "pixels allowed"),
         "empty.png": (b"", "empty file"),
-        "cut.png": (good.read_bytes()[:120], "unreadable image"),
+        "cut.png": (good.read_bytes()[:120], "PNG cut off"),
         "big.png": (bytes(4096), "MB"),
         "gone.png": (None, "no such file"),
         **{f"hostile-{i}.png": (body, "unreadable image (ValueError")  # under 2048 bytes

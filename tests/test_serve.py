@@ -99,7 +99,7 @@ def test_bad_requests_get_a_status_and_one_line(server, capsys):
         (post(server, b"not an image at all\n", "text/plain"), 400, "not a PNG or JPEG image"),
         (post(server, white), 400, "no ink found"),
         (post(server, png_header(9000, 9000)), 400, "9000×9000 pixels"),
-        (post(server, png(Image.new("L", (50, 50)))[:60]), 400, "unreadable image"),
+        (post(server, png(Image.new("L", (50, 50)))[:60]), 400, "PNG cut off"),
         (post(server, b""), 400, "empty image"),
         (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\n"), 411, "Content-Length"),
         (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nContent-Length: lots\n"), 400,
