@@ -1,27 +1,60 @@
 """Shared fixtures for the etlkit tests."""
 
+import json
 import os
 import shutil
 import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
+from filelock import FileLock
 
 from etlkit.formats import FORMATS
 from etlkit.formats.sixbit import T56, SixbitLayout
 
-#: One JAX compilation cache for the session, its training subprocesses included (they inherit
-#: the environment): many tests train the same network on the same shapes, and a cached
+#: One JAX compilation cache for the test run, its pytest-xdist workers and training
+#: subprocesses included (they inherit the environment, which the controller sets before it
+#: starts the workers): many tests train the same network on the same shapes, and a cached
 #: executable is the same code, so only the time changes. Every compilation is cached, not only
 #: those over JAX's default second: a training run makes dozens of small ones (initialisers,
 #: evaluation, calibration). Set before any test imports JAX (etlkit.formats does not).
-_JAX_CACHE = tempfile.mkdtemp(prefix="etlkit-tests-jax-cache-")
-os.environ["JAX_COMPILATION_CACHE_DIR"] = _JAX_CACHE
+if "ETLKIT_TESTS_JAX_CACHE" not in os.environ:
+    os.environ["ETLKIT_TESTS_JAX_CACHE"] = tempfile.mkdtemp(prefix="etlkit-tests-jax-cache-")
+    os.environ["ETLKIT_TESTS_JAX_CACHE_OWNER"] = str(os.getpid())
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["ETLKIT_TESTS_JAX_CACHE"]
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
 
 def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(_JAX_CACHE, ignore_errors=True)
+    if os.environ.get("ETLKIT_TESTS_JAX_CACHE_OWNER") == str(os.getpid()):
+        shutil.rmtree(os.environ["ETLKIT_TESTS_JAX_CACHE"], ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class CliOutput:
+    """What a finished CLI command printed, kept where every xdist worker can read it."""
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def shared(tmp_path_factory, name: str, make) -> Path:
+    """A session fixture's folder, made once per test run: with pytest-xdist the first worker
+    to ask makes it (`make(folder)`) under a file lock and the others reuse it, so no
+    worker trains the shared runs again."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's temporary root, common to its workers
+    folder, done = base / f"shared-{name}", base / f"shared-{name}.done"
+    with FileLock(str(base / f"shared-{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
 
 
 #: One real AIST file name per dataset (docs/etl-formats.md §5), so name-based inference applies.
@@ -99,42 +132,61 @@ def digits_run(tmp_path_factory):
     from train.config import Config
     from train.loop import fit
 
-    root = tmp_path_factory.mktemp("digits")
-    extract([], root / "mnist", Options(dataset="mnist-5k"))
-    fit(Config(shards=str(root / "mnist"), model="CNN-93k", epochs=3, batch_size=32, lr=1e-3),
-        root / "run", say=lambda m: None, progress=False)
-    return root / "run"
+    def make(root):
+        extract([], root / "mnist", Options(dataset="mnist-5k"))
+        fit(Config(shards=str(root / "mnist"), model="CNN-93k", epochs=3, batch_size=32,
+                   lr=1e-3), root / "run", say=lambda m: None, progress=False)
+
+    return shared(tmp_path_factory, "digits", make) / "run"
+
+
+@pytest.fixture(scope="session")
+def digits_shards(tmp_path_factory):
+    """scikit-learn's 1,797 digits at 28×28 (1,150 train, 287 val, 360 test): the quickest
+    real dataset, for tests of the trainer's behaviour where the network does not matter
+    (FF-baseline trains an epoch of it in a fraction of a second). Read it, never change it."""
+    from etlkit.digits import Options, extract
+
+    return shared(tmp_path_factory, "sklearn-digits",
+                  lambda root: extract([], root / "digits",
+                                       Options(dataset="sklearn-digits"))) / "digits"
 
 
 @pytest.fixture(scope="session")
 def hiragana_shards(tmp_path_factory):
     """Synthetic ETL-8G hiragana from 5 writers (raw files beside it, in ../raw): 225 train
-    images in 3 shards, 75 val, 75 test."""
+    images in 3 shards, 75 val, 75 test. Shared by every test: read it, never change it."""
     from etlkit.extract import Options, extract
     from etlkit.synth import synth
 
-    root = tmp_path_factory.mktemp("hiragana")
-    synth("ETL8G", root / "raw", writers=5, files=["ETL8G_01"])
-    extract([root / "raw"], root / "hiragana", Options(task="hiragana", shard_size=100))
-    return root / "hiragana"
+    def make(root):
+        synth("ETL8G", root / "raw", writers=5, files=["ETL8G_01"])
+        extract([root / "raw"], root / "hiragana", Options(task="hiragana", shard_size=100))
+
+    return shared(tmp_path_factory, "hiragana", make) / "hiragana"
 
 
 @pytest.fixture(scope="session")
-def hiragana_run(hiragana_shards):
+def hiragana_run(hiragana_shards, tmp_path_factory):
     """One real run that tests only read: `etlkit train` (the CLI) of M6-1 on
     `hiragana_shards`, 3 epochs of 14 steps with the paper's recipe, checkpointing after every
-    step, metrics every 5 steps; beside raw/, which paper Fig. 2b reads. (its folder, the CLI
-    result)."""
+    step, metrics every 5 steps; its dataset's raw files are in ../../hiragana/raw, which paper
+    Fig. 2b reads. (its folder, what the command printed)."""
     from typer.testing import CliRunner
 
     from etlkit.cli import app
 
-    out = hiragana_shards.parent / "run"
-    result = CliRunner().invoke(app, ["train", str(hiragana_shards), "--out", str(out),
-                                      "--model", "M6-1", "--epochs", "3", "--log-every", "5",
-                                      "--no-progress", "--checkpoint-minutes", "0"])
-    assert result.exit_code == 0, result.output
-    return out, result
+    def make(root):
+        result = CliRunner().invoke(app, ["train", str(hiragana_shards), "--out",
+                                          str(root / "run"), "--model", "M6-1", "--epochs", "3",
+                                          "--log-every", "5", "--no-progress",
+                                          "--checkpoint-minutes", "0"])
+        assert result.exit_code == 0, result.output
+        (root / "cli.json").write_text(json.dumps(asdict(CliOutput(
+            result.exit_code, result.stdout, result.stderr))))
+
+    root = shared(tmp_path_factory, "hiragana-run", make)
+    return root / "run", CliOutput(**json.loads((root / "cli.json").read_text()))
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,12 +87,25 @@ def _first_test_image(run):
 
 
 def test_fig2b_is_skipped_with_a_warning_when_the_raw_files_are_gone(run, tmp_path):
-    raw = run.parent / "raw"
-    shutil.move(raw, tmp_path / "raw")
-    try:
-        result = runner.invoke(app, ["figures", str(run), "--out", str(tmp_path / "figs")])
-    finally:
-        shutil.move(tmp_path / "raw", raw)
+    """The shared run's dataset extracted again from a copy of its raw files, the run pointed
+    at it (the same records, so the same model fits), then the copy deleted."""
+    from etlkit.extract import Options, extract
+
+    shards = Path(json.loads((run / "config.json").read_text())["dataset"])
+    shutil.copytree(shards.parent / "raw", tmp_path / "raw")
+    extract([tmp_path / "raw"], tmp_path / "hiragana", Options(task="hiragana", shard_size=100))
+    moved = tmp_path / "run"
+    (moved / "checkpoints").mkdir(parents=True)
+    for name in ("metrics.jsonl", "checkpoints/best.msgpack"):
+        shutil.copy(run / name, moved / name)
+    doc = json.loads((run / "config.json").read_text())
+    doc["dataset"] = str(tmp_path / "hiragana")
+    doc["config"]["shards"] = doc["dataset"]
+    doc["dataset_checksum"] = json.loads((tmp_path / "hiragana" / "manifest.json").read_text(
+        "utf-8"))["checksum"]
+    (moved / "config.json").write_text(json.dumps(doc))
+    shutil.rmtree(tmp_path / "raw")
+    result = runner.invoke(app, ["figures", str(moved), "--out", str(tmp_path / "figs")])
     assert result.exit_code == 0, result.output
     assert "warning: Fig. 2b skipped" in result.output
     assert not (tmp_path / "figs" / "fig2b-gray-vs-otsu.png").exists()

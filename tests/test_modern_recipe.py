@@ -27,12 +27,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
+def digits(digits_shards):
     """scikit-learn's 1,797 digits at 28×28: 1,150 train, 287 val, 360 test."""
-    from etlkit.digits import Options, extract
-    root = tmp_path_factory.mktemp("skd") / "digits"
-    extract([], root, Options(dataset="sklearn-digits"))
-    return root
+    return digits_shards
 
 
 def _ink(size=28, batch=4):
