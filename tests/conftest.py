@@ -141,6 +141,19 @@ def digits_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def etl_raw(tmp_path_factory):
+    """One folder of synthetic raw files: ETL-1's katakana files and all of ETL-8G, from 6
+    writers each (ETL8G_01 holds writers 1-5, ETL8G_02 the sixth). Read it, never change it."""
+    from etlkit.synth import synth
+
+    def make(root):
+        synth("ETL1", root, writers=6, files=[f"ETL1C_{i:02d}" for i in range(7, 14)])
+        synth("ETL8G", root, writers=6)
+
+    return shared(tmp_path_factory, "etl-raw", make)
+
+
+@pytest.fixture(scope="session")
 def digits_shards(tmp_path_factory):
     """scikit-learn's 1,797 digits at 28×28 (1,150 train, 287 val, 360 test): the quickest
     real dataset, for tests of the trainer's behaviour where the network does not matter

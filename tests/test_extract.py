@@ -20,19 +20,16 @@ from etlkit import preprocess, preview
 from etlkit.cli import app
 from etlkit.extract import Options, extract
 from etlkit.shards import open_shards
-from etlkit.synth import synth
 
 runner = CliRunner()
+KATAKANA_FILES = [f"ETL1C_{i:02d}" for i in range(7, 14)]  # those in `etl_raw`
 PIPELINES = Path(__file__).parent.parent / "pipelines"
-KATAKANA_FILES = [f"ETL1C_{i:02d}" for i in range(7, 14)]
 
 
 @pytest.fixture(scope="module")
-def raw(tmp_path_factory):
-    root = tmp_path_factory.mktemp("raw")
-    synth("ETL1", root, writers=6, files=KATAKANA_FILES)
-    synth("ETL8G", root, writers=6)
-    return root
+def raw(etl_raw):
+    """Synthetic ETL-1 katakana and ETL-8G files from 6 writers (the session's)."""
+    return etl_raw
 
 
 def _cli(*args):

@@ -22,8 +22,9 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     assert _digest(a) != _digest(c)
 
 
-def test_etl8g_is_writer_major_five_writers_per_file(tmp_path):
-    paths = synth("ETL8G", tmp_path, writers=6)
+def test_etl8g_is_writer_major_five_writers_per_file(etl_raw):
+    """The session's `synth("ETL8G", writers=6)`."""
+    paths = sorted(etl_raw.glob("ETL8G_*"))
     assert [p.name for p in paths] == ["ETL8G_01", "ETL8G_02"]
     first, second = etlkit.read(paths[0]), etlkit.read(paths[1])
     assert len(first) == 4780 and len(second) == 956
@@ -55,10 +56,10 @@ def test_etl1_missing_records_are_reproduced(tmp_path):
     assert 2672 in batch.sheets[batch.chars == "ニ"]
 
 
-def test_images_use_the_family_levels(tmp_path):
-    synth("ETL8G", tmp_path, writers=1)
-    synth("ETL9B", tmp_path, writers=1)
-    gray, binary = etlkit.read(tmp_path / "ETL8G_01"), etlkit.read(tmp_path / "ETL9B_1")
+def test_images_use_the_family_levels(etl_raw, tmp_path):
+    """G family: 16 gray levels (the session's ETL8G_01); B family: 1 bit."""
+    (b_file,) = synth("ETL9B", tmp_path, writers=1)
+    gray, binary = etlkit.read(etl_raw / "ETL8G_01"), etlkit.read(b_file)
     assert gray.images.max() == 15 and len(np.unique(gray.images)) == 16
     assert set(np.unique(binary.images).tolist()) == {0, 1}
     ink = binary.images.mean(axis=(1, 2))
