@@ -80,7 +80,13 @@ def _reported(interrupted: str = "interrupted"):
             yield caught
         except EtlError as err:
             _print_warnings(caught)
-            typer.echo(f"error: {err}", err=True)
+            typer.echo(f"error: {one_line(str(err))}", err=True)
+            raise typer.Exit(1) from None
+        except OSError as err:  # a file the command could not read or write: --out in a
+            # folder that is not there or not writable, a disk that filled up
+            _print_warnings(caught)
+            where = f"{err.filename}: " if err.filename else ""
+            typer.echo(f"error: {one_line(where + (err.strerror or str(err)))}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             sys.stderr.write(f"error: {interrupted}\n")
@@ -122,10 +128,19 @@ def _stopped_by_ctrl_c(message: str):
         signal.signal(signal.SIGINT, previous)
 
 
+def one_line(text: str) -> str:
+    """A message as one line whatever the file names in it hold: control characters (a
+    newline in a name) are written as escapes."""
+    return text.translate(_ESCAPES)
+
+
+_ESCAPES = {c: f"\\x{c:02x}" for c in range(32)} | {0x7F: "\\x7f"}
+
+
 def _print_warnings(caught) -> None:
     for w in caught:
         if issubclass(w.category, EtlWarning):
-            typer.echo(f"warning: {w.message}", err=True)
+            typer.echo(f"warning: {one_line(str(w.message))}", err=True)
     caught.clear()
 
 
@@ -223,6 +238,9 @@ def preview_cmd(
             _save(preview.gray_vs_otsu(shard_set, seed=seed), out / "gray-vs-otsu.png")
             typer.echo(f"wrote {out / 'classes.png'} and {out / 'gray-vs-otsu.png'}")
             return
+        for flag, value in (("--count", count), ("--columns", columns)):
+            if value < 1:
+                raise EtlError(f"{flag} must be at least 1, not {value}")
         batch = reader.read(location, format, allow_partial=allow_partial, co59_table=co59)
         shown: RecordBatch = preview.sample(batch, count, seed)
         _save(preview.grid(shown, formats.get(batch.dataset).levels, columns), out)

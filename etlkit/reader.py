@@ -31,8 +31,8 @@ def resolve_format(path: str | Path, format: str | None = None) -> Format:
     if format:
         try:
             return formats.get(format)
-        except KeyError as err:
-            raise EtlError(f"{path}: {err.args[0]}") from None
+        except EtlError as err:
+            raise EtlError(f"{path}: {err}") from None
     entry = manifest.lookup(path) or manifest.lookup(path.stem)
     if entry:
         return formats.FORMATS[entry.dataset]

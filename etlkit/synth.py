@@ -43,7 +43,10 @@ def synth(dataset: str, out: str | Path, *, writers: int, seed: int = 0,
     files as the writers need, with the extra sets only when every writer is written. `files`
     (names or glob patterns) restricts the output to matching files.
     """
-    fmt = formats.get(dataset)
+    try:
+        fmt = formats.get(dataset)
+    except EtlError as err:
+        raise EtlError(f"synth: {err}") from None
     if fmt.name not in DATASETS:
         raise EtlError(f"synth: {dataset} is not synthesizable (class lists unknown); "
                        f"choose one of {', '.join(DATASETS)}")

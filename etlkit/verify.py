@@ -119,6 +119,8 @@ def _structure_problem(doc) -> str | None:
         return "'classes' is not a list of [class, Shift-JIS code] pairs"
     if not _count(doc.get("num_classes")):
         return "'num_classes' is not a count"
+    if "image_size" in doc and not (_count(doc["image_size"]) and doc["image_size"] > 0):
+        return "'image_size' is not a number of pixels"
     for i, shard in enumerate(doc["shards"]):
         if not (isinstance(shard, dict) and isinstance(shard.get("path"), str)
                 and isinstance(shard.get("split"), str) and _count(shard.get("count"))
@@ -172,8 +174,10 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1)) -> lis
     results = [_shard_check(root, doc, shard, digest)
                for shard, digest in zip(listed, digests, strict=True)]
     checks += [check for check, _ in results]
-    checks += _copied_records([(check.name, sources) for check, sources in results
-                               if sources is not None])
+    sound = [(check.name, sources) for check, sources in results if sources is not None]
+    checks += _copied_records(sound)
+    if process == (0, 1) and not any(c.failed for c in checks):
+        checks += _records_per_source(doc, [sources for _, sources in sound])
     for name in sorted(set(doc["splits"]) | set(split.NAMES)):
         for file in remote.listing(root, name, "shard-*.h5") or []:
             if os.path.normpath(f"{name}/{file}") not in seen:
@@ -263,6 +267,23 @@ def _copied_records(sources: list[tuple[str, np.ndarray]]) -> list[FileCheck]:
     return checks
 
 
+def _records_per_source(doc: dict, sources: list[np.ndarray]) -> list[FileCheck]:
+    """The shards hold, from each raw file (or image file), the records the manifest says
+    were used from it: a split removed from the shards and the manifest alike, with every
+    checksum recomputed, still shows."""
+    counts = np.bincount(np.concatenate(sources)[:, 0], minlength=len(doc.get("sources", [])))
+    checks = []
+    for i, source in enumerate(doc.get("sources", [])):
+        if not isinstance(source, dict) or source.get("role", "images") != "images":
+            continue  # labels and mapping files give no records of their own
+        used = source.get("used")
+        if _count(used) and used != counts[i]:
+            checks.append(FileCheck("manifest.json", "dataset", "wrong-count", used,
+                                    int(counts[i]), f"the shards hold {counts[i]} records from "
+                                    f"{str(source.get('file'))[:80]}, which gave {used}"))
+    return checks
+
+
 def _label_codes(sjis: np.ndarray, merged: bool) -> np.ndarray:
     """The Shift-JIS code of the class each record belongs to: its own code, or for a merged
     small kana the code of the full-size kana it merged into."""
@@ -293,11 +314,17 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
             f = files[0]
             labels, sjis, sources = f["labels"][:], f["sjis"][:], f["source"][:]
             sizes = {len(f[k]) for k in ("images", "sjis", "codes", "sheets", "source")}
-            image_shape = f["images"].shape[1:]
+            image_shape, image_dtype = f["images"].shape[1:], f["images"].dtype
             attrs = {k: json.loads(v) for k, v in f.attrs.items()}
     except (OSError, KeyError, ValueError, TypeError) as err:
         return FileCheck(name, "shard", "corrupt", expected, None, str(err)), None
     found = len(labels)
+    wrong_types = [f"{key} are {dtype}, not {want}" for key, dtype, want in (
+        ("images", image_dtype, "uint8"), ("labels", labels.dtype, "integers"),
+        ("sjis", sjis.dtype, "integers"), ("source", sources.dtype, "integers"))
+        if not (dtype == np.uint8 if want == "uint8" else dtype.kind in "iu")]
+    if wrong_types:
+        return FileCheck(name, "shard", "corrupt", expected, found, wrong_types[0]), None
     side = doc.get("image_size", 64)
     if image_shape != (side, side):
         return FileCheck(name, "shard", "corrupt", expected, found,

@@ -12,6 +12,7 @@ from functools import partial
 import numpy as np
 
 from .. import labels
+from ..errors import EtlError
 from .octet import B8, B9, G8, G9, M, OctetLayout
 from .sixbit import C, K, SixbitLayout
 
@@ -78,5 +79,5 @@ def get(name: str) -> Format:
     key = name.upper().replace("-", "")
     key = _ALIASES.get(key, key)
     if key not in FORMATS:
-        raise KeyError(f"unknown format {name!r}; known: {', '.join(FORMATS)}")
+        raise EtlError(f"unknown format {name!r}; known: {', '.join(FORMATS)}")
     return FORMATS[key]
