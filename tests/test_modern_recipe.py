@@ -71,7 +71,8 @@ def test_adamw_decays_kernels_but_not_biases_or_batch_norm():
     model = build(config, 10)
     opt, _ = optimizer(model, config, steps_per_epoch=1)
     before = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    opt.update(model, jax.tree.map(jnp.zeros_like, nnx.state(model, nnx.Param)))
+    zeros = jax.tree.map(jnp.zeros_like, nnx.state(model, nnx.Param))
+    nnx.jit(lambda o, m, g: o.update(m, g))(opt, model, zeros)  # compiled, as in training
     after = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     flat_before = jax.tree_util.tree_flatten_with_path(before)[0]
     for (path, b), a in zip(flat_before, jax.tree.leaves(after), strict=True):

@@ -1,12 +1,12 @@
 """`etlkit table`: a models × tasks grid from raw files, resumable, beside the paper's numbers."""
 
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
 
 from etlkit.cli import app
-from etlkit.synth import synth
 from train.experiments.table import PAPER, markdown
 from train.rundir import Run
 
@@ -14,18 +14,25 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def raw(tmp_path_factory):
-    root = tmp_path_factory.mktemp("raw")
-    synth("ETL8G", root, writers=5, files=["ETL8G_01"])
-    return root
+def raw(hiragana_shards):
+    """The session's synthetic ETL-8G raw files (ETL8G_01, 5 writers): read, never changed."""
+    return hiragana_shards.parent / "raw"
 
 
-def test_grid_from_raw_files_writes_table_3_and_resumes(raw, tmp_path):
-    out = tmp_path / "grid"
+@pytest.fixture(scope="module")
+def grid(raw, tmp_path_factory):
+    """A finished M6-1 × M7-2 grid on hiragana (random split, 1 epoch): (folder, the command's
+    arguments, what it printed)."""
+    out = tmp_path_factory.mktemp("table") / "grid"
     args = ["table", str(raw), "--out", str(out), "--models", "M6-1,M7-2", "--tasks",
             "hiragana", "--epochs", "1"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    return out, args, result
+
+
+def test_grid_from_raw_files_writes_table_3_and_resumes(grid):
+    out, args, result = grid
     doc = json.loads((out / "table.json").read_text())
     assert doc["datasets"]["hiragana"]["classes"] == 75
     for r in doc["results"]:
@@ -50,12 +57,23 @@ def test_grid_from_raw_files_writes_table_3_and_resumes(raw, tmp_path):
 
 
 @pytest.mark.parametrize("split", ["random", "writer"])
-def test_residual_networks_run_beside_the_m_series_with_their_own_recipe(raw, tmp_path, split):
+def test_residual_networks_run_beside_the_m_series_with_their_own_recipe(raw, tmp_path, split,
+                                                                          request):
+    """With --split writer both networks train in one command; with the random split the
+    finished grid's dataset and M6-1 run are copied in and read back (the grid resumes), and
+    ResNet-64 trains beside them."""
     out = tmp_path / "grid"
+    if split == "random":
+        finished = request.getfixturevalue("grid")[0]
+        for part in ("data/hiragana", "runs/hiragana-M6-1"):
+            shutil.copytree(finished / part, out / part)
     result = runner.invoke(app, ["table", str(raw), "--out", str(out), "--models",
                                  "M6-1,ResNet-64", "--tasks", "hiragana", "--split", split,
                                  "--epochs", "1"])
     assert result.exit_code == 0, result.output
+    if split == "random":
+        assert "hiragana-M6-1: done" in result.stderr and "training M6-1" not in result.stderr
+    assert "training ResNet-64" in result.stderr
     doc = json.loads((out / "table.json").read_text())
     assert doc["split"] == split
     cells = {r["model"]: r for r in doc["results"]}
