@@ -458,6 +458,12 @@ def _register_trainer() -> None:
 _register_trainer()
 
 
+def _interrupted_early(_signum, _frame) -> None:
+    sys.stderr.write("error: interrupted\n")
+    sys.stderr.flush()
+    os._exit(INTERRUPTED)
+
+
 #: click's UsageError, whichever click typer runs on (recent typers vendor their own).
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
@@ -465,7 +471,9 @@ _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "Usage
 def main() -> None:
     """The console entry point: a command line that does not parse (an unknown option, a
     missing one, an extra argument) is one `error:` line and exit 2, like every other error,
-    rather than click's usage box."""
+    rather than click's usage box. A Ctrl-C before a command's own handling starts (while it
+    parses options, imports JAX) is the same line and status as one during its work."""
+    signal.signal(signal.SIGINT, _interrupted_early)
     try:
         code = app(standalone_mode=False, prog_name="etlkit")
     except _UsageError as err:

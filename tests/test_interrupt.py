@@ -76,3 +76,19 @@ def test_ctrl_c_during_the_exit_after_a_command_ends_the_process_by_the_signal()
     assert result.returncode == -signal.SIGINT, result.stderr
     assert result.stdout.startswith("etlkit ") and result.stderr == ""
     assert time.monotonic() - start < 5
+
+
+def test_ctrl_c_before_the_work_starts_is_one_line_and_status_130(digits_shards, tmp_path):
+    """A real SIGINT 0.2 s after `main()` starts: `train` is still importing JAX, before its
+    own Ctrl-C handling. That used to end with status 130 and nothing said."""
+    code = ("import os, signal, sys, threading\n"
+            "from etlkit.cli import main\n"
+            "threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+            f"sys.argv = ['etlkit', 'train', {str(digits_shards)!r}, '--model', 'FF-baseline',"
+            f" '--out', {str(tmp_path / 'run')!r}]\n"
+            "main()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == INTERRUPTED, result.stderr
+    assert result.stderr.splitlines() == ["error: interrupted"], result.stderr
+    assert not (tmp_path / "run").exists()
