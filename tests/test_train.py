@@ -36,7 +36,7 @@ def shards(hiragana_shards):
 
 
 def _args(shards, out, *extra, epochs=3, progress=False, model="M6-1"):
-    """`etlkit train` of the shared run (M6-1) on `shards`."""
+    """`etlkit train` of `shards`, by default with the shared run's network (M6-1)."""
     return ["train", str(shards), "--out", str(out), "--model", model, "--epochs", str(epochs),
             "--log-every", "5", *([] if progress else ["--no-progress"]), *extra]
 
