@@ -1,10 +1,6 @@
 """The trainer's command line before any work starts: the version, help that shows each
 network's recipe and the seed networks' names, and names checked before hours of training."""
 
-import os
-import subprocess
-import sys
-
 from assertions import one_error_line
 from typer.testing import CliRunner
 
@@ -23,10 +19,11 @@ def test_version():
 
 def _help(command: str) -> str:
     """`etlkit COMMAND --help` as a terminal 400 columns wide shows it, spaces collapsed."""
-    done = subprocess.run([sys.executable, "-m", "etlkit", command, "--help"], text=True,
-                          capture_output=True, env={**os.environ, "COLUMNS": "400"})
-    assert done.returncode == 0, done.stderr
-    return " ".join(done.stdout.replace("│", " ").split())
+    done = runner.invoke(app, [command, "--help"], env={"COLUMNS": "400"}, prog_name="etlkit")
+    assert done.exit_code == 0, done.output
+    shown = " ".join(done.stdout.replace("│", " ").split())
+    assert shown.startswith(f"Usage: etlkit {command} [OPTIONS]"), shown
+    return shown
 
 
 def test_train_help_lists_every_recipe():

@@ -22,10 +22,12 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def served(hiragana_shards, tmp_path_factory):
-    """A copy of the hiragana dataset (3 train shards) served over HTTP: (server, URL, folder)."""
+def served(hiragana_shards, digits_shards, tmp_path_factory):
+    """A copy of the hiragana dataset (3 train shards) served over HTTP: (server, URL, folder);
+    the sklearn digits are served beside it, at {server.url}/digits, for a quick training run."""
     folder = tmp_path_factory.mktemp("served") / "hiragana"
     shutil.copytree(hiragana_shards, folder)
+    shutil.copytree(digits_shards, folder.parent / "digits")
     with http_folder(folder.parent) as server:
         yield server, f"{server.url}/hiragana", folder
 
@@ -47,6 +49,12 @@ def bucket(hiragana_shards):
         for key, value in s3_environment(endpoint).items():
             env.setenv(key, value)
         yield upload(endpoint, hiragana_shards, "etl", "datasets/hiragana"), endpoint
+
+
+@pytest.fixture(scope="module")
+def digits_in_bucket(bucket, digits_shards):
+    """The sklearn digits in the bucket as well, for a quick training run: its URL."""
+    return upload(bucket[1], digits_shards, "etl", "datasets/digits")
 
 
 def test_a_block_read_over_http_fetches_its_chunks_not_the_shard(big_shard):
@@ -158,18 +166,17 @@ def test_etlkit_preview_of_a_url(served, tmp_path):
     assert (tmp_path / "p" / "classes.png").stat().st_size > 1000
 
 
-@pytest.mark.slow
 def test_etlkit_train_and_evaluate_over_http(served, tmp_path):
-    _, url, _ = served
-    run = tmp_path / "run"
-    result = runner.invoke(app, ["train", url, "--out", str(run), "--model", "M6-1",
+    server, _, _ = served
+    url, run = f"{server.url}/digits", tmp_path / "run"
+    result = runner.invoke(app, ["train", url, "--out", str(run), "--model", "FF-baseline",
                                  "--epochs", "1", "--no-progress"])
     assert result.exit_code == 0, result.output
     config = json.loads((run / "config.json").read_text())
-    assert config["config"]["shards"] == url and config["splits"]["train"] == 225
+    assert config["config"]["shards"] == url and config["splits"]["train"] == 1150
     result = runner.invoke(app, ["evaluate", str(run)])
     assert result.exit_code == 0, result.output
-    assert json.loads((run / "eval.json").read_text())["count"] == 75
+    assert json.loads((run / "eval.json").read_text())["count"] == 360
 
 
 def test_etlkit_verify_on_a_local_s3_server(bucket, hiragana_shards):
@@ -196,11 +203,9 @@ def test_an_unlisted_object_in_the_bucket_is_reported(bucket, hiragana_shards, t
                for ln in result.stdout.splitlines())
 
 
-@pytest.mark.slow
-def test_etlkit_train_from_a_local_s3_server(bucket, tmp_path):
-    url, _ = bucket
-    run = tmp_path / "run"
-    result = runner.invoke(app, ["train", url, "--out", str(run), "--model", "M6-1",
+def test_etlkit_train_from_a_local_s3_server(digits_in_bucket, tmp_path):
+    url, run = digits_in_bucket, tmp_path / "run"
+    result = runner.invoke(app, ["train", url, "--out", str(run), "--model", "FF-baseline",
                                  "--epochs", "1", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.stderr
