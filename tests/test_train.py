@@ -35,7 +35,7 @@ def shards(hiragana_shards):
     return hiragana_shards
 
 
-def _args(shards, out, *extra, epochs=3, progress=False, model="M6-1"):
+def _args(shards, out, *extra, epochs=2, progress=False, model="M6-1"):
     """`etlkit train` of `shards`, by default with the shared run's network (M6-1)."""
     return ["train", str(shards), "--out", str(out), "--model", model, "--epochs", str(epochs),
             "--log-every", "5", *([] if progress else ["--no-progress"]), *extra]
@@ -97,7 +97,7 @@ def test_a_run_trains_logs_checkpoints_and_reports_test_accuracy(reference):
     history = Run(out).history()
     test, epochs = history.test, history.epochs
     assert f"test accuracy {test['test/accuracy']:.2%}" in result.stderr
-    assert [e["epoch"] for e in epochs] == [1, 2, 3] and epochs[-1]["step"] == 3 * 14
+    assert [e["epoch"] for e in epochs] == [1, 2] and epochs[-1]["step"] == 2 * 14
     steps = [r["step"] for r in history.train]
     assert steps == sorted(steps) and {5, 10, 14, 15, 20, 25, 28}.issubset(steps)
     assert all(np.isfinite(r["train/loss"]) and r["train/images_per_s"] > 0
@@ -121,7 +121,7 @@ def test_a_run_trains_logs_checkpoints_and_reports_test_accuracy(reference):
 def test_tensorboard_events_hold_the_same_numbers(reference):
     out, _ = reference
     history, scalars = Run(out).history(), _scalars(out)
-    assert scalars["test/accuracy"] == [(42, pytest.approx(history.test["test/accuracy"]))]
+    assert scalars["test/accuracy"] == [(28, pytest.approx(history.test["test/accuracy"]))]
     assert scalars["val/loss"] == [(e["step"], pytest.approx(e["val/loss"]))
                                    for e in history.epochs]
     assert scalars["train/loss"] == [(r["step"], pytest.approx(r["train/loss"]))
@@ -159,9 +159,9 @@ def test_resume_after_a_kill_ends_with_the_same_metrics(reference, shards, tmp_p
     proc.wait()
     assert Run(out).history().test is None  # it did not finish
     killed_at = Run(out).checkpoint_step("latest")
-    assert 14 < killed_at < 42
+    assert 14 < killed_at < 28
     with open(out / "metrics.jsonl", "a") as f:  # as a kill in the middle of a line leaves it
-        f.write('{"epoch": 2, "step": 41, "train/lo')
+        f.write('{"epoch": 2, "step": 27, "train/lo')
     result = runner.invoke(app, [*args, "--resume"])
     assert result.exit_code == 0, result.output
     assert f"resuming {out} at epoch 2, step {killed_at}" in result.stderr
@@ -334,7 +334,7 @@ def test_the_step_is_read_from_the_header_alone(reference, tmp_path):
     cut = tmp_path / "run"
     (cut / "checkpoints").mkdir(parents=True)
     (cut / "checkpoints" / "latest.msgpack").write_bytes(whole[:600] + b"\xc1" * 100_000)
-    assert Run(cut).checkpoint_step("latest") == 42 == Run(reference[0]).checkpoint_step("latest")
+    assert Run(cut).checkpoint_step("latest") == 28 == Run(reference[0]).checkpoint_step("latest")
     like = nnx.state(models.build("M6-1", 75, rngs=nnx.Rngs(0)))
     with pytest.raises(EtlError, match="unreadable checkpoint"):
         Run(cut).load("latest", like)
