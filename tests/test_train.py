@@ -199,15 +199,13 @@ def test_eight_devices_run_the_same_code(reference, shards, tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_train_one_model_through_jax_distributed(shards, tmp_path):
-    """In bf16 with augmentation, which this run also shows to train."""
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     out = tmp_path / "hosts"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.getcwd()}
     procs = [_cli(_args(shards, out, "--distributed", "--coordinator", f"localhost:{port}",
-                        "--num-processes", "2", "--process-id", str(i), "--precision", "bf16",
-                        "--augment", epochs=1), env=env)
+                        "--num-processes", "2", "--process-id", str(i), epochs=1), env=env)
              for i in range(2)]
     errs = [p.communicate(timeout=600)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errs
@@ -215,16 +213,26 @@ def test_two_processes_train_one_model_through_jax_distributed(shards, tmp_path)
     assert all("12 steps/epoch, 2 device(s)" in e for e in errs)
     config = json.loads((out / "config.json").read_text())
     assert (config["processes"], config["devices"]) == (2, 2)
-    assert (config["config"]["precision"], config["config"]["augment"]) == ("bf16", True)
     # one model: both processes report the same metrics, and only process 0 wrote the log
     finals = [[ln for ln in e.splitlines() if ln.startswith(("epoch", "test"))] for e in errs]
     assert finals[0] == finals[1] and len(finals[0]) == 2
     history = Run(out).history()
     assert len(history.epochs) == 1 and history.test is not None
-    (epoch,) = history.epochs
-    assert np.isfinite(epoch["train/epoch_loss"]) and np.isfinite(epoch["val/loss"])
     assert sum(r.startswith("{") for r in (out / "metrics.jsonl").read_text().splitlines()) \
         == len(history.train) + 2
+
+
+def test_bf16_with_augmentation(digits_shards, tmp_path):
+    """A conv network computing in bf16 on distorted images trains from the CLI."""
+    out = tmp_path / "bf16"
+    result = runner.invoke(app, _args(digits_shards, out, "--precision", "bf16", "--augment",
+                                      epochs=1, model="CNN-93k"))
+    assert result.exit_code == 0, result.output
+    (epoch,) = Run(out).history().epochs
+    assert np.isfinite(epoch["train/epoch_loss"]) and np.isfinite(epoch["val/loss"])
+    assert epoch["val/accuracy"] > 0.3  # chance is 0.1
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["precision"], config["augment"]) == ("bf16", True)
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
