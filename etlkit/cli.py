@@ -36,7 +36,7 @@ from . import (
     verify,
 )
 from .card import write_card
-from .errors import EtlError, EtlWarning
+from .errors import EtlError, EtlWarning, one_line
 from .records import RecordBatch
 from .shards import no_manifest, open_shards, unfinished
 
@@ -126,15 +126,6 @@ def _stopped_by_ctrl_c(message: str):
     finally:
         watchdog.cancel()
         signal.signal(signal.SIGINT, previous)
-
-
-def one_line(text: str) -> str:
-    """A message as one line whatever the file names in it hold: control characters (a
-    newline in a name) are written as escapes."""
-    return text.translate(_ESCAPES)
-
-
-_ESCAPES = {c: f"\\x{c:02x}" for c in range(32)} | {0x7F: "\\x7f"}
 
 
 def _print_warnings(caught) -> None:

@@ -13,3 +13,12 @@ def check_choice(option: str, value, allowed: tuple[str, ...]) -> None:
 
 class EtlWarning(UserWarning):
     """Input etlkit can use but the user should know about (flagged records, partial files)."""
+
+
+def one_line(text: str) -> str:
+    """A message or a file name as one line whatever it holds: control characters (a newline
+    in a file name) are written as escapes."""
+    return text.translate(_ESCAPES)
+
+
+_ESCAPES = {c: f"\\x{c:02x}" for c in range(32)} | {0x7F: "\\x7f"}

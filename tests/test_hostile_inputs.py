@@ -146,3 +146,21 @@ def test_merged_small_kana_are_checked_against_the_kana_they_merge_into(hiragana
     assert result.exit_code == 1
     assert f"1 labels disagree with their records' Shift-JIS codes (first: record {at})" in \
         result.stdout
+
+
+def test_a_newline_in_a_file_name_keeps_every_line_whole(digits_run, tmp_path):
+    """A name is printed with its control characters escaped, in a result's header and in an
+    error line alike."""
+    from PIL import Image
+
+    from etlkit.shards import open_shards
+
+    digit = open_shards(digits_run.parent / "mnist", "test").read(("images",))["images"][0]
+    good, bad = tmp_path / "one\ndigit.png", tmp_path / "two\nnotes.png"
+    Image.fromarray(255 - digit).save(good, format="PNG")
+    bad.write_text("not an image")
+    result = runner.invoke(app, ["predict", str(digits_run), str(good), str(bad)])
+    assert result.exit_code == 1
+    escaped = {path: str(path).replace("\n", "\\x0a") for path in (good, bad)}
+    assert result.stdout.splitlines()[0] == escaped[good]
+    assert result.stderr.splitlines() == [f"error: {escaped[bad]}: not a PNG or JPEG image"]

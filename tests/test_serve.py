@@ -121,6 +121,9 @@ def test_bad_requests_get_a_status_and_one_line(server, capsys):
         (raw(server, "GET /etc/passwd HTTP/1.1\nHost: localhost\nConnection: close\n"), 404,
          "no page"),
         (raw(server, "PUT /predict HTTP/1.1\nHost: localhost\n"), 501, "Unsupported method"),
+        (raw(server, "GET / HTTP/9.9\nHost: localhost\n"), 505, "Invalid HTTP version"),
+        (raw(server, "\x00\x7f\n"), 400, "Bad request syntax"),
+        (raw(server, "PRI * HTTP/2.0\n"), 505, "Invalid HTTP version"),
         (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nOrigin: http://evil.example\n"
              "Content-Length: 3\n", b"abc"), 403, "cross-origin request"),
         (post(server, png_header(4100, 4100)), 400, "4100×4100 pixels"),  # bounded memory

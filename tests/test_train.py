@@ -21,7 +21,7 @@ from tensorboardX.proto.event_pb2 import Event, SessionLog
 from typer.testing import CliRunner
 
 from etlkit.cli import app
-from etlkit.errors import EtlError
+from etlkit.errors import EtlError, EtlWarning
 from train import checkpoint, models
 from train.augment import augment
 from train.rundir import Run, load_model
@@ -247,8 +247,13 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert json.loads((out / "config.json").read_text())["steps_per_epoch"] == 35
     assert f"{out / 'checkpoints' / 'latest.msgpack'} (step 35)" in lines[0]
     assert [e["epoch"] for e in Run(out).history().epochs] == [1]
-    model, _ = load_model(out, "latest")
+    unfinished = "its training stopped after epoch 1 of 2, with no test result"
+    with pytest.warns(EtlWarning, match=unfinished):
+        model, _ = load_model(out, "latest")
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(model))
+    # what is left is usable, and every command that uses it says it is unfinished
+    evaluated = runner.invoke(app, ["evaluate", str(out)])
+    assert evaluated.exit_code == 0 and f"warning: {out}: {unfinished}" in evaluated.stderr
 
 
 def test_early_stopping_follows_patience(digits_shards, tmp_path):

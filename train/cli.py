@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 import typer.core
 
-from etlkit.errors import EtlError
+from etlkit.errors import EtlError, one_line
 
 
 class _RecipeHelp(typer.core.TyperCommand):
@@ -185,9 +185,9 @@ def register(app: typer.Typer, reported) -> None:
             results = predictor.predict(images)
         for path, result in zip(images, results, strict=True):
             if isinstance(result, Exception):
-                typer.echo(f"error: {result}", err=True)
+                typer.echo(f"error: {one_line(str(result))}", err=True)
                 continue
-            typer.echo(str(path))
+            typer.echo(one_line(str(path)))
             for rank, (char, code, prob) in enumerate(result, start=1):
                 typer.echo(f"  {rank}. {char}  {sjis_hex(code) or '-'}  {prob:.3f}")
         if any(isinstance(r, Exception) for r in results):

@@ -31,13 +31,14 @@ A run folder holds:
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from flax import nnx
 from tensorboardX import SummaryWriter
 
-from etlkit.errors import EtlError
+from etlkit.errors import EtlError, EtlWarning
 
 from . import checkpoint, ema
 from .config import Config, build, optimizer
@@ -240,10 +241,18 @@ def config_of(doc: dict) -> Config:
 
 
 def load_model(root: str | Path, which: str = "best"):
-    """(model with the `best` or `latest` weights, the run's config.json) for inference."""
+    """(model with the `best` or `latest` weights, the run's config.json) for inference. A run
+    whose training did not finish (killed, stopped by a NaN loss) is used with a warning that
+    says so, rather than passed off as a finished model."""
     run = Run(root)
     doc = run.read_config()
     config = config_of(doc)
+    history = run.history()
+    if history.test is None:
+        done = history.epochs[-1]["epoch"] if history.epochs else 0
+        warnings.warn(EtlWarning(f"{run.root}: its training stopped after epoch {done} of "
+                                 f"{config.epochs}, with no test result: an unfinished model "
+                                 "(`etlkit train` with --resume continues it)"), stacklevel=2)
     model = build(config, doc["num_classes"])
     if which == "best":
         state, _ = run.load("best", nnx.state(model))

@@ -93,6 +93,9 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "etlkit-serve"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    # the version a refusal is written in when the request line could not be read: HTTP/0.9,
+    # http.server's default, has no status line, so the client would see no error code
+    default_request_version = "HTTP/1.1"
     timeout = READ_TIMEOUT
 
     def _send(self, status: int, body: bytes, kind: str, close: bool = False) -> None:
