@@ -47,7 +47,8 @@ def test_the_paper_and_seed_recipes_leave_every_modern_option_off():
         assert StepOptions.of(c) == StepOptions()
     c = Config(shards="", model="ResNet-28").with_recipe()
     assert {k: getattr(c, k) for k in RECIPE_OPTIONS} == {
-        k: getattr(recipes.MODERN, k) for k in RECIPE_OPTIONS}
+        k: getattr(recipes.MODERN_28, k) for k in RECIPE_OPTIONS}
+    assert (c.affine, c.elastic) == (0.5, 0.0)  # gentler than the 64×64 network's
     assert c.optimizer == "adamw" and c.schedule == "cosine" and c.ema > 0
     table = recipes.recipe_table()
     assert "ResNet-28, WideResNet-28: adamw lr 0.003, batch 64, 30 epochs, cosine" in table
