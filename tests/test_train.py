@@ -131,18 +131,20 @@ def test_tensorboard_events_hold_the_same_numbers(reference):
 
 
 @pytest.mark.slow
-def test_epochs_do_not_recompile(reference, shards, tmp_path):
+def test_epochs_do_not_recompile(reference, digits_shards, tmp_path):
     assert _compiles(reference[0]) == {"compiles/train": 1, "compiles/eval": 1,
                                        "compiles/calibrate": 1}
-    # 14 steps in calls of 4 steps: 4 + 4 + 4 + 2, the short call compiled once for both
-    # epochs, which compute the reference's first two
-    out = tmp_path / "scan"
-    result = runner.invoke(app, _args(shards, out, "--steps-per-call", "4", epochs=2))
-    assert result.exit_code == 0, result.output
-    assert _compiles(out) == {"compiles/train": 2, "compiles/eval": 1, "compiles/calibrate": 1}
-    for scanned, plain in zip(Run(out).history().epochs,
-                              Run(reference[0]).history().epochs[:2], strict=True):
-        assert scanned["val/loss"] == pytest.approx(plain["val/loss"], rel=1e-3)
+    # FF-baseline on the digits, 35 steps an epoch in calls of 4 steps: 8 × 4 + 3, the short
+    # call compiled once for both epochs, which compute what single steps compute
+    plain, scanned = tmp_path / "plain", tmp_path / "scan"
+    for out, extra in ((plain, ()), (scanned, ("--steps-per-call", "4"))):
+        result = runner.invoke(app, _args(digits_shards, out, *extra, model="FF-baseline"))
+        assert result.exit_code == 0, result.output
+    assert _compiles(plain)["compiles/train"] == 1
+    assert _compiles(scanned) == {**_compiles(plain), "compiles/train": 2}
+    for fused, single in zip(Run(scanned).history().epochs, Run(plain).history().epochs,
+                             strict=True):
+        assert fused["val/loss"] == pytest.approx(single["val/loss"], rel=1e-3)
 
 
 @pytest.mark.slow
