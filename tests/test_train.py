@@ -200,19 +200,26 @@ def test_eight_devices_run_the_same_code(reference, shards, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_train_one_model_through_jax_distributed(shards, tmp_path):
+def test_two_processes_train_one_model_through_jax_distributed(tmp_path):
+    """FF-baseline on the digits in shards of 400 (train: 400, 400, 350), so that each
+    process has shards of its own to read."""
+    from etlkit.digits import Options, extract
+
+    shards = tmp_path / "digits"
+    extract([], shards, Options(dataset="sklearn-digits", shard_size=400))
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     out = tmp_path / "hosts"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.getcwd()}
     procs = [_cli(_args(shards, out, "--distributed", "--coordinator", f"localhost:{port}",
-                        "--num-processes", "2", "--process-id", str(i), epochs=1), env=env)
+                        "--num-processes", "2", "--process-id", str(i), epochs=1,
+                        model="FF-baseline"), env=env)
              for i in range(2)]
     errs = [p.communicate(timeout=600)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errs
-    # each process reads its own shards (100 + 25 and 100 records) in 12 steps of 8 images
-    assert all("12 steps/epoch, 2 device(s)" in e for e in errs)
+    # each process reads its own shards (400 + 350 and 400 records) in 25 steps of 16 images
+    assert all("25 steps/epoch, 2 device(s)" in e for e in errs), errs
     config = json.loads((out / "config.json").read_text())
     assert (config["processes"], config["devices"]) == (2, 2)
     # one model: both processes report the same metrics, and only process 0 wrote the log
