@@ -87,9 +87,11 @@ def _task(out: Path, task: Task, epochs: int, say: Callable[[str], None]) -> dic
     say(f"[{task.name}] training {MODEL} for {epochs} epoch(s) into {root}")
     test = fit(config, root, say=lambda m: say(f"[{task.name}]   {m}"), progress=False)
     say(f"[{task.name}] evaluating the best model on the test split")
-    doc, _ = evaluate.write(root, evaluate.evaluate(root, "test"))
+    evaluation = evaluate.evaluate(root, "test")
+    doc, _ = evaluate.write(root, evaluation)
     say(f"[{task.name}] drawing the paper's figures into {figures_dir}")
-    paper_figures.write(root, figures_dir, say=lambda m: say(f"[{task.name}]   {m}"))
+    paper_figures.write(root, figures_dir, say=lambda m: say(f"[{task.name}]   {m}"),
+                        evaluation=evaluation)
     save(preview.class_grid(open_shards(data, "train")), root / "preview.png")
     return {"dataset": task.dataset, "writers": task.writers, "classes": manifest["num_classes"],
             "splits": manifest["splits"], "accuracy": doc["accuracy"],

@@ -25,10 +25,12 @@ MAPS = 32  # channels shown per layer in Fig. 6
 KERNELS = 64  # kernels shown per layer in Fig. 7
 
 
-def write(root: str | Path, out: str | Path | None = None, say: Callable[[str], None] = print
-          ) -> list[Path]:
+def write(root: str | Path, out: str | Path | None = None, say: Callable[[str], None] = print,
+          evaluation: evaluate.Evaluation | None = None) -> list[Path]:
     """Every figure the run allows into `out` (default RUN/figures); returns the paths written.
-    Figures that cannot be drawn (raw files gone, no conv layers) are skipped with a warning."""
+    Figures that cannot be drawn (raw files gone, no conv layers) are skipped with a warning.
+    `evaluation`: the run's test-split evaluation with its best model, when the caller has
+    it already (Fig. 5 draws its mistakes), so it is not computed twice."""
     root = Path(root)
     run = Run(root)
     out = Path(out) if out else run.figures
@@ -57,7 +59,7 @@ def write(root: str | Path, out: str | Path | None = None, say: Callable[[str], 
         put("fig4-curves.png", figures.curves(history, doc["steps_per_epoch"]))
     else:
         warnings.warn(f"Fig. 4 skipped: {run.metrics} missing", EtlWarning, stacklevel=2)
-    put("fig5-misclassified.png", misclassified(evaluate.evaluate(root, "test")))
+    put("fig5-misclassified.png", misclassified(evaluation or evaluate.evaluate(root, "test")))
     model, _ = load_model(root)
     if not model.conv_kernels():
         warnings.warn(f"Figs. 6-7 skipped: {doc['config']['model']} has no conv layers",
