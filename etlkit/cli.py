@@ -25,6 +25,7 @@ import yaml
 from . import (
     __version__,
     digits,
+    entry,
     extract,
     formats,
     idx,
@@ -66,7 +67,7 @@ Co59Opt = Annotated[Path | None, typer.Option("--co59", help="AIST's euc_co59.da
                                               "labels.")]
 
 
-INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
+INTERRUPTED = entry.INTERRUPTED  # the exit status of a command stopped by Ctrl-C
 
 
 @contextmanager
@@ -449,12 +450,6 @@ def _register_trainer() -> None:
 _register_trainer()
 
 
-def _interrupted_early(_signum, _frame) -> None:
-    sys.stderr.write("error: interrupted\n")
-    sys.stderr.flush()
-    os._exit(INTERRUPTED)
-
-
 #: click's UsageError, whichever click typer runs on (recent typers vendor their own).
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
@@ -464,7 +459,7 @@ def main() -> None:
     missing one, an extra argument) is one `error:` line and exit 2, like every other error,
     rather than click's usage box. A Ctrl-C before a command's own handling starts (while it
     parses options, imports JAX) is the same line and status as one during its work."""
-    signal.signal(signal.SIGINT, _interrupted_early)
+    signal.signal(signal.SIGINT, entry.interrupted)
     try:
         code = app(standalone_mode=False, prog_name="etlkit")
     except _UsageError as err:

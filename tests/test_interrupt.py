@@ -93,3 +93,17 @@ def test_ctrl_c_before_the_work_starts_is_one_line_and_status_130(digits_shards,
     assert result.returncode == INTERRUPTED, result.stderr
     assert result.stderr.splitlines() == ["error: interrupted"], result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line_and_status_130():
+    """A real SIGINT 20 ms after the entry point starts, while it imports numpy, typer and
+    the CLI: that used to be a KeyboardInterrupt traceback from the import."""
+    code = ("import os, signal, sys, threading\n"
+            "from etlkit.entry import main\n"
+            "threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+            "sys.argv = ['etlkit', '--version']\n"
+            "main()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        INTERRUPTED, "", "error: interrupted\n")
