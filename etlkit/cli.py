@@ -455,11 +455,10 @@ _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "Usage
 
 
 def main() -> None:
-    """The console entry point: a command line that does not parse (an unknown option, a
-    missing one, an extra argument) is one `error:` line and exit 2, like every other error,
-    rather than click's usage box. A Ctrl-C before a command's own handling starts (while it
-    parses options, imports JAX) is the same line and status as one during its work."""
-    signal.signal(signal.SIGINT, entry.interrupted)
+    """The commands, as `etlkit.entry` runs them: a command line that does not parse (an
+    unknown option, a missing one, an extra argument) is one `error:` line and exit 2, like
+    every other error, rather than click's usage box. Until a command's own Ctrl-C handling
+    starts (while it parses options, imports JAX), entry's handler answers a Ctrl-C."""
     try:
         code = app(standalone_mode=False, prog_name="etlkit")
     except _UsageError as err:

@@ -68,7 +68,7 @@ def test_ctrl_c_during_the_exit_after_a_command_ends_the_process_by_the_signal()
     SIGINT itself, then would take five seconds."""
     code = ("import atexit, os, signal, sys, time\n"
             "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(5)))\n"
-            "from etlkit.cli import main\n"
+            "from etlkit.entry import main\n"
             "sys.argv = ['etlkit', '--version']\n"
             "main()\n")
     start = time.monotonic()
@@ -80,10 +80,10 @@ def test_ctrl_c_during_the_exit_after_a_command_ends_the_process_by_the_signal()
 
 
 def test_ctrl_c_before_the_work_starts_is_one_line_and_status_130(digits_shards, tmp_path):
-    """A real SIGINT 0.2 s after `main()` starts: `train` is still importing JAX, before its
+    """A real SIGINT 0.2 s after the entry point starts: `train` is still importing JAX, before its
     own Ctrl-C handling. That used to end with status 130 and nothing said."""
     code = ("import os, signal, sys, threading\n"
-            "from etlkit.cli import main\n"
+            "from etlkit.entry import main\n"
             "threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
             f"sys.argv = ['etlkit', 'train', {str(digits_shards)!r}, '--model', 'FF-baseline',"
             f" '--out', {str(tmp_path / 'run')!r}]\n"
