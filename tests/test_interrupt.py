@@ -107,3 +107,13 @@ def test_ctrl_c_while_the_command_loads_is_one_line_and_status_130():
                             timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (
         INTERRUPTED, "", "error: interrupted\n")
+
+
+def test_ctrl_c_stops_serve_with_one_line_and_status_130(digits_run):
+    """Ctrl-C is how `serve` is stopped; it used to end with status 0 and nothing said, unlike
+    every other command."""
+    status, err, seconds = _interrupt_when(["serve", str(digits_run), "--port", "0"],
+                                           "serving http://")
+    assert status == INTERRUPTED, err
+    assert err.splitlines()[-1] == "error: stopped by Ctrl-C" and "Traceback" not in err
+    assert seconds < 5, seconds

@@ -126,6 +126,11 @@ def test_bad_requests_get_a_status_and_one_line(server, capsys):
         (raw(server, "PRI * HTTP/2.0\n"), 505, "Invalid HTTP version"),
         (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nOrigin: http://evil.example\n"
              "Content-Length: 3\n", b"abc"), 403, "cross-origin request"),
+        # a line without a colon used to end the headers silently, losing those after it
+        (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nno colon here\n"
+             "Content-Length: 3\n", b"abc"), 400, "a header line has no colon"),
+        (raw(server, "GET / HTTP/1.1\nHost: 127.0.0.1\n folded\n"), 400,
+         "a header is folded over two lines"),
         (post(server, png_header(4100, 4100)), 400, "4100×4100 pixels"),  # bounded memory
         *((post(server, body), 400, "unreadable image") for body in broken_pngs()),
     ]

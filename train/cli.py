@@ -225,12 +225,8 @@ def register(app: typer.Typer, reported) -> None:
         with reported():
             server = make_server(run, host, port, which)
         typer.echo(f"serving {url(server)} (Ctrl-C to stop)", err=True)
-        try:
+        with reported("stopped by Ctrl-C"):  # status 130 like every command Ctrl-C stops
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
 
     @app.command(name="recognize")
     def recognize_cmd(

@@ -124,6 +124,20 @@ class Handler(BaseHTTPRequestHandler):
         too long) as one-line JSON too."""
         self._error(code, message or HTTPStatus(code).phrase, close=True)
 
+    def parse_request(self) -> bool:
+        """http.server's parse, then a refusal of header lines it would read wrongly: a line
+        without a colon silently ends the headers (those after it are lost, a Content-Length
+        among them), and a folded line (RFC 9112 forbids obs-fold) joins two lines."""
+        if not super().parse_request():
+            return False
+        if self.headers.defects or self.headers.get_payload():
+            self.send_error(HTTPStatus.BAD_REQUEST, "a header line has no colon")
+            return False
+        if any("\n" in value for value in self.headers.values()):
+            self.send_error(HTTPStatus.BAD_REQUEST, "a header is folded over two lines")
+            return False
+        return True
+
     def _local(self) -> bool:
         if _host_is_local(self.headers.get("Host")):
             return True
