@@ -31,6 +31,7 @@ from . import (
     idx,
     labels,
     preview,
+    provenance,
     reader,
     remote,
     synth,
@@ -249,7 +250,11 @@ def _save(image, out: Path) -> None:
 @app.command(name="verify")
 def verify_cmd(root: Annotated[str, typer.Argument(
         help="Folder of raw ETL files, or a dataset written by extract (a folder or an "
-             "https://, s3:// or gs:// URL).")]):
+             "https://, s3:// or gs:// URL).")],
+        against: Annotated[Path | None, typer.Option(
+            "--against", help="Folder of the raw ETL files the dataset was made from: extract "
+            "them again with its options and compare every record (catches a dataset "
+            "relabelled with its checksums recomputed).")] = None):
     """Check raw ETL files against data_manifest.yaml, or a dataset's shards against its
     manifest.json (SHA-256, counts, labels); a URL's shards are hashed as they stream in."""
     with _reported():
@@ -266,6 +271,11 @@ def verify_cmd(root: Annotated[str, typer.Argument(
             checks = verify.verify_raw(location)
         if not checks:
             raise EtlError(f"{root}: no ETL files (names such as ETL1C_07, ETL8G_01) in it")
+        if against is not None:
+            if remote.is_url(location) or not (location / "manifest.json").is_file():
+                raise EtlError(f"--against: {root} is not a dataset folder written by extract")
+            if not any(c.failed for c in checks):  # records are compared in sound shards only
+                checks += provenance.verify_against_raw(location, against)
     width = max(12, *(len(c.name) for c in checks))
     typer.echo(f"{'file':<{width}} {'dataset':<7} {'status':<16} {'records':>8} "
                f"{'expected':>8}  detail")

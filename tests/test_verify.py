@@ -11,8 +11,9 @@ from assertions import one_error_line
 from typer.testing import CliRunner
 
 from etlkit import verify
+from etlkit.card import write_card
 from etlkit.cli import app
-from etlkit.shards import manifest_digest
+from etlkit.shards import manifest_digest, sha256
 
 runner = CliRunner()
 
@@ -180,3 +181,60 @@ def test_no_verify_trains_on_a_dataset_it_would_refuse(digits, tmp_path):
                                  "--model", "FF-baseline", "--epochs", "1", "--no-progress",
                                  "--no-verify"])
     assert result.exit_code == 0, result.output
+
+
+def _forge_swapped_classes(root):
+    """The careful forgery: classes 0 and 1 swapped in the class table (the images of あ are
+    now labelled い), and in every shard the Shift-JIS codes, raw codes and attributes to
+    match, every checksum and the card recomputed. Nothing inside the dataset disagrees."""
+    doc = _manifest(root)
+    doc["classes"][0], doc["classes"][1] = doc["classes"][1], doc["classes"][0]
+    code_of = {}  # (field, class) -> its records' code
+    for shard in doc["shards"]:
+        with h5py.File(root / shard["path"]) as f:
+            for field in ("sjis", "codes"):
+                pairs = zip(f["labels"][:], f[field][:], strict=True)
+                code_of.update({(field, int(k)): v for k, v in pairs})
+    for shard in doc["shards"]:
+        with h5py.File(root / shard["path"], "r+") as f:
+            labels = f["labels"][:]
+            zero, one = labels == 0, labels == 1
+            for field in ("sjis", "codes"):
+                values = f[field][:]
+                values[zero], values[one] = code_of[field, 1], code_of[field, 0]
+                f[field][:] = values
+            f.attrs["classes"] = json.dumps(doc["classes"], ensure_ascii=False, sort_keys=True)
+        shard["sha256"] = sha256(root / shard["path"])
+    doc["checksum"] = manifest_digest(doc)
+    _write(root, doc)
+    write_card(root)
+
+
+def test_a_consistent_forgery_passes_verify_and_fails_against_the_raw_files(
+        dataset, hiragana_shards):
+    raw = hiragana_shards.parent / "raw"
+    result = runner.invoke(app, ["verify", str(dataset), "--against", str(raw)])
+    assert result.exit_code == 0, result.output
+    assert [r.split()[1:3] for r in result.stdout.splitlines()[-7:-1]] == [["raw", "ok"]] * 6
+    _forge_swapped_classes(dataset)
+    assert runner.invoke(app, ["verify", str(dataset)]).exit_code == 0  # the limit of checksums
+    result = runner.invoke(app, ["verify", str(dataset), "--against", str(raw)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    failed = "\n".join(_failed_rows(result))
+    assert "class 0 is 'い' where the raw files give 'あ'" in failed, failed
+    assert ("train/shard-00000.h5 raw     mismatch" in failed and "sjis of 3 records differ"
+            in failed and "(0x82A0 where the raw record gives 0x82A2)" in failed), failed
+
+
+def test_verify_against_other_raw_files_names_them(dataset, hiragana_shards, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    data = bytearray((hiragana_shards.parent / "raw" / "ETL8G_01").read_bytes())
+    data[100] ^= 1
+    (other / "ETL8G_01").write_bytes(bytes(data))
+    result = runner.invoke(app, ["verify", str(dataset), "--against", str(other)])
+    assert result.exit_code == 1
+    (row,) = _failed_rows(result)
+    assert row.split()[:3] == ["ETL8G_01", "raw", "mismatch"] and "SHA-256 differs" in row
+    one_error_line(runner.invoke(app, ["verify", str(dataset), "--against", str(tmp_path / "no")]),
+                   str(tmp_path / "no"), "no ETL files")
