@@ -104,7 +104,8 @@ def _stopped_by_ctrl_c(message: str):
     """A KeyboardInterrupt can be swallowed where it lands (a finalizer, a worker thread's
     callback: "Exception ignored in ...") or wait for a thread pool's chunks, so Ctrl-C also
     arms a half-second watchdog that ends the process with the same line and status if the
-    interrupt did not; a second Ctrl-C ends it at once."""
+    interrupt did not; a second Ctrl-C ends it at once, and so does the command's end: a
+    swallowed interrupt must not let the command finish as if nobody had pressed Ctrl-C."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -115,11 +116,13 @@ def _stopped_by_ctrl_c(message: str):
         os._exit(INTERRUPTED)
 
     def on_ctrl_c(_signum, _frame) -> None:
-        if watchdog.is_alive():
+        if pressed.is_set():
             leave()
+        pressed.set()
         watchdog.start()
         raise KeyboardInterrupt
 
+    pressed = threading.Event()
     watchdog = threading.Timer(0.5, leave)
     watchdog.daemon = True
     previous = signal.signal(signal.SIGINT, on_ctrl_c)
@@ -128,6 +131,8 @@ def _stopped_by_ctrl_c(message: str):
     finally:
         watchdog.cancel()
         signal.signal(signal.SIGINT, previous)
+        if pressed.is_set():
+            leave()
 
 
 def _print_warnings(caught) -> None:
@@ -270,6 +275,9 @@ def verify_cmd(root: Annotated[str, typer.Argument(
         else:
             checks = verify.verify_raw(location)
         if not checks:
+            if any(any((location / name).glob("shard-*.h5")) for name in ("train", "val",
+                                                                            "test")):
+                raise EtlError(no_manifest(location))  # a dataset that lost its manifest
             raise EtlError(f"{root}: no ETL files (names such as ETL1C_07, ETL8G_01) in it")
         if against is not None:
             if remote.is_url(location) or not (location / "manifest.json").is_file():

@@ -265,19 +265,62 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What the manifest says of a split's shards: records in each (by shard number), the
+    image side and the number of classes."""
+
+    counts: dict[int, int]
+    image_size: int
+    classes: int
+
+
 class ShardFiles:
     """Shards of a split held open for many block reads (a trainer's epoch), by shard number.
-    A remote shard is read through a block-cached fsspec file (`remote.open_binary`)."""
+    A remote shard is read through a block-cached fsspec file (`remote.open_binary`).
 
-    def __init__(self, paths: dict[int, remote.Where]):
+    With `expected`, each shard's images and labels are checked when it opens (present,
+    shapes, types) and every block of labels when it is read (in range), so a malformed shard
+    is one EtlError naming it even where `verify` was skipped (`train --no-verify`)."""
+
+    def __init__(self, paths: dict[int, remote.Where], expected: Expected | None = None):
         self._files: dict[int, h5py.File] = {}
+        self._paths, self._expected = paths, expected
         self._remote: list = []  # the fsspec files under remote shards, closed with them
         try:
             for number, path in paths.items():
                 self._files[number] = self._open(path)
+                if expected is not None:
+                    self._check_layout(number)
         except BaseException:
             self.close()
             raise
+
+    def _check_layout(self, number: int) -> None:
+        f, side = self._files[number], self._expected.image_size
+        count = self._expected.counts[number]
+        for name, shape, kinds, what in (("images", (count, side, side), "u", "uint8"),
+                                         ("labels", (count,), "iu", "integers")):
+            data = f.get(name)
+            problem = (f"no {name} dataset" if not isinstance(data, h5py.Dataset) else
+                       f"{name} have shape {data.shape}, manifest.json says {shape}"
+                       if data.shape != shape else
+                       f"{name} are {data.dtype}, not {what}"
+                       if data.dtype.kind not in kinds or (name == "images"
+                                                           and data.dtype != np.uint8)
+                       else None)
+            if problem:
+                raise EtlError(f"{self._paths[number]}: {problem} (`etlkit verify` checks "
+                               "the whole dataset)")
+
+    def _check_labels(self, number: int, block: dict[str, np.ndarray]) -> dict:
+        labels = block.get("labels")
+        if self._expected is not None and labels is not None and len(labels) and (
+                labels.min() < 0 or labels.max() >= self._expected.classes):
+            raise EtlError(f"{self._paths[number]}: labels out of range (the class table has "
+                           f"{self._expected.classes}; `etlkit verify` checks the whole "
+                           "dataset)")
+        return block
 
     def _open(self, path: remote.Where) -> h5py.File:
         if not remote.is_url(path):
@@ -299,12 +342,13 @@ class ShardFiles:
                    fields: tuple[str, ...] = ("images", "labels")) -> dict[str, np.ndarray]:
         """Records start .. start + count (to the end: count None) of one shard."""
         stop = None if count is None else start + count
-        return {k: self._files[shard][k][start:stop] for k in fields}
+        return self._check_labels(shard, {k: self._files[shard][k][start:stop]
+                                          for k in fields})
 
     def read_rows(self, shard: int, rows: np.ndarray,
                   fields: tuple[str, ...] = ("images", "labels")) -> dict[str, np.ndarray]:
         """The records at `rows` (increasing) of one shard: only their chunks are read."""
-        return {k: self._files[shard][k][rows] for k in fields}
+        return self._check_labels(shard, {k: self._files[shard][k][rows] for k in fields})
 
     def close(self) -> None:
         for f in self._files.values():
@@ -352,9 +396,11 @@ class ShardSet:
 
     def open(self, shards: Sequence[int] | None = None) -> ShardFiles:
         """The shards numbered `shards` (default: all) held open; close it, or use `with`."""
-        paths = self.paths
-        return ShardFiles({i: paths[i] for i in (range(len(paths)) if shards is None
-                                                 else shards)})
+        paths, counts = self.paths, self.counts()
+        numbers = range(len(paths)) if shards is None else shards
+        return ShardFiles({i: paths[i] for i in numbers},
+                          Expected({i: counts[i] for i in numbers}, self.info.image_size,
+                                   len(self.classes)))
 
     def blocks(self, block: int = CHUNK, seed: int | None = None,
                fields: tuple[str, ...] = ("images", "labels"),
@@ -409,13 +455,58 @@ def open_shards(root: remote.Where, split: str) -> ShardSet:
     root = remote.as_location(root)
     path = remote.join(root, "manifest.json")
     manifest = load_manifest(root)
-    if not (isinstance(manifest, dict) and isinstance(manifest.get("splits"), dict)
-            and isinstance(manifest.get("shards"), list)):
-        raise EtlError(f"{path}: not an etlkit manifest (no splits and shards)")
+    problem = manifest_problem(manifest)
+    if problem:
+        raise EtlError(f"{path}: not an etlkit manifest: {problem}")
     if split not in manifest["splits"]:
         raise EtlError(f"{root}: no split {split!r}; it has {', '.join(manifest['splits'])}")
     DatasetInfo.from_json(manifest, path)  # an older etlkit's manifest fails here, named
     return ShardSet(root, split, manifest)
+
+
+def manifest_problem(doc) -> str | None:
+    """What keeps a manifest's JSON from being one etlkit can read (a hand edit, another
+    tool's file), as a phrase, or None: every field a reader indexes has its type."""
+    if not isinstance(doc, dict):
+        return f"a JSON {'null' if doc is None else type(doc).__name__}, not an object"
+    if not isinstance(doc.get("shards"), list) or not doc["shards"]:
+        return "no 'shards' list"
+    splits = doc.get("splits")
+    if not isinstance(splits, dict) or not all(is_count(v) for v in splits.values()):
+        return "'splits' is not a map of split names to record counts"
+    if sorted(splits) != sorted(split_module.NAMES):
+        return (f"'splits' names {', '.join(map(str, splits))}, not "
+                f"{', '.join(split_module.NAMES)}")
+    classes = doc.get("classes")
+    if not isinstance(classes, list) or not all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and is_count(c[1])
+            and c[1] < 1 << 16 for c in classes):
+        return "'classes' is not a list of [class, Shift-JIS code] pairs"
+    if not is_count(doc.get("num_classes")):
+        return "'num_classes' is not a count"
+    if "image_size" in doc and not (is_count(doc["image_size"]) and doc["image_size"] > 0):
+        return "'image_size' is not a number of pixels"
+    for key, kind, what in (("task", str, "a name"), ("split_method", str, "a name"),
+                            ("preprocessing", dict, "an object"),
+                            ("options", dict, "an object"), ("sources", list, "a list")):
+        if key in doc and not isinstance(doc[key], kind):
+            return f"'{key}' is not {what}"
+    for i, source in enumerate(doc.get("sources", [])):
+        if not isinstance(source, dict):
+            return f"sources[{i}] is not an object"
+    for i, shard in enumerate(doc["shards"]):
+        if not (isinstance(shard, dict) and isinstance(shard.get("path"), str)
+                and isinstance(shard.get("split"), str) and is_count(shard.get("count"))
+                and isinstance(shard.get("sha256"), str)):
+            return f"shards[{i}] is not a {{path, split, count, sha256}} entry"
+        if shard["split"] not in split_module.NAMES:
+            return f"shards[{i}] is in split {shard['split'][:40]!r}, not one of the three"
+    return None
+
+
+def is_count(value) -> bool:
+    """A JSON number of things: an int (not a bool), not negative."""
+    return type(value) is int and value >= 0
 
 
 def load_manifest(root: remote.Where):

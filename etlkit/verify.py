@@ -9,12 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from . import card, formats, manifest, remote, split, synth
 from .errors import EtlError, EtlWarning
 from .labels import SMALL_KANA
-from .shards import ShardFiles, load_manifest, manifest_digest
+from .shards import FIELDS, ShardFiles, is_count, load_manifest, manifest_digest, manifest_problem
 
 #: Threads hashing shards: hashlib releases the GIL, so hashing scales with cores and disks.
 HASH_WORKERS = min(8, os.cpu_count() or 1)
@@ -96,46 +97,14 @@ def read_manifest(root: remote.Where) -> dict:
     """A dataset's manifest.json with the structure verify relies on, else one EtlError line."""
     path = remote.join(root, "manifest.json")
     doc = load_manifest(root)
-    problem = _structure_problem(doc)
+    problem = manifest_problem(doc)
     if problem:
         raise EtlError(f"{path}: not an etlkit manifest: {problem}")
     return doc
 
 
-def _structure_problem(doc) -> str | None:
-    if not isinstance(doc, dict):
-        return f"a JSON {'null' if doc is None else type(doc).__name__}, not an object"
-    if not isinstance(doc.get("shards"), list) or not doc["shards"]:
-        return "no 'shards' list"
-    splits = doc.get("splits")
-    if not isinstance(splits, dict) or not all(_count(v) for v in splits.values()):
-        return "'splits' is not a map of split names to record counts"
-    if sorted(splits) != sorted(split.NAMES):
-        return f"'splits' names {', '.join(map(str, splits))}, not {', '.join(split.NAMES)}"
-    classes = doc.get("classes")
-    if not isinstance(classes, list) or not all(
-            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and _count(c[1])
-            for c in classes):
-        return "'classes' is not a list of [class, Shift-JIS code] pairs"
-    if not _count(doc.get("num_classes")):
-        return "'num_classes' is not a count"
-    if "image_size" in doc and not (_count(doc["image_size"]) and doc["image_size"] > 0):
-        return "'image_size' is not a number of pixels"
-    for i, shard in enumerate(doc["shards"]):
-        if not (isinstance(shard, dict) and isinstance(shard.get("path"), str)
-                and isinstance(shard.get("split"), str) and _count(shard.get("count"))
-                and isinstance(shard.get("sha256"), str)):
-            return f"shards[{i}] is not a {{path, split, count, sha256}} entry"
-        if shard["split"] not in split.NAMES:
-            return f"shards[{i}] is in split {shard['split'][:40]!r}, not one of the three"
-    return None
-
-
-def _count(value) -> bool:
-    return type(value) is int and value >= 0
-
-
-def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1)) -> list[FileCheck]:
+def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1),
+                   splits: tuple[str, ...] = tuple(split.NAMES)) -> list[FileCheck]:
     """Check an extracted dataset, in a folder or at a URL: the manifest against its checksum
     and its shards, every shard present, inside the folder, listed once, its SHA-256 (streamed,
     for a URL), counts, labels and attributes; then the card and Croissant file of a local
@@ -143,9 +112,11 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1)) -> lis
 
     `process` = (index, count): only the shards that process reads in training (within each
     split, every count-th from index, as `train.data.Part`) are hashed and opened, so several
-    hosts share the work. Shards are hashed on a thread pool; a path that leaves the folder is
+    hosts share the work; `splits` limits the shards hashed and opened to those splits (what
+    `evaluate` reads). Shards are hashed on a thread pool; a path that leaves the folder is
     never opened. A web server cannot list its folders, so a URL's unlisted shards go unseen.
     """
+    whole = process == (0, 1) and set(splits) == set(split.NAMES)
     root = remote.as_location(root)
     doc = read_manifest(root)
     checks = _manifest_checks(root, doc)
@@ -161,8 +132,8 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1)) -> lis
         elif key in seen:
             checks.append(FileCheck(name, "shard", "duplicate", expected, None,
                                     "listed twice in manifest.json"))
-        elif number % process[1] != process[0]:
-            seen.add(key)  # another process's shard
+        elif number % process[1] != process[0] or shard["split"] not in splits:
+            seen.add(key)  # another process's shard, or a split not asked for
         elif not remote.is_file(remote.join(root, name)):
             seen.add(key)
             checks.append(FileCheck(name, "shard", "missing", expected, None))
@@ -176,25 +147,27 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1)) -> lis
     checks += [check for check, _ in results]
     sound = [(check.name, sources) for check, sources in results if sources is not None]
     checks += _copied_records(sound)
-    if process == (0, 1) and not any(c.failed for c in checks):
+    if whole and not any(c.failed for c in checks):
         checks += _records_per_source(doc, [sources for _, sources in sound])
     for name in sorted(set(doc["splits"]) | set(split.NAMES)):
         for file in remote.listing(root, name, "shard-*.h5") or []:
             if os.path.normpath(f"{name}/{file}") not in seen:
                 checks.append(FileCheck(f"{name}/{file}", "shard", "unlisted", 0, None,
                                         "a shard file manifest.json does not list"))
-    if any(c.failed for c in checks) or remote.is_url(root):
+    if any(c.failed for c in checks) or remote.is_url(root) or not whole:
         return checks  # the card is checked against sound shards only, on a disk
     total = sum(doc["splits"].values())
     return checks + [FileCheck(a.file, "card", a.status, total, a.records, a.detail)
                      for a in card.check_card(root) if a.status != "absent"]
 
 
-def check_dataset(root: remote.Where, process: tuple[int, int] = (0, 1)) -> None:
+def check_dataset(root: remote.Where, process: tuple[int, int] = (0, 1),
+                  splits: tuple[str, ...] = tuple(split.NAMES)) -> None:
     """Refuse a dataset that `verify_dataset` fails, in one line naming the first bad file (a
     card that disagrees with the manifest is `etlkit verify`'s business, not training's).
-    `process` as for `verify_dataset`: each training process checks the shards it reads."""
-    for check in verify_dataset(root, process):
+    `process` and `splits` as for `verify_dataset`: each training process checks the shards
+    it reads, `evaluate` those of the split it reports on."""
+    for check in verify_dataset(root, process, splits):
         if check.failed and check.dataset != "card":
             detail = f": {check.detail}" if check.detail else ""
             raise EtlError(f"{remote.join(root, check.name)}: {check.status}{detail} "
@@ -277,7 +250,7 @@ def _records_per_source(doc: dict, sources: list[np.ndarray]) -> list[FileCheck]
         if not isinstance(source, dict) or source.get("role", "images") != "images":
             continue  # labels and mapping files give no records of their own
         used = source.get("used")
-        if _count(used) and used != counts[i]:
+        if is_count(used) and used != counts[i]:
             checks.append(FileCheck("manifest.json", "dataset", "wrong-count", used,
                                     int(counts[i]), f"the shards hold {counts[i]} records from "
                                     f"{str(source.get('file'))[:80]}, which gave {used}"))
@@ -312,8 +285,17 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
     try:
         with ShardFiles({0: remote.join(root, name)}) as files:
             f = files[0]
+            absent = [k for k in FIELDS if not isinstance(f.get(k), h5py.Dataset)]
+            if absent:
+                return FileCheck(name, "shard", "corrupt", expected, None,
+                                 f"no {absent[0]} dataset"), None
+            flat = [k for k in FIELDS if k not in ("images", "source") and f[k].ndim != 1]
+            if flat or f["images"].ndim != 3:
+                return FileCheck(name, "shard", "corrupt", expected, None,
+                                 f"{(flat or ['images'])[0]} have shape "
+                                 f"{f[(flat or ['images'])[0]].shape}"), None
             labels, sjis, sources = f["labels"][:], f["sjis"][:], f["source"][:]
-            sizes = {len(f[k]) for k in ("images", "sjis", "codes", "sheets", "source")}
+            sizes = {len(f[k]) for k in FIELDS}
             image_shape, image_dtype = f["images"].shape[1:], f["images"].dtype
             attrs = {k: json.loads(v) for k, v in f.attrs.items()}
     except (OSError, KeyError, ValueError, TypeError) as err:
@@ -349,7 +331,10 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
     if differ:
         return FileCheck(name, "shard", "edited", expected, found,
                          f"its {', '.join(differ)} differ from manifest.json's"), None
-    if sources.shape != (found, 2):
+    listed = len(doc.get("sources", [])) or None  # file numbers index the manifest's sources
+    if sources.shape != (found, 2) or (found and (
+            sources.min() < 0 or (listed and sources[:, 0].max() >= listed))):
         return FileCheck(name, "shard", "corrupt", expected, found,
-                         "its source column is not (file, record) pairs"), None
+                         "its source column is not (file, record) pairs of the manifest's "
+                         "sources"), None
     return FileCheck(name, "shard", "ok", expected, found), sources

@@ -117,3 +117,23 @@ def test_ctrl_c_stops_serve_with_one_line_and_status_130(digits_run):
     assert status == INTERRUPTED, err
     assert err.splitlines()[-1] == "error: stopped by Ctrl-C" and "Traceback" not in err
     assert seconds < 5, seconds
+
+
+def test_a_ctrl_c_swallowed_by_a_finalizer_still_ends_the_command_with_130():
+    """The interrupt lands in a weakref or __del__ finalizer, which prints "Exception ignored"
+    and goes on; the command then finished with status 0 when its work was short enough to
+    end before the half-second watchdog."""
+    code = ("import os, signal, sys\n"
+            "from etlkit.cli import _reported\n"
+            "class Finalized:\n"
+            "    def __del__(self):\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "        sum(range(100_000))  # the handler runs here, inside the finalizer\n"
+            "with _reported():\n"
+            "    Finalized()\n"
+            "print('finished')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert "Exception ignored" in result.stderr  # the interrupt was swallowed
+    assert result.returncode == INTERRUPTED, result.stderr
+    assert result.stderr.splitlines()[-1] == "error: interrupted" and result.stdout == ""

@@ -6,6 +6,7 @@ import os
 import shutil
 
 import h5py
+import numpy as np
 import pytest
 from assertions import one_error_line
 from typer.testing import CliRunner
@@ -13,7 +14,9 @@ from typer.testing import CliRunner
 from etlkit import verify
 from etlkit.card import write_card
 from etlkit.cli import app
-from etlkit.shards import manifest_digest, sha256
+from etlkit.errors import EtlError
+from etlkit.shards import manifest_digest, open_shards, sha256
+from train.data import Part, eval_batches, train_groups
 
 runner = CliRunner()
 
@@ -177,10 +180,129 @@ def test_no_verify_trains_on_a_dataset_it_would_refuse(digits, tmp_path):
     _change_first_label(digits / "train" / "shard-00000.h5")
     with pytest.raises(Exception, match="corrupt: SHA-256"):
         verify.check_dataset(digits)
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(digits), "--out", str(run), "--model",
+                                 "FF-baseline", "--epochs", "1", "--no-progress", "--no-verify"])
+    assert result.exit_code == 0, result.output
+    # evaluate checks the shards of the split it reads (only those: the train shard is bad
+    # too); an edited test label used to give a wrong accuracy and exit 0
+    assert runner.invoke(app, ["evaluate", str(run)]).exit_code == 0
+    test_shard = digits / "test" / "shard-00000.h5"
+    _change_first_label(test_shard)
+    one_error_line(runner.invoke(app, ["evaluate", str(run)]), str(test_shard),
+                   "corrupt: SHA-256 differs")
+    assert runner.invoke(app, ["evaluate", str(run), "--no-verify"]).exit_code == 0
+
+
+def _rewrite(path, name, value):
+    with h5py.File(path, "r+") as f:
+        if callable(value):
+            value = value(f[name][:])
+        del f[name]
+        if value is not None:
+            f[name] = value
+
+
+def _group(path, name):
+    with h5py.File(path, "r+") as f:
+        del f[name]
+        f.create_group(name)
+
+
+def _with_checksums(root):
+    """Every shard's SHA-256 and the manifest's checksum recomputed after an edit."""
+    doc = _manifest(root)
+    for shard in doc["shards"]:
+        shard["sha256"] = sha256(root / shard["path"])
+    doc["checksum"] = manifest_digest(doc)
+    _write(root, doc)
+
+
+SHARD_EDITS = {  # name: (edit of one shard, what verify and the loader say)
+    "labels N×2": (lambda p: _rewrite(p, "labels", lambda v: np.stack([v, v], 1)),
+                   "labels have shape"),
+    "sjis N×2": (lambda p: _rewrite(p, "sjis", lambda v: np.stack([v, v], 1)),
+                 "sjis have shape"),
+    "images a group": (lambda p: _group(p, "images"), "no images dataset"),
+    "images deleted": (lambda p: _rewrite(p, "images", None), "no images dataset"),
+    "images 20×20": (lambda p: _rewrite(p, "images", lambda v: v[:, :20, :20]),
+                     "images are 20×20"),
+    "negative source": (lambda p: _rewrite(p, "source", lambda v: np.where(
+        np.arange(v.size).reshape(v.shape) == 0, -1, v)), "source column"),
+    "label -1": (lambda p: _rewrite(p, "labels", lambda v: np.where(
+        np.arange(len(v)) == 0, -1, v)), "labels out of range"),
+    "string labels": (lambda p: _rewrite(p, "labels", lambda v: v.astype("S3")),
+                      "labels are |S3"),
+}
+
+
+@pytest.mark.parametrize("edit", list(SHARD_EDITS))
+def test_malformed_shards_with_recomputed_checksums_are_corrupt_rows(dataset, edit):
+    damage, needle = SHARD_EDITS[edit]
+    damage(dataset / "train" / "shard-00000.h5")
+    _with_checksums(dataset)
+    result = runner.invoke(app, ["verify", str(dataset)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (row,) = _failed_rows(result)
+    assert row.split()[:3] == ["train/shard-00000.h5", "shard", "corrupt"], row
+    assert needle in row, row
+
+
+@pytest.mark.parametrize("edit, needle", [
+    ("label -1", "labels out of range"), ("images deleted", "no images dataset"),
+    ("images 20×20", r"images have shape \(100, 20, 20\), manifest.json says \(100, 64, 64\)"),
+    ("string labels", r"labels are \|S3, not integers"),
+])
+def test_an_unverified_malformed_shard_is_one_error_line_when_read(dataset, edit, needle):
+    """What `train --no-verify` and `evaluate --no-verify` read: each shard's layout is checked
+    as it opens and each block's labels as they are read."""
+    damage = SHARD_EDITS[edit][0]
+    shard = dataset / "train" / "shard-00001.h5"
+    damage(shard)
+    loader = Part(open_shards(dataset, "train"))
+    with pytest.raises(EtlError, match=needle) as caught:
+        for _ in train_groups(loader, 16, 1, seed=0, epoch=0):
+            pass
+    assert str(caught.value).startswith(f"{shard}: ")
+    with pytest.raises(EtlError, match=needle):
+        for _ in eval_batches(loader, 16):
+            pass
+
+
+def test_train_no_verify_on_out_of_range_labels_is_one_error_line(digits, tmp_path):
+    """A label of -1 used to train to the end and exit 0."""
+    shard = digits / "train" / "shard-00000.h5"
+    SHARD_EDITS["label -1"][0](shard)
     result = runner.invoke(app, ["train", str(digits), "--out", str(tmp_path / "run"),
                                  "--model", "FF-baseline", "--epochs", "1", "--no-progress",
                                  "--no-verify"])
-    assert result.exit_code == 0, result.output
+    one_error_line(result, str(shard), "labels out of range")
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda d: d.update(preprocessing="x"), "'preprocessing' is not an object"),
+    (lambda d: d.update(sources=None), "'sources' is not a list"),
+    (lambda d: d.update(sources=5), "'sources' is not a list"),
+    (lambda d: d["sources"].__setitem__(0, "x"), "sources[0] is not an object"),
+    (lambda d: d["classes"][0].__setitem__(1, 2**70), "'classes' is not a list"),
+    (lambda d: d.update(options=[]), "'options' is not an object"),
+])
+def test_a_manifest_field_of_the_wrong_type_is_one_error_line(dataset, tmp_path, edit, needle):
+    doc = _manifest(dataset)
+    edit(doc)
+    doc["checksum"] = manifest_digest(doc)
+    _write(dataset, doc)
+    manifest = str(dataset / "manifest.json")
+    one_error_line(runner.invoke(app, ["verify", str(dataset)]), manifest, needle)
+    one_error_line(runner.invoke(app, ["train", str(dataset), "--out", str(tmp_path / "run"),
+                                       "--no-verify"]), manifest, needle)
+
+
+def test_a_dataset_without_its_manifest_is_named_so(dataset):
+    """verify used to look for raw ETL files in it and say there were none."""
+    os.remove(dataset / "manifest.json")
+    one_error_line(runner.invoke(app, ["verify", str(dataset)]),
+                   f"{dataset / 'manifest.json'}: no manifest.json")
 
 
 def _forge_swapped_classes(root):

@@ -142,6 +142,8 @@ def register(app: typer.Typer, reported) -> None:
         tta: Annotated[int, typer.Option(help="Test-time augmentation: average the class "
                                          "probabilities over the image and N - 1 randomly "
                                          "distorted copies (fixed draws). 1: off.")] = 1,
+        verify: Annotated[bool, typer.Option(help="First check the SHA-256 of the split's "
+                                             "shards and the manifest.")] = True,
     ):
         """Accuracy, per-class accuracy and confusions of a run's model on a split of its
         shards, and its training curves, in the run folder: eval.json, confusion.png,
@@ -150,7 +152,8 @@ def register(app: typer.Typer, reported) -> None:
         misclassified-SPLIT-WHICH.png, and --tta N adds -ttaN to the name."""
         from .reports import evaluate
         with reported():
-            doc, written = evaluate.write(run, evaluate.evaluate(run, split, which, tta))
+            doc, written = evaluate.write(run, evaluate.evaluate(run, split, which, tta,
+                                                                        verify))
         shown = f", {tta} views" if tta > 1 else ""
         typer.echo(f"{split}: {doc['count']} images, accuracy {doc['accuracy']:.2%}, top-5 "
                    f"{doc['top5_accuracy']:.2%}, loss {doc['loss']:.4f} ({which} model{shown})")

@@ -15,6 +15,7 @@ import numpy as np
 from etlkit.errors import EtlError, EtlWarning, check_choice
 from etlkit.labels import sjis_hex
 from etlkit.shards import open_shards
+from etlkit.verify import check_dataset
 
 from ..data import Part, eval_batches
 from ..inference.predictor import Predictor
@@ -50,13 +51,17 @@ class Evaluation:
 
 
 def evaluate(root: str | Path, split: str = "test", which: str = "best",
-             views: int = 1) -> Evaluation:
+             views: int = 1, verify: bool = True) -> Evaluation:
     """Run the `which` model over `split` of the run's shards, in the batches `fit` tests in;
-    ``views`` > 1 averages each record's probabilities over that many views (`Predictor`)."""
+    ``views`` > 1 averages each record's probabilities over that many views (`Predictor`).
+    `verify` first checks the split's shards (SHA-256, counts, labels) as `train` does: an
+    edited test shard would otherwise give a wrong accuracy without a word."""
     check_choice("split", split, SPLITS)
     predictor = Predictor(root, which, views=views)
     doc = predictor.doc
     shards = open_shards(doc["dataset"], split)
+    if verify:
+        check_dataset(shards.root, splits=(split,))
     if shards.manifest.get("checksum") != doc["dataset_checksum"]:
         raise EtlError(f"{shards.root}: not the dataset {root} was trained on (its manifest "
                        "changed since: extracted again?); its numbers would mean nothing")
