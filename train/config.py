@@ -95,8 +95,8 @@ class Config:
         for name in ("lr_step_epochs", "patience", "steps_per_call", "bn_calibration_images"):
             check_integer(_flag(name), getattr(self, name), 0)
         check_integer("seed", self.seed, 0, SEED_MAX)
-        check_real("lr", self.lr, low_open=True)
-        check_real("lr-decay", self.lr_decay, 0, 1, low_open=True, high_open=False)
+        for name in ("lr", "lr_decay"):
+            check_real(_flag(name), getattr(self, name), low_open=True)
         for name in ("momentum", "label_smoothing", "ema", "conv_dropout", "fc_dropout"):
             check_real(_flag(name), getattr(self, name), 0, 1)
         for name in ("warmup_epochs", "weight_decay", "mixup", "cutmix", "affine", "elastic",
