@@ -7,6 +7,7 @@ and registered at the end.
 
 import dataclasses
 import json
+import math
 import os
 import shlex
 import signal
@@ -14,6 +15,7 @@ import sys
 import threading
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -344,21 +346,54 @@ def _flag(option: str) -> str:
 
 def _pipeline(path: Path | None) -> dict:
     """A pipeline recipe's options (pipelines/*.yaml, keyed like the flags: `split`, `test_frac`
-    or `test-frac`), checked against extract's options and keyed by option name."""
+    or `test-frac`), checked against extract's options (names and types) and keyed by option
+    name; list values become tuples."""
     if path is None:
         return {}
     try:
-        doc = yaml.safe_load(path.read_text("utf-8")) or {}
+        doc = yaml.safe_load(path.read_text("utf-8"))
     except (OSError, yaml.YAMLError) as err:
         detail = " ".join(str(err).split())
         raise EtlError(f"{path}: unreadable pipeline ({detail})") from None
-    option_of = {FLAG_NAMES.get(name, name): name for name in extract.Options.__dataclass_fields__}
-    keys = {k.replace("-", "_"): v for k, v in doc.items() if k != "description"}
+    doc = {} if doc is None else doc
+    if not isinstance(doc, dict):
+        raise EtlError(f"{path}: a pipeline is a mapping of option: value, not "
+                       f"{type(doc).__name__} {doc!r:.40}")
+    fields = extract.Options.__dataclass_fields__
+    option_of = {FLAG_NAMES.get(name, name): name for name in fields}
+    keys = {str(k).replace("-", "_"): k for k in doc if k != "description"}
     unknown = sorted(set(keys) - set(option_of))
     if unknown:
         raise EtlError(f"{path}: unknown pipeline keys {', '.join(unknown)}; known: "
                        f"{', '.join(sorted(option_of))}")
-    return {option_of[k]: v for k, v in keys.items()}
+    settings = {}
+    for key, written in keys.items():
+        name, value = option_of[key], doc[written]
+        wanted = _PIPELINE_TYPES[fields[name].type]
+        if not wanted.fits(value):
+            raise EtlError(f"{path}: {written} must be {wanted.words}, not {value!r:.40}")
+        settings[name] = tuple(value) if isinstance(value, list) else value
+    return settings
+
+
+@dataclasses.dataclass(frozen=True)
+class _ValueType:
+    """What a pipeline value of one extract option type must be (YAML gives no type of its own:
+    `merge_small_kana: "no"` is a truthy string)."""
+
+    words: str
+    fits: Callable[[object], bool]
+
+
+_PIPELINE_TYPES = {
+    bool: _ValueType("true or false", lambda v: isinstance(v, bool)),
+    int: _ValueType("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: _ValueType("a finite number", lambda v: isinstance(v, int | float)
+                      and not isinstance(v, bool) and math.isfinite(v)),
+    str: _ValueType("a string", lambda v: isinstance(v, str)),
+    tuple[str, ...]: _ValueType("a list of strings", lambda v: isinstance(v, list)
+                                and all(isinstance(x, str) for x in v)),
+}
 
 
 @app.command(name="extract")
@@ -414,8 +449,6 @@ def extract_cmd(
                                f"or --dataset {' or '.join(digits.DATASETS)}")
             settings = _pipeline(pipeline)
             settings.update({k: v for k, v in given.items() if v is not None})
-            if "scripts" in settings:
-                settings["scripts"] = tuple(settings["scripts"])
             options = extract.Options(**settings)
             doc = extract.extract(raw, out, options, command=_command_line(raw, out, options),
                                   progress=lambda msg: typer.echo(msg, err=True), force=force)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import idx, preprocess, split
-from .errors import EtlError, check_choice
+from .errors import EtlError, check_choice, check_integer
 from .labels import sjis_code
 from .shards import DatasetInfo, DatasetWriter, check_layout, check_output, sha256
 
@@ -83,6 +83,7 @@ class Options:
         check_choice("binarize", self.binarize, preprocess.BINARIZE)
         split.check_fractions(0.0, self.val_frac)
         check_layout(self.shard_size, self.compression)
+        check_integer("seed", self.seed)
 
 
 @dataclass

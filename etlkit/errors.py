@@ -1,5 +1,7 @@
 """The errors and warnings etlkit raises for bad input: one line, naming the file."""
 
+import math
+
 
 class EtlError(ValueError):
     """Input etlkit cannot use; the message is one line that names the file and the problem."""
@@ -9,6 +11,33 @@ def check_choice(option: str, value, allowed: tuple[str, ...]) -> None:
     """An option's value must be one of `allowed`; `option` is its CLI flag without the dashes."""
     if value not in allowed:
         raise EtlError(f"--{option} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def check_integer(option: str, value, low: int = 0, high: int | None = None) -> None:
+    """An option's value must be an int (not a bool) from `low` to `high` (None: no limit);
+    `option` is its CLI flag without the dashes."""
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= low
+            and (high is None or value <= high)):
+        wanted = ("a non-negative integer" if low == 0 else "a positive integer" if low == 1
+                  else f"an integer of at least {low}") + (f" up to {high}" if high else "")
+        raise EtlError(f"--{option} must be {wanted}, not {value!r}")
+
+
+def check_real(option: str, value, low: float = 0.0, high: float = math.inf, *,
+               low_open: bool = False, high_open: bool = True) -> None:
+    """An option's value must be a finite number (not a bool, NaN or infinity) in the interval
+    from `low` to `high`, each end closed unless `..._open`; `option` is its CLI flag without
+    the dashes."""
+    finite = (isinstance(value, int | float) and not isinstance(value, bool)
+              and math.isfinite(value))
+    if not (finite and (low < value if low_open else low <= value)
+            and (value < high if high_open else value <= high)):
+        if math.isinf(high) and low == 0:
+            wanted = "a finite positive number" if low_open else "a finite non-negative number"
+        else:
+            wanted = (f"in {'(' if low_open else '['}{low:g}, {high:g}"
+                      f"{')' if high_open else ']'}")
+        raise EtlError(f"--{option} must be {wanted}, not {value!r}")
 
 
 class EtlWarning(UserWarning):

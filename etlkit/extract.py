@@ -9,6 +9,7 @@ run leaves no dataset that looks complete.
 """
 
 import os
+import warnings
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import formats, labels, manifest, preprocess, reader, split, synth, tasks, verify
-from .errors import EtlError, check_choice
+from .errors import EtlError, EtlWarning, check_choice, check_integer
 from .shards import DatasetInfo, DatasetWriter, check_layout, check_output, sha256
 
 CHUNK_RECORDS = 4096
@@ -49,6 +50,7 @@ class Options:
         check_choice("split", self.split_method, split.METHODS)
         split.check_fractions(self.test_frac, self.val_frac)
         check_layout(self.shard_size, self.compression)
+        check_integer("seed", self.seed)
         self.resolved_task()
 
     def resolved_task(self) -> tasks.Task:
@@ -77,6 +79,7 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
         labels_all = np.concatenate([c["labels"] for c in chosen])
         if not len(labels_all):
             raise EtlError(f"task {task.name}: no records in {', '.join(str(p) for p in raw)}")
+        _warn_absent_chars(options, labels_all, raw)
         classes = tasks.class_table(labels_all, task.by_script)
         index_of = {c: i for i, (c, _) in enumerate(classes)}
         class_ids = np.array([index_of[c] for c in labels_all.tolist()], np.int32)
@@ -109,6 +112,17 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
                         synthetic=any(synth.is_synthetic(p) for p in files))
     verify.warn_empty_splits(out, doc)
     return doc
+
+
+def _warn_absent_chars(options: Options, labels_found: np.ndarray, raw: list[Path]) -> None:
+    """Characters of --chars that no chosen record has: named, so a class set smaller than the
+    one asked for is not a surprise (none at all is the error above)."""
+    wanted = np.array(list(dict.fromkeys(options.chars)), dtype="<U1")
+    as_labelled = tasks.merge_small_kana(wanted) if options.merge_small_kana else wanted
+    absent = wanted[~np.isin(as_labelled, labels_found)].tolist()
+    if absent:
+        warnings.warn(EtlWarning(f"--chars: no records for {', '.join(absent)} in "
+                                 f"{', '.join(str(p) for p in raw)}"), stacklevel=3)
 
 
 def _raw_files(raw: list[Path], task: tasks.Task, allow_missing: bool):

@@ -1,6 +1,7 @@
 """The trainer's command line before any work starts: the version, help that shows each
 network's recipe and the seed networks' names, and names checked before hours of training."""
 
+import pytest
 from assertions import one_error_line
 from typer.testing import CliRunner
 
@@ -49,3 +50,31 @@ def test_unknown_names_are_refused_before_any_work(tmp_path):
                                        f"hiragana={tmp_path}", "--out", str(grid)]),
                    "unknown model 'M7'", "M7-2")
     assert not grid.exists()
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--seed", "-1", "--seed must be a non-negative integer up to 9223372036854775807, not -1"),
+    ("--steps-per-call", "-1", "--steps-per-call must be a non-negative integer, not -1"),
+    ("--patience", "-1", "--patience must be a non-negative integer, not -1"),
+    ("--lr-step-epochs", "-1", "--lr-step-epochs must be a non-negative integer, not -1"),
+    ("--conv-dropout", "1", "--conv-dropout must be in [0, 1), not 1.0"),
+    ("--conv-dropout", "-0.5", "--conv-dropout must be in [0, 1), not -0.5"),
+    ("--fc-dropout", "nan", "--fc-dropout must be in [0, 1), not nan"),
+    ("--lr-decay", "nan", "--lr-decay must be a finite positive number, not nan"),
+    ("--lr-decay", "-1", "--lr-decay must be a finite positive number, not -1.0"),
+    ("--momentum", "nan", "--momentum must be in [0, 1), not nan"),
+    ("--cutmix", "nan", "--cutmix must be a finite non-negative number, not nan"),
+    ("--warmup-epochs", "nan", "--warmup-epochs must be a finite non-negative number, not nan"),
+    ("--checkpoint-minutes", "-1", "--checkpoint-minutes must be a finite non-negative number"),
+    ("--checkpoint-minutes", "nan", "--checkpoint-minutes must be a finite non-negative number"),
+    ("--lr", "inf", "--lr must be a finite positive number, not inf"),
+    ("--lr", "nan", "--lr must be a finite positive number, not nan"),
+])
+def test_numbers_out_of_range_are_refused_before_any_work(digits_shards, tmp_path, option,
+                                                          value, message):
+    """NaN would reach config.json (not even JSON) and a negative count trains nothing."""
+    out = tmp_path / "run"
+    one_error_line(runner.invoke(app, ["train", str(digits_shards), "--model", "FF-baseline",
+                                       "--epochs", "1", "--no-progress", "--out", str(out),
+                                       option, value]), message)
+    assert not out.exists()

@@ -206,6 +206,8 @@ def test_block_reads_shuffle_at_two_levels_and_cover_everything(raw, tmp_path):
     ({"shard_size": 0}, "--shard-size must be at least 1"),
     ({"task": "kana"}, "unknown task 'kana'"),
     ({"scripts": ("runes",)}, "unknown script runes"),
+    ({"seed": -1}, "--seed must be a non-negative integer, not -1"),
+    ({"seed": float("nan")}, "--seed must be a non-negative integer, not nan"),
 ])
 def test_options_check_themselves_from_python(given, message):
     with pytest.raises(etlkit.EtlError) as err:
@@ -218,7 +220,8 @@ def test_bad_options_get_one_line(raw, tmp_path):
                          (["--split", "writr"], "--split must be one of random, writer"),
                          (["--task", "kana"], "unknown task 'kana'"),
                          (["--test-frac", "1.5"], "--test-frac"),
-                         (["--scripts", "runes"], "unknown script runes")]:
+                         (["--scripts", "runes"], "unknown script runes"),
+                         (["--seed", "-1"], "--seed must be a non-negative integer, not -1")]:
         result = runner.invoke(app, ["extract", str(raw), "--out", str(tmp_path / "o"), *args])
         assert result.exit_code == 1
         assert result.stderr.count("\n") == 1 and needle in result.stderr, result.stderr
@@ -231,9 +234,46 @@ def test_bad_options_get_one_line(raw, tmp_path):
     bad.write_text("task: kanji\ntest_frac: a fifth\n")
     result = runner.invoke(app, ["extract", str(raw), "--pipeline", str(bad), "--out",
                                  str(tmp_path / "o")])
-    assert result.exit_code == 1 and result.stderr == ("error: --test-frac and --val-frac must "
-                                                       "be in [0, 1)\n")
+    assert result.exit_code == 1 and result.stderr == (f"error: {bad}: test_frac must be a "
+                                                       "finite number, not 'a fifth'\n")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("recipe", "message"), [
+    ("hi\n", "a pipeline is a mapping of option: value, not str 'hi'"),
+    ("- a\n- b\n", "a pipeline is a mapping of option: value, not list ['a', 'b']"),
+    ("task: [hiragana]\n", "task must be a string, not ['hiragana']"),
+    ("task: hiragana\nchars: 5\n", "chars must be a string, not 5"),
+    ("task: hiragana\nseed: .nan\n", "seed must be an integer, not nan"),
+    ("task: hiragana\nseed: true\n", "seed must be an integer, not True"),
+    ("task: hiragana\ntest-frac: .inf\n", "test-frac must be a finite number, not inf"),
+    ('task: hiragana\nmerge_small_kana: "no"\n',
+     "merge_small_kana must be true or false, not 'no'"),
+    ("scripts: hiragana\n", "scripts must be a list of strings, not 'hiragana'"),
+    ("scripts: [hiragana, 3]\n", "scripts must be a list of strings, not ['hiragana', 3]"),
+])
+def test_pipeline_values_must_have_their_option_types(raw, tmp_path, recipe, message):
+    """YAML types each value itself: a quoted "no" is a truthy string, `.nan` a float."""
+    path = tmp_path / "recipe.yaml"
+    path.write_text(recipe)
+    result = runner.invoke(app, ["extract", str(raw), "--pipeline", str(path), "--out",
+                                 str(tmp_path / "o")])
+    one_error_line(result, f"error: {path}: {message}")
+    assert not (tmp_path / "o").exists()
+
+
+def test_chars_the_raw_files_lack_are_named_in_a_warning(hiragana_shards, tmp_path):
+    raw = hiragana_shards.parent / "raw"  # ETL8G_01: hiragana and kanji, no Latin letters
+    result = _cli("extract", raw, "--chars", "あ亜Zzあ", "--out", tmp_path / "c")
+    assert result.stderr.count("warning:") == 1, result.stderr
+    assert f"warning: --chars: no records for Z, z in {raw}\n" in result.stderr
+    assert "task custom, 2 classes" in result.stdout
+    merged = _cli("extract", raw, "--chars", "っつZ", "--merge-small-kana", "--out",
+                  tmp_path / "m")  # っ is labelled つ: present, not named
+    assert f"warning: --chars: no records for Z in {raw}\n" in merged.stderr
+    assert "task custom, 1 classes" in merged.stdout
+    one_error_line(runner.invoke(app, ["extract", str(raw), "--chars", "Zz", "--out",
+                                       str(tmp_path / "n")]), "task custom: no records")
 
 
 def test_a_pipeline_names_the_split_method_as_the_flag_does(raw, tmp_path):

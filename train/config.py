@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from etlkit.errors import EtlError
+from etlkit.errors import EtlError, check_integer, check_real
 from etlkit.remote import check_location
 
 from . import models, recipes
@@ -16,6 +16,8 @@ from . import models, recipes
 #: The modern options a recipe sets (docs/beyond.md), in `Config` and `recipes.Recipe` alike.
 RECIPE_OPTIONS = ("schedule", "warmup_epochs", "weight_decay", "label_smoothing", "mixup",
                   "cutmix", "affine", "elastic", "ema")
+#: The largest --seed: JAX makes its PRNG keys from a seed that fits a signed 64-bit integer.
+SEED_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -69,31 +71,42 @@ class Config:
             *RECIPE_OPTIONS) if getattr(self, k) is None})
 
     def check(self) -> None:
+        """Refuse, in one line naming the flag, any value a run cannot use: a name unknown, a
+        number out of range, NaN or infinite (which config.json could not even record)."""
         check_location(self.shards)
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise EtlError(f"--optimizer must be adam, adamw or sgd, not {self.optimizer!r}")
         if self.schedule not in ("step", "cosine"):
             raise EtlError(f"--schedule must be step or cosine, not {self.schedule!r}")
-        for name in ("warmup_epochs", "weight_decay", "mixup", "cutmix", "affine", "elastic"):
-            if getattr(self, name) < 0:
-                raise EtlError(f"--{name.replace('_', '-')} must not be negative")
-        for name in ("label_smoothing", "ema"):
-            if not 0 <= getattr(self, name) < 1:
-                raise EtlError(f"--{name.replace('_', '-')} must be in [0, 1), not "
-                               f"{getattr(self, name)}")
-        if self.weight_decay and self.optimizer != "adamw":
-            raise EtlError("--weight-decay needs --optimizer adamw")
         if self.precision not in ("fp32", "bf16"):
             raise EtlError(f"--precision must be fp32 or bf16, not {self.precision!r}")
-        for name in ("batch_size", "epochs", "eval_batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise EtlError(f"--{name.replace('_', '-')} must be at least 1")
-        if not self.lr > 0:
-            raise EtlError(f"--lr must be positive, not {self.lr}")
+        self._check_numbers()
+        if self.weight_decay and self.optimizer != "adamw":
+            raise EtlError("--weight-decay needs --optimizer adamw")
         try:
             models.spec(self.model)
         except ValueError as err:  # names the valid models
             raise EtlError(str(err)) from None
+
+    def _check_numbers(self) -> None:
+        """Every numeric option against its range (0 where it means off, never or automatic)."""
+        for name in ("batch_size", "epochs", "eval_batch_size", "log_every"):
+            check_integer(_flag(name), getattr(self, name), 1)
+        for name in ("lr_step_epochs", "patience", "steps_per_call", "bn_calibration_images"):
+            check_integer(_flag(name), getattr(self, name), 0)
+        check_integer("seed", self.seed, 0, SEED_MAX)
+        for name in ("lr", "lr_decay"):
+            check_real(_flag(name), getattr(self, name), low_open=True)
+        for name in ("momentum", "label_smoothing", "ema", "conv_dropout", "fc_dropout"):
+            check_real(_flag(name), getattr(self, name), 0, 1)
+        for name in ("warmup_epochs", "weight_decay", "mixup", "cutmix", "affine", "elastic",
+                     "checkpoint_minutes"):
+            check_real(_flag(name), getattr(self, name))
+
+
+def _flag(name: str) -> str:
+    """A Config field's CLI flag without the dashes: fc_dropout -> fc-dropout."""
+    return name.replace("_", "-")
 
 
 def build(config: Config, num_classes: int):
