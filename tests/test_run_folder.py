@@ -1,6 +1,8 @@
 """Run folders never end in a dead end: a train that fails on its input leaves no folder, one
 killed before its first checkpoint is started over by the same command (with or without
---resume), and a folder of anything else, or a file, is refused before any work."""
+--resume), and a folder of anything else, or a file, is refused before any work. A run folder
+edited by hand (config.json values, checkpoint bytes) is refused with one line naming what is
+wrong, never used to print tracebacks or NaN probabilities."""
 
 import json
 import math
@@ -111,7 +113,9 @@ def _set(doc: dict, key: str, value) -> None:
     ("classes", {"0": 48}, 'classes must hold num_classes (10) [character, code] pairs, not {"0"'),
     ("num_classes", "ten", 'num_classes must be a positive whole number, not "ten"'),
     ("config.model", "NOPE", "config.model: unknown model 'NOPE'; valid names:"),
-])
+], ids=["fill-0", "fill-negative", "fill-nan", "fill-text", "size-0", "size-64", "mass_at-one",
+        "otsu-text", "framing-empty", "classes-cut", "classes-not-pairs", "classes-not-list",
+        "num_classes-text", "model-unknown"])
 def test_a_hand_edited_config_is_refused_naming_the_key(digits_run, tmp_path, key, value,
                                                         needle):
     run = _copy(digits_run, tmp_path)
@@ -127,11 +131,15 @@ def test_a_checkpoint_whose_bytes_changed_is_refused(digits_run, tmp_path):
     checksum, in every command that loads it, rather than giving NaN probabilities."""
     run = _copy(digits_run, tmp_path)
     best = run / "checkpoints" / "best.msgpack"
-    data = bytearray(best.read_bytes())
-    data[-4000:-40] = np.full(990, np.nan, np.float32).tobytes()
-    best.write_bytes(bytes(data))
+    whole = best.read_bytes()
+    flipped, nans = bytearray(whole), bytearray(whole)
+    flipped[len(whole) // 2] ^= 1
+    nans[-4000:-40] = np.full(990, np.nan, np.float32).tobytes()
     needle = f"{best}: corrupt checkpoint: its data differs from its checksum"
-    one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "digit.png")]), needle)
+    for changed in (flipped, nans):
+        best.write_bytes(bytes(changed))
+        one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "digit.png")]),
+                       needle)
     one_error_line(runner.invoke(app, ["evaluate", str(run)]), needle)
     result = runner.invoke(app, ["predict", str(run), str(tmp_path / "digit.png"),
                                  "--which", "latest"])

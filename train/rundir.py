@@ -2,7 +2,8 @@
 
 A run folder holds:
 
-- `config.json`: what was trained on what (options, classes, dataset, devices), written first.
+- `config.json`: what was trained on what (options, classes, dataset, devices), written first;
+  `load_model` refuses one whose values inference cannot use (`check_for_inference`).
 - `metrics.jsonl`: one JSON object per line with flat keys namespaced by what they measure (the
   shape big_vision and TensorBoard use). Every record has `step` (optimizer steps done); there
   are three kinds, told apart by their keys (`kind_of`):
