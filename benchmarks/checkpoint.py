@@ -1,5 +1,6 @@
 """Checkpoint writes: `train.checkpoint.save` (raw array bytes after a msgpack table) against
-the packed format it replaced (flax's `msgpack_serialize` of the same leaves), in the same run.
+the packed format it replaced (flax's `msgpack_serialize` of the same leaves), in the same run;
+and `train.checkpoint.load` of what it wrote (the checksum check included).
 
 A training run saves `latest` (model, Adam moments, loop position) every `--checkpoint-minutes`
 and `best` on every better epoch, so the cost of a save is paid many times. Both writers fsync
@@ -55,6 +56,7 @@ def main() -> None:
         t_ours = best_of(args.repeat, lambda: checkpoint.save(ours, state, {"step": 1}))
         t_packed = best_of(args.repeat, lambda: packed_save(packed, state))
         mb = ours.stat().st_size / 1e6
+        t_load = best_of(args.repeat, lambda: checkpoint.load(ours, state))
         loaded, _ = checkpoint.load(ours, state)
         assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(loaded),
                                                         jax.tree.leaves(state), strict=True))
@@ -63,6 +65,7 @@ def main() -> None:
     print(f"packed (flax msgpack): {t_packed * 1e3:8.1f} ms  ({mb / t_packed:6.0f} MB/s)")
     print(f"raw (checkpoint.save): {t_ours * 1e3:8.1f} ms  ({mb / t_ours:6.0f} MB/s)  "
           f"{t_packed / t_ours:.1f}× faster")
+    print(f"load (checkpoint.load): {t_load * 1e3:7.1f} ms  ({mb / t_load:6.0f} MB/s)")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,25 @@
 """Run folders never end in a dead end: a train that fails on its input leaves no folder, one
 killed before its first checkpoint is started over by the same command (with or without
---resume), and a folder of anything else, or a file, is refused before any work."""
+--resume), and a folder of anything else, or a file, is refused before any work. A run folder
+edited by hand (config.json values, checkpoint bytes) is refused with one line naming what is
+wrong, never used to print tracebacks or NaN probabilities."""
 
+import json
+import math
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import pytest
 from assertions import one_error_line
+from PIL import Image
 from typer.testing import CliRunner
 
 from etlkit.cli import app
+from etlkit.shards import open_shards
 from train.rundir import Run
 
 runner = CliRunner()
@@ -67,3 +77,70 @@ def test_a_run_killed_before_writing_its_config_starts_over(digits_shards, tmp_p
     result = runner.invoke(app, _args(digits_shards, out))
     assert result.exit_code == 0, result.output
     assert "starting it over" in result.stderr and Run(out).history().test is not None
+
+
+def _copy(digits_run, tmp_path) -> Path:
+    """A copy of the shared digits run to edit, and one of its test digits as a PNG beside it."""
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    digit = open_shards(digits_run.parent / "mnist", "test").read(("images",))["images"][0]
+    Image.fromarray(255 - digit).save(tmp_path / "digit.png")
+    return run
+
+
+def _set(doc: dict, key: str, value) -> None:
+    """Set `key` (dotted: "framing.fill") in config.json's `doc`."""
+    *parents, last = key.split(".")
+    for parent in parents:
+        doc = doc[parent]
+    doc[last] = value
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), [
+    ("framing.fill", 0, "framing.fill must be a number in (0, 1], not 0"),
+    ("framing.fill", -1, "framing.fill must be a number in (0, 1], not -1"),
+    ("framing.fill", math.nan, "framing.fill must be a number in (0, 1], not NaN"),
+    ("framing.fill", "x", 'framing.fill must be a number in (0, 1], not "x"'),
+    ("framing.size", 0, "framing.size must be 28 (CNN-93k's input side), not 0"),
+    ("framing.size", 64, "framing.size must be 28 (CNN-93k's input side), not 64"),
+    ("framing.mass_at", [1], "framing.mass_at must be null or [row, column]"),
+    ("framing.otsu", "no", 'framing.otsu must be true or false, not "no"'),
+    ("framing", {}, "framing.fill is missing"),
+    ("classes", [["0", 48], ["1", 49], ["2", 50]],
+     "classes must hold num_classes (10) [character, code] pairs, not 3 entries"),
+    ("classes", [[str(d), 48 + d] for d in range(9)] + [7],
+     "classes[9] must be a [character, code] pair, not 7"),
+    ("classes", {"0": 48}, 'classes must hold num_classes (10) [character, code] pairs, not {"0"'),
+    ("num_classes", "ten", 'num_classes must be a positive whole number, not "ten"'),
+    ("config.model", "NOPE", "config.model: unknown model 'NOPE'; valid names:"),
+], ids=["fill-0", "fill-negative", "fill-nan", "fill-text", "size-0", "size-64", "mass_at-one",
+        "otsu-text", "framing-empty", "classes-cut", "classes-not-pairs", "classes-not-list",
+        "num_classes-text", "model-unknown"])
+def test_a_hand_edited_config_is_refused_naming_the_key(digits_run, tmp_path, key, value,
+                                                        needle):
+    run = _copy(digits_run, tmp_path)
+    doc = json.loads((run / "config.json").read_text("utf-8"))
+    _set(doc, key, value)
+    (run / "config.json").write_text(json.dumps(doc), "utf-8")
+    one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "digit.png")]),
+                   f"{run / 'config.json'}: {needle}")
+
+
+def test_a_checkpoint_whose_bytes_changed_is_refused(digits_run, tmp_path):
+    """Weights overwritten in place (the file's length unchanged) fail the checkpoint's
+    checksum, in every command that loads it, rather than giving NaN probabilities."""
+    run = _copy(digits_run, tmp_path)
+    best = run / "checkpoints" / "best.msgpack"
+    whole = best.read_bytes()
+    flipped, nans = bytearray(whole), bytearray(whole)
+    flipped[len(whole) // 2] ^= 1
+    nans[-4000:-40] = np.full(990, np.nan, np.float32).tobytes()
+    needle = f"{best}: corrupt checkpoint: its data differs from its checksum"
+    for changed in (flipped, nans):
+        best.write_bytes(bytes(changed))
+        one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "digit.png")]),
+                       needle)
+    one_error_line(runner.invoke(app, ["evaluate", str(run)]), needle)
+    result = runner.invoke(app, ["predict", str(run), str(tmp_path / "digit.png"),
+                                 "--which", "latest"])
+    assert result.exit_code == 0, result.output  # the other checkpoint is whole

@@ -2,7 +2,8 @@
 
 A run folder holds:
 
-- `config.json`: what was trained on what (options, classes, dataset, devices), written first.
+- `config.json`: what was trained on what (options, classes, dataset, devices), written first;
+  `load_model` refuses one whose values inference cannot use (`check_for_inference`).
 - `metrics.jsonl`: one JSON object per line with flat keys namespaced by what they measure (the
   shape big_vision and TensorBoard use). Every record has `step` (optimizer steps done); there
   are three kinds, told apart by their keys (`kind_of`):
@@ -30,6 +31,7 @@ A run folder holds:
 """
 
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass, fields
@@ -40,7 +42,7 @@ from tensorboardX import SummaryWriter
 
 from etlkit.errors import EtlError, EtlWarning
 
-from . import checkpoint, ema
+from . import checkpoint, ema, models
 from .config import Config, build, optimizer
 
 CHECKPOINTS = ("best", "latest")
@@ -240,12 +242,75 @@ def config_of(doc: dict) -> Config:
     return Config(**{k: v for k, v in doc["config"].items() if k in names}).with_recipe()
 
 
+def check_for_inference(doc: dict, path: Path) -> None:
+    """Refuse a config.json (`doc`, read from `path`) whose values inference could not use, as
+    a hand edit leaves them: the model's name, the class table and the framing, each against
+    what the network is (an EtlError naming the key, rather than a traceback or a silently
+    wrong framing later)."""
+
+    def refuse(key: str, want: str, value) -> None:
+        raise EtlError(f"{path}: {key} must be {want}, not {_shown(value)}")
+
+    model = doc["config"].get("model") if isinstance(doc["config"], dict) else None
+    if not isinstance(model, str):
+        refuse("config.model", "a model name", model)
+    try:
+        spec = models.spec(model)
+    except ValueError as err:  # names the valid models
+        raise EtlError(f"{path}: config.model: {err}") from None
+    count = doc["num_classes"]
+    if not _is_int(count) or count < 1:
+        refuse("num_classes", "a positive whole number", count)
+    classes = doc["classes"]
+    if not isinstance(classes, list) or len(classes) != count:
+        held = f"{len(classes)} entries" if isinstance(classes, list) else _shown(classes)
+        raise EtlError(f"{path}: classes must hold num_classes ({count}) [character, code] "
+                       f"pairs, not {held}")
+    for i, entry in enumerate(classes):
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+                and _is_int(entry[1])):
+            refuse(f"classes[{i}]", "a [character, code] pair", entry)
+    framing = doc["framing"]
+    if not isinstance(framing, dict):
+        refuse("framing", "an object", framing)
+    missing = [k for k in ("fill", "mass_at", "size", "otsu") if k not in framing]
+    if missing:
+        raise EtlError(f"{path}: framing.{missing[0]} is missing")
+    fill, mass_at = framing["fill"], framing["mass_at"]
+    if not (_is_number(fill) and 0 < fill <= 1):
+        refuse("framing.fill", "a number in (0, 1]", fill)
+    if mass_at is not None and not (isinstance(mass_at, list) and len(mass_at) == 2 and all(
+            _is_number(v) and 0 <= v <= 1 for v in mass_at)):
+        refuse("framing.mass_at", "null or [row, column] shares of the side in [0, 1]", mass_at)
+    if framing["size"] != spec.input_size or not _is_int(framing["size"]):
+        refuse("framing.size", f"{spec.input_size} ({model}'s input side)",
+               framing["size"])
+    if not isinstance(framing["otsu"], bool):
+        refuse("framing.otsu", "true or false", framing["otsu"])
+
+
+def _shown(value) -> str:
+    """A value as config.json spells it, cut to fit an error line."""
+    shown = json.dumps(value, ensure_ascii=False)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    """A finite JSON number (NaN and Infinity are not; neither are true and false)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def load_model(root: str | Path, which: str = "best"):
     """(model with the `best` or `latest` weights, the run's config.json) for inference. A run
     whose training did not finish (killed, stopped by a NaN loss) is used with a warning that
     says so, rather than passed off as a finished model."""
     run = Run(root)
     doc = run.read_config()
+    check_for_inference(doc, run.config)
     config = config_of(doc)
     history = run.history()
     if history.test is None:
