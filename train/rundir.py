@@ -40,7 +40,7 @@ from pathlib import Path
 from flax import nnx
 from tensorboardX import SummaryWriter
 
-from etlkit.errors import EtlError, EtlWarning
+from etlkit.errors import EtlError, EtlWarning, one_line
 
 from . import checkpoint, ema, models
 from .config import Config, build, optimizer
@@ -236,10 +236,21 @@ def write_json(doc: dict, path: Path) -> None:
 
 
 
-def config_of(doc: dict) -> Config:
-    """The `Config` a run's config.json (`doc`) was trained with, recipe defaults filled in."""
+def config_of(doc: dict, path: Path | None = None) -> Config:
+    """The `Config` a run's config.json (`doc`) was trained with, recipe defaults filled in.
+    With `path` (where `doc` was read), its values are checked as `train` checks its options:
+    a hand edit (a key removed, a value of the wrong type or out of range) is one EtlError
+    naming the file rather than a traceback later."""
     names = {f.name for f in fields(Config)}
-    return Config(**{k: v for k, v in doc["config"].items() if k in names}).with_recipe()
+    try:
+        config = Config(**{k: v for k, v in doc["config"].items() if k in names}).with_recipe()
+        if path is not None:
+            config.check()
+    except (TypeError, AttributeError, EtlError) as err:
+        if path is None:
+            raise
+        raise EtlError(f"{path}: config: {one_line(str(err))}") from None
+    return config
 
 
 def check_for_inference(doc: dict, path: Path) -> None:
@@ -311,7 +322,7 @@ def load_model(root: str | Path, which: str = "best"):
     run = Run(root)
     doc = run.read_config()
     check_for_inference(doc, run.config)
-    config = config_of(doc)
+    config = config_of(doc, run.config)
     history = run.history()
     if history.test is None:
         done = history.epochs[-1]["epoch"] if history.epochs else 0
