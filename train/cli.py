@@ -227,8 +227,9 @@ def register(app: typer.Typer, reported) -> None:
         from .inference.serve import make_server, url
         with reported():
             server = make_server(run, host, port, which)
-        typer.echo(f"serving {url(server)} (Ctrl-C to stop)", err=True)
         with reported("stopped by Ctrl-C"):  # status 130 like every command Ctrl-C stops
+            # said inside: a Ctrl-C right after the line is a stop too, not an interruption
+            typer.echo(f"serving {url(server)} (Ctrl-C to stop)", err=True)
             server.serve_forever()
 
     @app.command(name="recognize")

@@ -5,6 +5,12 @@ warmed up before the first request; each POST /predict (a PNG or JPEG body) goes
 same loading and preprocessing as `etlkit predict` and is answered
 `{"top": [{"char", "sjis", "prob"}, ...]}`, or `{"error": "one line"}` with a 4xx status.
 The server binds to loopback only and answers only requests addressed to a loopback name.
+
+What a client can make it hold is bounded: at most `MAX_CONNECTIONS` connections are handled at
+once (one more is answered 503 at once, unread), each request must arrive whole within
+`READ_TIMEOUT` seconds however slowly its bytes trickle in (408 otherwise), and a body is at
+most `MAX_BODY` bytes, so received bodies take at most MAX_CONNECTIONS × MAX_BODY (160 MB), plus
+http.server's own limit on header lines (100 of 64 KB) per connection.
 """
 
 import base64
@@ -17,6 +23,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,7 +38,8 @@ from .predictor import Predictor
 
 MAX_BODY = 5 << 20  # bytes of one uploaded image or drawing
 TOP = 5
-READ_TIMEOUT = 10  # seconds a client may take to send its request
+READ_TIMEOUT = 10  # seconds a client may take to send one request, headers and body
+MAX_CONNECTIONS = 32  # handled at once; with MAX_BODY, they bound the bytes held (160 MB)
 MAX_PIXELS = 4096 * 4096  # of an upload: its decoded pixels bound a request's memory
 DECODERS = 2  # requests decoded at once, so memory stays bounded in total (~0.3 GB)
 BUSY_WAIT = 30  # seconds a request waits for a decoder before it is answered 503
@@ -58,6 +66,56 @@ def glyph_uri(char: str) -> str:
     buffer = io.BytesIO()
     label_image(char, GLYPH).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# C0 and C1 control characters as \\xNN and the backslash doubled, as http.server writes its log
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {ord("\\"): "\\\\"}
+
+
+def log_line(text: str) -> None:
+    """Write one line to stderr with its control characters escaped: a request line or an error
+    message carries a client's bytes, which must not drive the terminal (escape sequences)."""
+    sys.stderr.write(text.translate(_CONTROL) + "\n")
+
+
+def busy_answer() -> bytes:
+    """The 503 a connection over MAX_CONNECTIONS gets, written before its request is read."""
+    body = json.dumps({"error": "busy: too many connections, try again"}).encode()
+    return (f"HTTP/1.1 503 Service Unavailable\r\nServer: {Handler.server_version}\r\n"
+            f"Content-Type: application/json; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+            "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+            "Connection: close\r\n\r\n").encode() + body
+
+
+class DeadlineReader(io.RawIOBase):
+    """A connection's bytes, each read given only the time left until the current request's
+    deadline: a socket timeout alone restarts at every byte, so a client trickling one byte
+    every few seconds would hold the connection (and its body buffer) for ever. At the deadline
+    reads end as at the end of the stream and `expired` is set, for the handler to answer 408."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock, self.deadline, self.expired = sock, time.monotonic(), False
+
+    def start(self, seconds: float) -> None:
+        self.deadline, self.expired = time.monotonic() + seconds, False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            return 0
+        timeout = self.sock.gettimeout()  # the one writes keep
+        self.sock.settimeout(left)
+        try:
+            return self.sock.recv_into(buffer)
+        except TimeoutError:
+            self.expired = True
+            return 0
+        finally:
+            self.sock.settimeout(timeout)
 
 
 def loopback(host: str) -> str:
@@ -96,7 +154,22 @@ class Handler(BaseHTTPRequestHandler):
     # the version a refusal is written in when the request line could not be read: HTTP/0.9,
     # http.server's default, has no status line, so the client would see no error code
     default_request_version = "HTTP/1.1"
-    timeout = READ_TIMEOUT
+    timeout = READ_TIMEOUT  # of each write; reads have the request's deadline (DeadlineReader)
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # http.server's reader, replaced by one that keeps the deadline
+        self.reader = DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self) -> None:
+        self.reader.start(self.server.read_timeout)  # waiting for the request line counts too
+        super().handle_one_request()
+
+    def _too_slow(self) -> bool:
+        self._error(HTTPStatus.REQUEST_TIMEOUT, "the request did not arrive within "
+                    f"{self.server.read_timeout:g} s", True)
+        return False
 
     def _send(self, status: int, body: bytes, kind: str, close: bool = False) -> None:
         self.send_response(status)
@@ -127,9 +200,27 @@ class Handler(BaseHTTPRequestHandler):
     def parse_request(self) -> bool:
         """http.server's parse, then a refusal of header lines it would read wrongly: a line
         without a colon silently ends the headers (those after it are lost, a Content-Length
-        among them), and a folded line (RFC 9112 forbids obs-fold) joins two lines."""
+        among them), and a folded line (RFC 9112 forbids obs-fold) joins two lines. A request
+        line or headers cut off by the deadline get 408; one empty line before the request line
+        is skipped (RFC 9112 2.2), and a request line still empty gets 400 (http.server closed
+        the connection without an answer)."""
+        if self.raw_requestline in (b"\r\n", b"\n"):
+            self.raw_requestline = self.rfile.readline(65537)
+            if not self.raw_requestline and not self.reader.expired:  # the client hung up
+                self.close_connection = True
+                return False
+        # what http.server sets first, for the log line of a refusal sent before its parse
+        self.command, self.request_version = None, self.default_request_version
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        if self.reader.expired:
+            return self._too_slow()
+        if not self.requestline.split():  # http.server closes without an answer
+            self.send_error(HTTPStatus.BAD_REQUEST, "empty request line")
+            return False
         if not super().parse_request():
             return False
+        if self.reader.expired:
+            return self._too_slow()
         if self.headers.defects or self.headers.get_payload():
             self.send_error(HTTPStatus.BAD_REQUEST, "a header line has no colon")
             return False
@@ -198,10 +289,10 @@ class Handler(BaseHTTPRequestHandler):
         if size == 0:
             self._error(HTTPStatus.BAD_REQUEST, "empty image")
             return
-        try:
-            data = self.rfile.read(size)
-        except TimeoutError:
-            data = b""
+        data = self.rfile.read(size)
+        if self.reader.expired:
+            self._too_slow()
+            return
         if len(data) < size:
             self._error(HTTPStatus.BAD_REQUEST, f"the request ended after {len(data)} of its "
                         f"{size} bytes", True)
@@ -220,18 +311,23 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's name)
         if not self.server.quiet:
-            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+            log_line(f"{self.address_string()} {format % args}")
 
 
 class Server(ThreadingHTTPServer):
+    """The page and /predict, one thread per connection, at most `max_connections` of them at
+    once, each request to arrive within `read_timeout` seconds (a test lowers both)."""
+
     daemon_threads = True
     request_queue_size = 128  # connections waiting to be accepted (the default, 5, drops a burst)
 
-    def __init__(self, address, predictor: Predictor, quiet: bool = False):
+    def __init__(self, address, predictor: Predictor, quiet: bool = False,
+                 read_timeout: float = READ_TIMEOUT, max_connections: int = MAX_CONNECTIONS):
         families = {info[0] for info in socket.getaddrinfo(address[0], None)}
         if socket.AF_INET not in families:  # ::1
             self.address_family = socket.AF_INET6
-        self.predictor, self.quiet = predictor, quiet
+        self.predictor, self.quiet, self.read_timeout = predictor, quiet, read_timeout
+        self.connections = threading.BoundedSemaphore(max_connections)
         self.decoders = threading.BoundedSemaphore(DECODERS)
         doc = predictor.doc
         about = (f"run {predictor.root.resolve().name}: {doc['config']['model']} on "
@@ -239,14 +335,38 @@ class Server(ThreadingHTTPServer):
         self.page = PAGE.read_text("utf-8").replace("<!--RUN-->", html.escape(about)).encode()
         super().__init__(address, Handler)
 
+    def process_request(self, request, client_address) -> None:
+        """A thread for the connection while fewer than max_connections are open; otherwise a
+        503 sent without reading anything (non-blocking: this is the accepting thread)."""
+        if self.connections.acquire(blocking=False):
+            try:
+                super().process_request(request, client_address)
+            except BaseException:  # no thread started: none will release the slot
+                self.connections.release()
+                raise
+            return
+        try:
+            request.setblocking(False)
+            request.send(busy_answer())
+        except OSError:  # its buffer full or the client gone: closing is answer enough
+            pass
+        if not self.quiet:
+            log_line(f"{client_address[0]} busy: connection refused with 503")
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
+
     def handle_error(self, request, client_address) -> None:
         """One line, never a traceback: clients that hang up or stall are not the server's
         fault, and anything else is reported without its stack."""
         err = sys.exc_info()[1]
         if isinstance(err, ConnectionError | TimeoutError):
             return
-        sys.stderr.write(f"error: request from {client_address[0]}: "
-                         f"{type(err).__name__}: {err}\n")
+        log_line(f"error: request from {client_address[0]}: {type(err).__name__}: {err}")
 
 
 def make_server(run: str | Path, host: str = "127.0.0.1", port: int = 8000,
