@@ -35,6 +35,12 @@ def _interrupt_when(args, marker: str) -> tuple[int, str, float]:
     return process.returncode, "".join(seen) + rest, time.monotonic() - sent
 
 
+def _python(code: str) -> subprocess.CompletedProcess:
+    """`code` run by a fresh interpreter, its output captured."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_extract_in_pass_2_every_time(hiragana_shards, tmp_path):
     raw = tmp_path / "raw"
@@ -72,8 +78,7 @@ def test_ctrl_c_during_the_exit_after_a_command_ends_the_process_by_the_signal()
             "sys.argv = ['etlkit', '--version']\n"
             "main()\n")
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = _python(code)
     assert result.returncode == -signal.SIGINT, result.stderr
     assert result.stdout.startswith("etlkit ") and result.stderr == ""
     assert time.monotonic() - start < 5
@@ -88,8 +93,7 @@ def test_ctrl_c_before_the_work_starts_is_one_line_and_status_130(digits_shards,
             f"sys.argv = ['etlkit', 'train', {str(digits_shards)!r}, '--model', 'FF-baseline',"
             f" '--out', {str(tmp_path / 'run')!r}]\n"
             "main()\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = _python(code)
     assert result.returncode == INTERRUPTED, result.stderr
     assert result.stderr.splitlines() == ["error: interrupted"], result.stderr
     assert not (tmp_path / "run").exists()
@@ -103,8 +107,7 @@ def test_ctrl_c_while_the_command_loads_is_one_line_and_status_130():
             "threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
             "sys.argv = ['etlkit', '--version']\n"
             "main()\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = _python(code)
     assert (result.returncode, result.stdout, result.stderr) == (
         INTERRUPTED, "", "error: interrupted\n")
 
@@ -132,8 +135,7 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_still_ends_the_command_with_130():
             "with _reported():\n"
             "    Finalized()\n"
             "print('finished')\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = _python(code)
     assert "Exception ignored" in result.stderr  # the interrupt was swallowed
     assert result.returncode == INTERRUPTED, result.stderr
     assert result.stderr.splitlines()[-1] == "error: interrupted" and result.stdout == ""
