@@ -124,15 +124,21 @@ def _stopped_by_ctrl_c(message: str):
         watchdog.start()
         raise KeyboardInterrupt
 
+    def unraisable(report) -> None:  # the interrupt swallowed by a finalizer: said above
+        if not issubclass(report.exc_type, KeyboardInterrupt):
+            hook(report)
+
     pressed = threading.Event()
     watchdog = threading.Timer(0.5, leave)
     watchdog.daemon = True
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    previous, hook = signal.signal(signal.SIGINT, on_ctrl_c), sys.unraisablehook
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
         watchdog.cancel()
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = hook
         if pressed.is_set():
             leave()
 
@@ -344,15 +350,21 @@ def _flag(option: str) -> str:
     return "--" + FLAG_NAMES.get(option, option).replace("_", "-")
 
 
+PIPELINE_BYTES = 1 << 16  # a pipeline is a few lines; a bigger file is something else
+
+
 def _pipeline(path: Path | None) -> dict:
     """A pipeline recipe's options (pipelines/*.yaml, keyed like the flags: `split`, `test_frac`
     or `test-frac`), checked against extract's options (names and types) and keyed by option
     name; list values become tuples."""
     if path is None:
         return {}
+    if path.exists() and not (path.is_file() and path.stat().st_size <= PIPELINE_BYTES):
+        raise EtlError(f"{path}: not a pipeline (a YAML file of at most "
+                       f"{PIPELINE_BYTES >> 10} KB)")
     try:
         doc = yaml.safe_load(path.read_text("utf-8"))
-    except (OSError, yaml.YAMLError) as err:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         detail = " ".join(str(err).split())
         raise EtlError(f"{path}: unreadable pipeline ({detail})") from None
     doc = {} if doc is None else doc

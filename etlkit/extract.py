@@ -70,6 +70,7 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
     check_output(out, force)
     task = options.resolved_task()
     files, absent = _raw_files(raw, task, options.allow_missing)
+    synthetic = any(synth.is_synthetic(p) for p in files)  # a bad marker stops it here
     say = progress or (lambda _msg: None)
     with ThreadPoolExecutor(WORKERS) as pool:
         say(f"pass 1: labels of {len(files)} files")
@@ -109,7 +110,7 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
                 "sha256": digest, "records": c["records"], "used": len(c["index"])}
                for p, c, digest in zip(files, chosen, digests, strict=True)]
     doc = writer.finish(command, asdict(options), sources, absent,
-                        synthetic=any(synth.is_synthetic(p) for p in files))
+                        synthetic=synthetic)
     verify.warn_empty_splits(out, doc)
     return doc
 

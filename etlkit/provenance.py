@@ -8,6 +8,7 @@ shard's records compared with the ones they give.
 """
 
 import dataclasses
+import json
 import tempfile
 from pathlib import Path
 
@@ -77,6 +78,10 @@ def _compare(root: Path, doc: dict, again_root: Path, again: dict) -> list[FileC
         checks.append(FileCheck("manifest.json", "raw", "mismatch", len(again["classes"]),
                                 len(doc["classes"]), f"its class table differs from the raw "
                                 f"files' ({how})"))
+    if doc.get("synthetic") != again.get("synthetic"):  # the card's licence follows it
+        checks.append(FileCheck("manifest.json", "raw", "mismatch", total, total,
+                                f"synthetic is {json.dumps(doc.get('synthetic'))}, the raw "
+                                f"files give {json.dumps(again.get('synthetic'))}"))
     if doc["splits"] != again["splits"]:
         checks.append(FileCheck("manifest.json", "raw", "mismatch", total,
                                 sum(doc["splits"].values()), f"splits {doc['splits']}, the raw "

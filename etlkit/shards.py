@@ -249,6 +249,12 @@ def _write_manifest(out: Path, doc: dict) -> None:
     os.replace(tmp, out / "manifest.json")
 
 
+def dataset_checksum(doc: dict) -> str:
+    """What a run records of its dataset: the manifest's checksum, or for a manifest written
+    without one (an older etlkit), the digest of its content."""
+    return doc.get("checksum") or manifest_digest(doc)
+
+
 def manifest_digest(doc: dict) -> str:
     """SHA-256 of the manifest's canonical JSON (sorted keys, no spaces) without its own
     `checksum` key: `etlkit verify` recomputes it, so a manifest edited by hand is caught."""
@@ -324,7 +330,12 @@ class ShardFiles:
 
     def _open(self, path: remote.Where) -> h5py.File:
         if not remote.is_url(path):
-            return h5py.File(path, "r")
+            if not Path(path).is_file():  # a FIFO would block the open for ever
+                raise EtlError(f"{path}: no such shard (or not a regular file)")
+            try:
+                return h5py.File(path, "r")
+            except OSError as err:
+                raise EtlError(f"{path}: not a readable HDF5 shard ({err})") from None
         try:
             handle = remote.open_binary(str(path))
         except FileNotFoundError:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import formats, manifest, render
-from .errors import EtlError
+from .errors import EtlError, check_integer, one_line
 
 #: Datasets whose class lists are known well enough to synthesize.
 DATASETS = ("ETL1", "ETL4", "ETL5", "ETL7", "ETL8B2", "ETL8G", "ETL9B", "ETL9G")
@@ -52,6 +52,7 @@ def synth(dataset: str, out: str | Path, *, writers: int, seed: int = 0,
                        f"choose one of {', '.join(DATASETS)}")
     if writers < 1:
         raise EtlError(f"synth: --writers must be at least 1, got {writers}")
+    check_integer("seed", seed)
     info = manifest.dataset_info(fmt.name)
     entries = [e for e in manifest.files().values() if e.dataset == fmt.name]
     plans = _plan(fmt.name, info, entries, writers, files)
@@ -87,11 +88,22 @@ def mark_synthetic(path: Path, dataset: str, writers: int, seed: int) -> None:
 
 
 def synthetic_files(folder: Path) -> dict[str, dict]:
-    """Upper-case file name -> {dataset, writers, seed} of the files `synth` wrote in `folder`."""
+    """Upper-case file name -> {dataset, writers, seed} of the files `synth` wrote in `folder`;
+    a marker that is not such a record is one EtlError, never read as "nothing synthetic"
+    (that would pass synthetic files off as AIST's)."""
+    marker = folder / MARKER
+    if marker.exists() and not marker.is_file():
+        raise EtlError(f"{marker}: not a regular file, so not an etlkit synth record")
     try:
-        return json.loads((folder / MARKER).read_text("utf-8"))
-    except (FileNotFoundError, ValueError):
+        doc = json.loads(marker.read_bytes())
+    except FileNotFoundError:
         return {}
+    except (OSError, ValueError) as err:  # a folder, a FIFO's refusal, bad JSON or UTF-8
+        raise EtlError(f"{marker}: unreadable etlkit synth record ({one_line(str(err))})"
+                       ) from None
+    if not (isinstance(doc, dict) and all(isinstance(v, dict) for v in doc.values())):
+        raise EtlError(f"{marker}: not an etlkit synth record (a JSON object of file entries)")
+    return doc
 
 
 def is_synthetic(path: Path) -> bool:

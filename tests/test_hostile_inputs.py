@@ -6,10 +6,13 @@ import shutil
 
 import h5py
 import numpy as np
+import pytest
 from assertions import one_error_line
+from PIL import Image
 from typer.testing import CliRunner
 
 from etlkit.cli import app
+from etlkit.errors import EtlError
 from etlkit.shards import manifest_digest, sha256
 
 runner = CliRunner()
@@ -164,3 +167,123 @@ def test_a_newline_in_a_file_name_keeps_every_line_whole(digits_run, tmp_path):
     escaped = {path: str(path).replace("\n", "\\x0a") for path in (good, bad)}
     assert result.stdout.splitlines()[0] == escaped[good]
     assert result.stderr.splitlines() == [f"error: {escaped[bad]}: not a PNG or JPEG image"]
+
+
+# --- the second outside pass ----------------------------------------------------------------
+
+
+def test_a_pipeline_that_is_not_yaml_text_is_one_line(hiragana_shards, tmp_path):
+    raw = hiragana_shards.parent / "raw"
+    (tmp_path / "utf16.yaml").write_bytes(b"\xff\xfe task: x\n")
+    cases = [(tmp_path / "utf16.yaml", "unreadable pipeline"),
+             (raw / "ETL8G_01", "not a pipeline (a YAML file of at most 64 KB)"),
+             (tmp_path, "not a pipeline")]  # a folder; /dev/zero is refused the same way
+    for pipeline, needle in cases:
+        one_error_line(runner.invoke(app, ["extract", str(raw), "--pipeline", str(pipeline),
+                                           "--out", str(tmp_path / "out")]),
+                       str(pipeline), needle)
+        assert not (tmp_path / "out").exists()
+
+
+def test_distributed_options_are_checked_before_jax_sees_them(digits_shards, tmp_path):
+    base = ["train", str(digits_shards), "--model", "FF-baseline", "--out", str(tmp_path / "r")]
+    for extra, needle in [
+            (["--coordinator", "127.0.0.1:9999", "--num-processes", "2", "--process-id", "1"],
+             "--coordinator, --num-processes, --process-id only mean something with "
+             "--distributed"),
+            (["--distributed", "--num-processes", "-1", "--process-id", "0"],
+             "--num-processes must be at least 1, not -1"),
+            (["--distributed", "--num-processes", "2", "--process-id", "5"],
+             "--process-id must be from 0 to --num-processes - 1, not 5")]:
+        one_error_line(runner.invoke(app, base + extra), needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_manifest_without_a_checksum_trains_and_evaluates(digits_shards, tmp_path):
+    """verify accepts an older etlkit's manifest (with a warning); train used to stop on it
+    with a KeyError traceback, leaving an empty run folder."""
+    root = shutil.copytree(digits_shards, tmp_path / "digits")
+    doc = json.loads((root / "manifest.json").read_text("utf-8"))
+    del doc["checksum"]
+    (root / "manifest.json").write_text(json.dumps(doc), "utf-8")
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(root), "--model", "FF-baseline", "--epochs", "1",
+                                 "--out", str(run), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "no checksum" in result.stderr
+    assert runner.invoke(app, ["evaluate", str(run)]).exit_code == 0
+
+
+def test_a_shard_that_is_not_hdf5_or_not_a_file_is_named_unverified(digits_run, tmp_path):
+    """What `--no-verify` reads: a cut or empty shard said only "Unable to synchronously open
+    file", and a FIFO in its place hung the command."""
+    import os
+
+    from etlkit.shards import open_shards
+    root = shutil.copytree(digits_run.parent / "mnist", tmp_path / "mnist")
+    shard = root / "test" / "shard-00000.h5"
+    for damage, needle in [(lambda: shard.write_bytes(b""), "not a readable HDF5 shard"),
+                           (lambda: (shard.unlink(), os.mkfifo(shard)), "not a regular file")]:
+        damage()
+        with pytest.raises(EtlError, match=needle) as caught:
+            open_shards(root, "test").read(("labels",))
+        assert str(caught.value).startswith(f"{shard}: ")
+
+
+def test_a_run_config_with_a_class_table_or_dataset_it_cannot_have_is_refused(digits_run,
+                                                                                tmp_path):
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(image)
+    edits = [
+        (lambda d: d["classes"].__setitem__(1, d["classes"][0]), "classes[1] must be a class of "
+         "its own"),
+        (lambda d: d["classes"][0].__setitem__(1, 2**70), "classes[0] must be a [character, "
+         "Shift-JIS code] pair"),
+        (lambda d: d["classes"][0].__setitem__(0, "\x1b[31mX\x07"), "classes[0] must be"),
+        (lambda d: d.update(dataset=5), "dataset must be the dataset's location, not 5"),
+    ]
+    for n, (edit, needle) in enumerate(edits):
+        run = shutil.copytree(digits_run, tmp_path / f"run{n}")
+        doc = json.loads((run / "config.json").read_text("utf-8"))
+        edit(doc)
+        (run / "config.json").write_text(json.dumps(doc), "utf-8")
+        one_error_line(runner.invoke(app, ["predict", str(run), str(image)]),
+                       str(run / "config.json"), needle)
+    run = tmp_path / "run0"
+    (run / "config.json").write_text("null", "utf-8")
+    one_error_line(runner.invoke(app, ["predict", str(run), str(image)]),
+                   str(run / "config.json"), "not a JSON object")
+
+
+def test_metrics_lines_that_are_not_objects_are_one_line(digits_run, tmp_path):
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(image)
+    for n, content in enumerate([b"null\n{}\n", b"\xff\xfe\n{}\n"]):
+        run = shutil.copytree(digits_run, tmp_path / f"run{n}")
+        (run / "metrics.jsonl").write_bytes(content)
+        one_error_line(runner.invoke(app, ["predict", str(run), str(image)]),
+                       str(run / "metrics.jsonl"), "line 1 is not")
+
+
+def test_a_synth_record_that_is_not_one_is_one_line(hiragana_shards, tmp_path):
+    for n, text in enumerate(["null", "5", "[]", '"x"', "{"]):
+        raw = shutil.copytree(hiragana_shards.parent / "raw", tmp_path / f"raw{n}")
+        (raw / "ETLKIT-SYNTH.json").write_text(text, "utf-8")
+        marker = str(raw / "ETLKIT-SYNTH.json")
+        for command in (["verify", str(raw)],
+                        ["extract", str(raw), "--task", "hiragana", "--out", str(tmp_path / "x")],
+                        ["verify", str(hiragana_shards), "--against", str(raw)]):
+            one_error_line(runner.invoke(app, command), marker, "synth record")
+        assert not (tmp_path / "x").exists()
+    one_error_line(runner.invoke(app, ["synth", "--dataset", "ETL8G", "--writers", "1",
+                                       "--seed", "-1", "--out", str(tmp_path / "s")]),
+                   "--seed must be a non-negative integer")
+
+
+def test_verify_against_the_raw_files_compares_the_synthetic_flag(hiragana_shards, tmp_path):
+    """The card's licence follows the flag: a dataset of synthetic files passed off as AIST's."""
+    root = _dataset(hiragana_shards, tmp_path, lambda d: d.update(synthetic=False))
+    result = runner.invoke(app, ["verify", str(root), "--against",
+                                 str(hiragana_shards.parent / "raw")])
+    assert result.exit_code == 1
+    assert "synthetic is false, the raw files give true" in result.stdout

@@ -115,6 +115,8 @@ def _read_leaves(f, unpacker: msgpack.Unpacker, path: Path,
 
 def load(path: Path, like) -> tuple[object, dict]:
     """(state shaped like the pytree `like`, meta) from a checkpoint written by `save`."""
+    if Path(path).exists() and not Path(path).is_file():  # a FIFO would block the read
+        raise EtlError(f"{path}: not a regular file, so not a checkpoint")
     try:
         with open(path, "rb") as f:
             meta, digest, unpacker = _unpacker(f, path, TABLE_BYTES)

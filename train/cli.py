@@ -29,6 +29,22 @@ class _RecipeHelp(typer.core.TyperCommand):
         pass
 
 
+def _check_distributed(distributed: bool, coordinator: str | None, num_processes: int | None,
+                       process_id: int | None) -> None:
+    """The multi-process options, before JAX sees them: without --distributed they would be
+    ignored without a word, and JAX's own refusals are tracebacks."""
+    given = [flag for flag, value in (("--coordinator", coordinator),
+                                      ("--num-processes", num_processes),
+                                      ("--process-id", process_id)) if value is not None]
+    if given and not distributed:
+        raise EtlError(f"{', '.join(given)} only mean something with --distributed")
+    if num_processes is not None and num_processes < 1:
+        raise EtlError(f"--num-processes must be at least 1, not {num_processes}")
+    if process_id is not None and not (
+            0 <= process_id < (num_processes if num_processes is not None else process_id + 1)):
+        raise EtlError(f"--process-id must be from 0 to --num-processes - 1, not {process_id}")
+
+
 def register(app: typer.Typer, reported) -> None:
     """Add the trainer's commands to `app`; `reported` turns EtlErrors into one-line exits."""
 
@@ -113,9 +129,15 @@ def register(app: typer.Typer, reported) -> None:
     ):
         """Train a network on shards with its recipe (the paper's for the M-series, each seed
         network's own for the digit networks); report the test accuracy."""
+        with reported():
+            _check_distributed(distributed, coordinator, num_processes, process_id)
         if distributed:  # before any other JAX call
             import jax
-            jax.distributed.initialize(coordinator, num_processes, process_id)
+            with reported():
+                try:
+                    jax.distributed.initialize(coordinator, num_processes, process_id)
+                except (ValueError, RuntimeError) as err:  # no coordinator found, and so on
+                    raise EtlError(f"--distributed: {one_line(str(err))}") from None
         from .config import Config
         from .loop import fit
         config = Config(shards=shards, model=model, optimizer=optimizer,

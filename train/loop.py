@@ -17,7 +17,7 @@ from jax.experimental import multihost_utils
 
 from etlkit import __version__, remote
 from etlkit.errors import EtlError
-from etlkit.shards import open_shards
+from etlkit.shards import dataset_checksum, open_shards
 from etlkit.verify import check_dataset
 
 from . import models
@@ -255,7 +255,7 @@ def _write_config(run: Run, config: Config, train_set, classes, mesh: Mesh,
            "image_size": train_set.info.image_size, "split_method": train_set.info.split_method,
            "preprocessing": train_set.info.preprocessing,
            "framing": measure_framing(train_set).to_json(), "dataset": _location(config.shards),
-           "dataset_checksum": manifest["checksum"],
+           "dataset_checksum": dataset_checksum(manifest),
            "splits": manifest["splits"], "steps_per_epoch": steps_per_epoch,
            "parameters": models.count_params(config.model, len(classes)),
            "devices": mesh.size, "processes": jax.process_count(),

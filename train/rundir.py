@@ -101,7 +101,9 @@ class Run:
             raise EtlError(f"{self.root}: not a training run (no config.json)") from None
         except (ValueError, RecursionError) as err:  # RecursionError: JSON nested deep
             raise EtlError(f"{self.config}: unreadable ({err})") from None
-        missing = [k for k in CONFIG_KEYS if k not in doc] if isinstance(doc, dict) else ["all"]
+        if not isinstance(doc, dict):
+            raise EtlError(f"{self.config}: not a JSON object ({json.dumps(doc)[:20]})")
+        missing = [k for k in CONFIG_KEYS if k not in doc]
         if missing:
             raise EtlError(f"{self.config}: no {', '.join(missing)}: written by an older "
                            "etlkit; train the run again")
@@ -117,7 +119,7 @@ class Run:
         """metrics.jsonl's records (none when it is missing); a cut-off last line, as a kill
         while writing leaves, is dropped, any other unreadable line is an error."""
         try:
-            lines = self.metrics.read_text("utf-8").splitlines()
+            lines = self.metrics.read_bytes().splitlines()
         except FileNotFoundError:
             return []
         records = []
@@ -125,11 +127,14 @@ class Run:
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
-            except ValueError:
+                record = json.loads(line.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError included
                 if number == len(lines):
                     break
                 raise EtlError(f"{self.metrics}: line {number} is not JSON") from None
+            if not isinstance(record, dict):
+                raise EtlError(f"{self.metrics}: line {number} is not a JSON object")
+            records.append(record)
         return records
 
     def history(self) -> History:
@@ -277,10 +282,16 @@ def check_for_inference(doc: dict, path: Path) -> None:
         held = f"{len(classes)} entries" if isinstance(classes, list) else _shown(classes)
         raise EtlError(f"{path}: classes must hold num_classes ({count}) [character, code] "
                        f"pairs, not {held}")
+    named = set()
     for i, entry in enumerate(classes):
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-                and _is_int(entry[1])):
-            refuse(f"classes[{i}]", "a [character, code] pair", entry)
+                and entry[0].isprintable() and _is_int(entry[1]) and 0 <= entry[1] < 1 << 16):
+            refuse(f"classes[{i}]", "a [character, Shift-JIS code] pair", entry)
+        if entry[0] in named:
+            refuse(f"classes[{i}]", "a class of its own", entry)
+        named.add(entry[0])
+    if not isinstance(doc["dataset"], str):
+        refuse("dataset", "the dataset's location", doc["dataset"])
     framing = doc["framing"]
     if not isinstance(framing, dict):
         refuse("framing", "an object", framing)

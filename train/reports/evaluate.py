@@ -14,7 +14,7 @@ import numpy as np
 
 from etlkit.errors import EtlError, EtlWarning, check_choice
 from etlkit.labels import sjis_hex
-from etlkit.shards import open_shards
+from etlkit.shards import dataset_checksum, open_shards
 from etlkit.verify import check_dataset
 
 from ..data import Part, eval_batches
@@ -62,7 +62,7 @@ def evaluate(root: str | Path, split: str = "test", which: str = "best",
     shards = open_shards(doc["dataset"], split)
     if verify:
         check_dataset(shards.root, splits=(split,))
-    if shards.manifest.get("checksum") != doc["dataset_checksum"]:
+    if dataset_checksum(shards.manifest) != doc["dataset_checksum"]:
         raise EtlError(f"{shards.root}: not the dataset {root} was trained on (its manifest "
                        "changed since: extracted again?); its numbers would mean nothing")
     if shards.classes != predictor.classes:
