@@ -109,7 +109,7 @@ def _set(doc: dict, key: str, value) -> None:
     ("classes", [["0", 48], ["1", 49], ["2", 50]],
      "classes must hold num_classes (10) [character, code] pairs, not 3 entries"),
     ("classes", [[str(d), 48 + d] for d in range(9)] + [7],
-     "classes[9] must be a [character, code] pair, not 7"),
+     "classes[9] must be a [character, Shift-JIS code] pair, not 7"),
     ("classes", {"0": 48}, 'classes must hold num_classes (10) [character, code] pairs, not {"0"'),
     ("num_classes", "ten", 'num_classes must be a positive whole number, not "ten"'),
     ("config.model", "NOPE", "config.model: unknown model 'NOPE'; valid names:"),
