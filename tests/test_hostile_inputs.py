@@ -2,6 +2,7 @@
 one line (never a traceback, never a result from data that does not check out)."""
 
 import json
+import os
 import shutil
 
 import h5py
@@ -194,7 +195,10 @@ def test_distributed_options_are_checked_before_jax_sees_them(digits_shards, tmp
             (["--distributed", "--num-processes", "-1", "--process-id", "0"],
              "--num-processes must be at least 1, not -1"),
             (["--distributed", "--num-processes", "2", "--process-id", "5"],
-             "--process-id must be from 0 to --num-processes - 1, not 5")]:
+             "--process-id must be from 0 to --num-processes - 1, not 5"),
+            (["--distributed", "--coordinator", "x", "--num-processes", "1", "--process-id",
+              "0"], "--coordinator must be HOST:PORT (PORT 1-65535), not 'x'"),
+            (["--distributed", "--coordinator", "127.0.0.1:99999"], "not '127.0.0.1:99999'")]:
         one_error_line(runner.invoke(app, base + extra), needle)
     assert not (tmp_path / "r").exists()
 
@@ -217,8 +221,6 @@ def test_a_manifest_without_a_checksum_trains_and_evaluates(digits_shards, tmp_p
 def test_a_shard_that_is_not_hdf5_or_not_a_file_is_named_unverified(digits_run, tmp_path):
     """What `--no-verify` reads: a cut or empty shard said only "Unable to synchronously open
     file", and a FIFO in its place hung the command."""
-    import os
-
     from etlkit.shards import open_shards
     root = shutil.copytree(digits_run.parent / "mnist", tmp_path / "mnist")
     shard = root / "test" / "shard-00000.h5"
@@ -241,6 +243,9 @@ def test_a_run_config_with_a_class_table_or_dataset_it_cannot_have_is_refused(di
          "Shift-JIS code] pair"),
         (lambda d: d["classes"][0].__setitem__(0, "\x1b[31mX\x07"), "classes[0] must be"),
         (lambda d: d.update(dataset=5), "dataset must be the dataset's location, not 5"),
+        (lambda d: d["classes"][1].__setitem__(1, d["classes"][0][1]), "classes[1] must be a "
+         "class of its own"),  # the code of "0" shown for "1"
+        (lambda d: d["classes"][0].__setitem__(0, ""), "classes[0] must be a class of its own"),
     ]
     for n, (edit, needle) in enumerate(edits):
         run = shutil.copytree(digits_run, tmp_path / f"run{n}")
@@ -258,11 +263,16 @@ def test_a_run_config_with_a_class_table_or_dataset_it_cannot_have_is_refused(di
 def test_metrics_lines_that_are_not_objects_are_one_line(digits_run, tmp_path):
     image = tmp_path / "digit.png"
     Image.fromarray(np.full((28, 28), 255, np.uint8)).save(image)
-    for n, content in enumerate([b"null\n{}\n", b"\xff\xfe\n{}\n"]):
+    for n, content in enumerate([b"null\n{}\n", b"\xff\xfe\n{}\n", b'{"epoch": null}\n{}\n',
+                                 b'{"val/accuracy": 1}\n{}\n']):
         run = shutil.copytree(digits_run, tmp_path / f"run{n}")
         (run / "metrics.jsonl").write_bytes(content)
         one_error_line(runner.invoke(app, ["predict", str(run), str(image)]),
                        str(run / "metrics.jsonl"), "line 1 is not")
+    (run / "metrics.jsonl").unlink()
+    os.mkfifo(run / "metrics.jsonl")  # the read blocked for ever
+    one_error_line(runner.invoke(app, ["evaluate", str(run)]), str(run / "metrics.jsonl"),
+                   "not a regular file")
 
 
 def test_a_synth_record_that_is_not_one_is_one_line(hiragana_shards, tmp_path):

@@ -5,6 +5,7 @@ JAX is imported inside each command, so `etlkit info` and `etlkit extract` start
 `etlkit predict --model` runs an exported model without it.
 """
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +39,10 @@ def _check_distributed(distributed: bool, coordinator: str | None, num_processes
                                       ("--process-id", process_id)) if value is not None]
     if given and not distributed:
         raise EtlError(f"{', '.join(given)} only mean something with --distributed")
+    if coordinator is not None and not (
+            (match := re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):([0-9]{1,5})", coordinator))
+            and 1 <= int(match[2]) <= 65535):
+        raise EtlError(f"--coordinator must be HOST:PORT (PORT 1-65535), not {coordinator!r}")
     if num_processes is not None and num_processes < 1:
         raise EtlError(f"--num-processes must be at least 1, not {num_processes}")
     if process_id is not None and not (

@@ -118,6 +118,8 @@ class Run:
     def records(self) -> list[dict]:
         """metrics.jsonl's records (none when it is missing); a cut-off last line, as a kill
         while writing leaves, is dropped, any other unreadable line is an error."""
+        if self.metrics.exists() and not self.metrics.is_file():  # a FIFO would block
+            raise EtlError(f"{self.metrics}: not a regular file")
         try:
             lines = self.metrics.read_bytes().splitlines()
         except FileNotFoundError:
@@ -134,6 +136,9 @@ class Run:
                 raise EtlError(f"{self.metrics}: line {number} is not JSON") from None
             if not isinstance(record, dict):
                 raise EtlError(f"{self.metrics}: line {number} is not a JSON object")
+            if not (_is_int(record.get("step")) and _is_int(record.get("epoch", 0))):
+                raise EtlError(f"{self.metrics}: line {number} is not a metrics record (its "
+                               "step and epoch must be whole numbers)")
             records.append(record)
         return records
 
@@ -282,14 +287,16 @@ def check_for_inference(doc: dict, path: Path) -> None:
         held = f"{len(classes)} entries" if isinstance(classes, list) else _shown(classes)
         raise EtlError(f"{path}: classes must hold num_classes ({count}) [character, code] "
                        f"pairs, not {held}")
-    named = set()
+    named, codes = set(), set()
     for i, entry in enumerate(classes):
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
                 and entry[0].isprintable() and _is_int(entry[1]) and 0 <= entry[1] < 1 << 16):
             refuse(f"classes[{i}]", "a [character, Shift-JIS code] pair", entry)
-        if entry[0] in named:
-            refuse(f"classes[{i}]", "a class of its own", entry)
+        if not entry[0] or entry[0] in named or entry[1] and entry[1] in codes:
+            refuse(f"classes[{i}]", "a class of its own (a name and a code no other class "
+                   "has)", entry)
         named.add(entry[0])
+        codes.add(entry[1])
     if not isinstance(doc["dataset"], str):
         refuse("dataset", "the dataset's location", doc["dataset"])
     framing = doc["framing"]
