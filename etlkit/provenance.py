@@ -16,7 +16,7 @@ import numpy as np
 
 from . import extract, labels, verify
 from .errors import EtlError
-from .shards import FIELDS, ShardFiles, sha256
+from .shards import FIELDS, ShardFiles, read_manifest, sha256
 from .verify import FileCheck
 
 
@@ -24,7 +24,7 @@ def verify_against_raw(root: Path, raw: Path) -> list[FileCheck]:
     """One check per raw source (present, the same bytes), then the class table and splits,
     then one check per shard: its records equal, field by field, to those extraction makes
     from the raw files now."""
-    doc = verify.read_manifest(root)
+    doc = read_manifest(root)
     options = _options(root, doc)
     found = verify.find_raw_files(raw) if raw.is_dir() else {}
     if not found:
@@ -48,7 +48,7 @@ def verify_against_raw(root: Path, raw: Path) -> list[FileCheck]:
         return checks
     with tempfile.TemporaryDirectory(prefix="etlkit-verify-") as scratch:
         extract.extract(paths, Path(scratch) / "dataset", options)
-        again = verify.read_manifest(Path(scratch) / "dataset")
+        again = read_manifest(Path(scratch) / "dataset")
         return checks + _compare(root, doc, Path(scratch) / "dataset", again)
 
 

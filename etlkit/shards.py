@@ -305,19 +305,19 @@ class ShardFiles:
     def _check_layout(self, number: int) -> None:
         f, side = self._files[number], self._expected.image_size
         count = self._expected.counts[number]
-        for name, shape, kinds, what in (("images", (count, side, side), "u", "uint8"),
-                                         ("labels", (count,), "iu", "integers")):
+        for name, shape, what in (("images", (count, side, side), "uint8"),
+                                  ("labels", (count,), "integers")):
             data = f.get(name)
-            problem = (f"no {name} dataset" if not isinstance(data, h5py.Dataset) else
-                       f"{name} have shape {data.shape}, manifest.json says {shape}"
-                       if data.shape != shape else
-                       f"{name} are {data.dtype}, not {what}"
-                       if data.dtype.kind not in kinds or (name == "images"
-                                                           and data.dtype != np.uint8)
-                       else None)
-            if problem:
-                raise EtlError(f"{self._paths[number]}: {problem} (`etlkit verify` checks "
-                               "the whole dataset)")
+            if not isinstance(data, h5py.Dataset):
+                problem = f"no {name} dataset"
+            elif data.shape != shape:
+                problem = f"{name} have shape {data.shape}, manifest.json says {shape}"
+            elif not (data.dtype == np.uint8 if name == "images" else data.dtype.kind in "iu"):
+                problem = f"{name} are {data.dtype}, not {what}"
+            else:
+                continue
+            raise EtlError(f"{self._paths[number]}: {problem} (`etlkit verify` checks the "
+                           "whole dataset)")
 
     def _check_labels(self, number: int, block: dict[str, np.ndarray]) -> dict:
         labels = block.get("labels")
@@ -465,14 +465,21 @@ def open_shards(root: remote.Where, split: str) -> ShardSet:
     manifest is read here; shards are opened when read)."""
     root = remote.as_location(root)
     path = remote.join(root, "manifest.json")
-    manifest = load_manifest(root)
-    problem = manifest_problem(manifest)
-    if problem:
-        raise EtlError(f"{path}: not an etlkit manifest: {problem}")
+    manifest = read_manifest(root)
     if split not in manifest["splits"]:
         raise EtlError(f"{root}: no split {split!r}; it has {', '.join(manifest['splits'])}")
     DatasetInfo.from_json(manifest, path)  # an older etlkit's manifest fails here, named
     return ShardSet(root, split, manifest)
+
+
+def read_manifest(root: remote.Where) -> dict:
+    """A dataset's manifest.json with the structure every reader relies on (`manifest_problem`),
+    else one EtlError line naming it."""
+    doc = load_manifest(root)
+    problem = manifest_problem(doc)
+    if problem:
+        raise EtlError(f"{remote.join(root, 'manifest.json')}: not an etlkit manifest: {problem}")
+    return doc
 
 
 def manifest_problem(doc) -> str | None:

@@ -15,7 +15,7 @@ import numpy as np
 from . import card, formats, manifest, remote, split, synth
 from .errors import EtlError, EtlWarning
 from .labels import SMALL_KANA
-from .shards import FIELDS, ShardFiles, is_count, load_manifest, manifest_digest, manifest_problem
+from .shards import FIELDS, ShardFiles, is_count, manifest_digest, read_manifest
 
 #: Threads hashing shards: hashlib releases the GIL, so hashing scales with cores and disks.
 HASH_WORKERS = min(8, os.cpu_count() or 1)
@@ -91,16 +91,6 @@ def verify_raw(root: str | Path) -> list[FileCheck]:
             status, detail = "ok", "synthetic (etlkit synth)" if made[key] else ""
         checks.append(FileCheck(entry.name, entry.dataset, status, entry.records, n, detail))
     return checks
-
-
-def read_manifest(root: remote.Where) -> dict:
-    """A dataset's manifest.json with the structure verify relies on, else one EtlError line."""
-    path = remote.join(root, "manifest.json")
-    doc = load_manifest(root)
-    problem = manifest_problem(doc)
-    if problem:
-        raise EtlError(f"{path}: not an etlkit manifest: {problem}")
-    return doc
 
 
 def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1),
