@@ -7,7 +7,6 @@ and registered at the end.
 
 import dataclasses
 import json
-import math
 import os
 import shlex
 import signal
@@ -40,7 +39,7 @@ from . import (
     verify,
 )
 from .card import write_card
-from .errors import EtlError, EtlWarning, one_line
+from .errors import EtlError, EtlWarning, is_finite_number, is_integer, one_line
 from .records import RecordBatch
 from .shards import no_manifest, open_shards, unfinished
 
@@ -399,9 +398,8 @@ class _ValueType:
 
 _PIPELINE_TYPES = {
     bool: _ValueType("true or false", lambda v: isinstance(v, bool)),
-    int: _ValueType("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
-    float: _ValueType("a finite number", lambda v: isinstance(v, int | float)
-                      and not isinstance(v, bool) and math.isfinite(v)),
+    int: _ValueType("an integer", is_integer),
+    float: _ValueType("a finite number", is_finite_number),
     str: _ValueType("a string", lambda v: isinstance(v, str)),
     tuple[str, ...]: _ValueType("a list of strings", lambda v: isinstance(v, list)
                                 and all(isinstance(x, str) for x in v)),

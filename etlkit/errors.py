@@ -13,11 +13,20 @@ def check_choice(option: str, value, allowed: tuple[str, ...]) -> None:
         raise EtlError(f"--{option} must be one of {', '.join(allowed)}, not {value!r}")
 
 
+def is_integer(value) -> bool:
+    """An int, not a bool (JSON's and YAML's true is one to Python)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_finite_number(value) -> bool:
+    """An int or float that is finite: not a bool, NaN or an infinity."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def check_integer(option: str, value, low: int = 0, high: int | None = None) -> None:
     """An option's value must be an int (not a bool) from `low` to `high` (None: no limit);
     `option` is its CLI flag without the dashes."""
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= low
-            and (high is None or value <= high)):
+    if not (is_integer(value) and value >= low and (high is None or value <= high)):
         wanted = ("a non-negative integer" if low == 0 else "a positive integer" if low == 1
                   else f"an integer of at least {low}") + (f" up to {high}" if high else "")
         raise EtlError(f"--{option} must be {wanted}, not {value!r}")
@@ -28,9 +37,7 @@ def check_real(option: str, value, low: float = 0.0, high: float = math.inf, *,
     """An option's value must be a finite number (not a bool, NaN or infinity) in the interval
     from `low` to `high`, each end closed unless `..._open`; `option` is its CLI flag without
     the dashes."""
-    finite = (isinstance(value, int | float) and not isinstance(value, bool)
-              and math.isfinite(value))
-    if not (finite and (low < value if low_open else low <= value)
+    if not (is_finite_number(value) and (low < value if low_open else low <= value)
             and (value < high if high_open else value <= high)):
         if math.isinf(high) and low == 0:
             wanted = "a finite positive number" if low_open else "a finite non-negative number"

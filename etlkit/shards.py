@@ -23,7 +23,7 @@ import numpy as np
 
 from . import remote
 from . import split as split_module
-from .errors import EtlError, check_choice
+from .errors import EtlError, check_choice, is_integer
 
 CHUNK = 256  # images per HDF5 chunk: 1 MiB, the unit of block reads
 FIELDS = ("images", "labels", "sjis", "codes", "sheets", "source")
@@ -524,7 +524,7 @@ def manifest_problem(doc) -> str | None:
 
 def is_count(value) -> bool:
     """A JSON number of things: an int (not a bool), not negative."""
-    return type(value) is int and value >= 0
+    return is_integer(value) and value >= 0
 
 
 def load_manifest(root: remote.Where):

@@ -31,7 +31,6 @@ A run folder holds:
 """
 
 import json
-import math
 import os
 import warnings
 from dataclasses import dataclass, fields
@@ -40,7 +39,7 @@ from pathlib import Path
 from flax import nnx
 from tensorboardX import SummaryWriter
 
-from etlkit.errors import EtlError, EtlWarning, one_line
+from etlkit.errors import EtlError, EtlWarning, is_finite_number, is_integer, one_line
 
 from . import checkpoint, ema, models
 from .config import Config, build, optimizer
@@ -136,7 +135,7 @@ class Run:
                 raise EtlError(f"{self.metrics}: line {number} is not JSON") from None
             if not isinstance(record, dict):
                 raise EtlError(f"{self.metrics}: line {number} is not a JSON object")
-            if not (_is_int(record.get("step")) and _is_int(record.get("epoch", 0))):
+            if not (is_integer(record.get("step")) and is_integer(record.get("epoch", 0))):
                 raise EtlError(f"{self.metrics}: line {number} is not a metrics record (its "
                                "step and epoch must be whole numbers)")
             records.append(record)
@@ -280,7 +279,7 @@ def check_for_inference(doc: dict, path: Path) -> None:
     except ValueError as err:  # names the valid models
         raise EtlError(f"{path}: config.model: {err}") from None
     count = doc["num_classes"]
-    if not _is_int(count) or count < 1:
+    if not is_integer(count) or count < 1:
         refuse("num_classes", "a positive whole number", count)
     classes = doc["classes"]
     if not isinstance(classes, list) or len(classes) != count:
@@ -290,7 +289,7 @@ def check_for_inference(doc: dict, path: Path) -> None:
     named, codes = set(), set()
     for i, entry in enumerate(classes):
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-                and entry[0].isprintable() and _is_int(entry[1]) and 0 <= entry[1] < 1 << 16):
+                and entry[0].isprintable() and is_integer(entry[1]) and 0 <= entry[1] < 1 << 16):
             refuse(f"classes[{i}]", "a [character, Shift-JIS code] pair", entry)
         if not entry[0] or entry[0] in named or entry[1] and entry[1] in codes:
             refuse(f"classes[{i}]", "a class of its own (a name and a code no other class "
@@ -306,12 +305,12 @@ def check_for_inference(doc: dict, path: Path) -> None:
     if missing:
         raise EtlError(f"{path}: framing.{missing[0]} is missing")
     fill, mass_at = framing["fill"], framing["mass_at"]
-    if not (_is_number(fill) and 0 < fill <= 1):
+    if not (is_finite_number(fill) and 0 < fill <= 1):
         refuse("framing.fill", "a number in (0, 1]", fill)
     if mass_at is not None and not (isinstance(mass_at, list) and len(mass_at) == 2 and all(
-            _is_number(v) and 0 <= v <= 1 for v in mass_at)):
+            is_finite_number(v) and 0 <= v <= 1 for v in mass_at)):
         refuse("framing.mass_at", "null or [row, column] shares of the side in [0, 1]", mass_at)
-    if framing["size"] != spec.input_size or not _is_int(framing["size"]):
+    if framing["size"] != spec.input_size or not is_integer(framing["size"]):
         refuse("framing.size", f"{spec.input_size} ({model}'s input side)",
                framing["size"])
     if not isinstance(framing["otsu"], bool):
@@ -322,15 +321,6 @@ def _shown(value) -> str:
     """A value as config.json spells it, cut to fit an error line."""
     shown = json.dumps(value, ensure_ascii=False)
     return shown if len(shown) <= 60 else shown[:57] + "..."
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    """A finite JSON number (NaN and Infinity are not; neither are true and false)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def load_model(root: str | Path, which: str = "best"):
