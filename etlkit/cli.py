@@ -73,11 +73,12 @@ INTERRUPTED = entry.INTERRUPTED  # the exit status of a command stopped by Ctrl-
 
 
 @contextmanager
-def _reported(interrupted: str = "interrupted"):
+def _reported(interrupted: str | Callable[[], str] = "interrupted"):
     """Print EtlWarnings as `warning:` lines and turn an EtlError into one line and exit 1;
-    Ctrl-C into the line `error: {interrupted}` and exit 130, within a second whatever the
-    command is doing."""
-    with warnings.catch_warnings(record=True) as caught, _stopped_by_ctrl_c(interrupted):
+    Ctrl-C into the line `error: {interrupted}` (a callable: the line as things stand when the
+    signal comes) and exit 130, within a second whatever the command is doing."""
+    said = interrupted if callable(interrupted) else lambda: interrupted
+    with warnings.catch_warnings(record=True) as caught, _stopped_by_ctrl_c(said):
         warnings.simplefilter("always", EtlWarning)
         try:
             yield caught
@@ -92,7 +93,7 @@ def _reported(interrupted: str = "interrupted"):
             typer.echo(f"error: {one_line(where + (err.strerror or str(err)))}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            sys.stderr.write(f"error: {interrupted}\n")
+            sys.stderr.write(f"error: {said()}\n")
             sys.stderr.flush()
             sys.stdout.flush()
             os._exit(INTERRUPTED)  # not SystemExit: the interpreter's teardown (JAX's exit
@@ -101,7 +102,7 @@ def _reported(interrupted: str = "interrupted"):
 
 
 @contextmanager
-def _stopped_by_ctrl_c(message: str):
+def _stopped_by_ctrl_c(message: Callable[[], str]):
     """A KeyboardInterrupt can be swallowed where it lands (a finalizer, a worker thread's
     callback: "Exception ignored in ...") or wait for a thread pool's chunks, so Ctrl-C also
     arms a half-second watchdog that ends the process with the same line and status if the
@@ -112,7 +113,7 @@ def _stopped_by_ctrl_c(message: str):
         return
 
     def leave() -> None:
-        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.write(f"error: {message()}\n")
         sys.stderr.flush()
         os._exit(INTERRUPTED)
 
@@ -450,7 +451,7 @@ def extract_cmd(
              "test_frac": test_frac, "val_frac": val_frac, "seed": seed,
              "shard_size": shard_size, "compression": compression,
              "allow_missing": allow_missing}
-    with _reported():
+    with _reported(_extract_stopped(out)):
         if dataset is not None or mapping is not None or any(map(idx.is_idx_name, raw)):
             doc = _extract_digits(raw, out, dataset, mapping, pipeline, given, force)
         else:
@@ -464,6 +465,29 @@ def extract_cmd(
                                   progress=lambda msg: typer.echo(msg, err=True), force=force)
     splits = ", ".join(f"{k} {v}" for k, v in doc["splits"].items())
     typer.echo(f"wrote {out}: task {doc['task']}, {doc['num_classes']} classes, {splits}")
+
+
+def _extract_stopped(out: Path) -> Callable[[], str]:
+    """The line a Ctrl-C during extract ends with. The new dataset is moved into place (its
+    manifest last) before the `wrote` line is printed: an interrupt between the two says the
+    dataset is complete, where a plain "interrupted" would make a user think it was not."""
+
+    def manifest_identity():
+        try:
+            found = (out / "manifest.json").stat()
+        except OSError:
+            return None
+        return found.st_ino, found.st_mtime_ns
+
+    before = manifest_identity()
+
+    def line() -> str:
+        now = manifest_identity()
+        if now is not None and now != before:
+            return f"interrupted after {out} was written in full (etlkit verify {out} checks it)"
+        return "interrupted"
+
+    return line
 
 
 def _extract_digits(raw: list[Path], out: Path, dataset: str | None, mapping: Path | None,

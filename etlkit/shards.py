@@ -504,6 +504,10 @@ def manifest_problem(doc) -> str | None:
         return "'num_classes' is not a count"
     if "image_size" in doc and not (is_count(doc["image_size"]) and doc["image_size"] > 0):
         return "'image_size' is not a number of pixels"
+    checksum = doc.get("checksum")
+    if checksum is not None and not (isinstance(checksum, str) and len(checksum) == 64
+                                     and all(c in "0123456789abcdef" for c in checksum)):
+        return "'checksum' is not a SHA-256 hex digest"
     for key, kind, what in (("task", str, "a name"), ("split_method", str, "a name"),
                             ("preprocessing", dict, "an object"),
                             ("options", dict, "an object"), ("sources", list, "a list")):

@@ -218,6 +218,19 @@ def test_a_manifest_without_a_checksum_trains_and_evaluates(digits_shards, tmp_p
     assert runner.invoke(app, ["evaluate", str(run)]).exit_code == 0
 
 
+def test_a_checksum_that_is_not_a_digest_is_refused_even_unverified(digits_shards, tmp_path):
+    """`train --no-verify` recorded a hand-written `checksum: 5` as the run's dataset digest."""
+    root = shutil.copytree(digits_shards, tmp_path / "digits")
+    doc = json.loads((root / "manifest.json").read_text("utf-8"))
+    doc["checksum"] = 5
+    (root / "manifest.json").write_text(json.dumps(doc), "utf-8")
+    needle = "'checksum' is not a SHA-256 hex digest"
+    one_error_line(runner.invoke(app, ["verify", str(root)]), needle)
+    one_error_line(runner.invoke(app, ["train", str(root), "--model", "FF-baseline", "--out",
+                                       str(tmp_path / "run"), "--no-verify"]), needle)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_shard_that_is_not_hdf5_or_not_a_file_is_named_unverified(digits_run, tmp_path):
     """What `--no-verify` reads: a cut or empty shard said only "Unable to synchronously open
     file", and a FIFO in its place hung the command."""

@@ -56,6 +56,33 @@ def test_ctrl_c_stops_extract_in_pass_2_every_time(hiragana_shards, tmp_path):
         assert seconds < 5, seconds  # the watchdog's half second, plus a loaded machine's lag
 
 
+def test_ctrl_c_just_after_the_dataset_is_in_place_says_it_is_complete(tmp_path):
+    """A real SIGINT sent by an audit hook on the first file operation after manifest.json is
+    renamed into place (the empty staging folder's removal), before the `wrote` line: the
+    command used to say only "interrupted" of a complete dataset."""
+    out = tmp_path / "digits"
+    code = ("import os, signal, sys\n"
+            "renamed = []\n"
+            "def hook(event, args):\n"
+            "    if event == 'os.rename' and str(args[1]).endswith('manifest.json'):\n"
+            "        renamed.append(args[1])\n"
+            "    elif renamed and event == 'os.rmdir':\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "sys.addaudithook(hook)\n"
+            "from etlkit.entry import main\n"
+            "sys.argv = ['etlkit', 'extract', '--dataset', 'sklearn-digits', '--out',"
+            f" {str(out)!r}]\n"
+            "main()\n")
+    result = _python(code)
+    assert result.returncode == INTERRUPTED, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: interrupted after {out} was written in full (etlkit verify {out} checks it)")
+    assert "wrote" not in result.stdout
+    verified = subprocess.run([sys.executable, "-m", "etlkit", "verify", str(out)],
+                              capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def test_ctrl_c_stops_train_and_says_how_to_resume(digits_shards, tmp_path):
     out = tmp_path / "run"
     # a thousand epochs of about 0.1 s each: still training when the signal comes

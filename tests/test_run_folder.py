@@ -117,10 +117,11 @@ def _set(doc: dict, key: str, value) -> None:
     ("config.eval_batch_size", 0, "config: --eval-batch-size must be a positive integer"),
     ("config.precision", "fp8", "config: --precision must be fp32 or bf16, not 'fp8'"),
     ("config.shards", None, "config: "),
+    ("dataset", "", 'dataset must be the dataset\'s location, not ""'),
 ], ids=["fill-0", "fill-negative", "fill-nan", "fill-text", "size-0", "size-64", "mass_at-one",
         "otsu-text", "framing-empty", "classes-cut", "classes-not-pairs", "classes-not-list",
         "num_classes-text", "model-unknown", "seed-text", "eval-batch-0", "precision-unknown",
-        "shards-null"])
+        "shards-null", "dataset-empty"])
 def test_a_hand_edited_config_is_refused_naming_the_key(digits_run, tmp_path, key, value,
                                                         needle):
     run = _copy(digits_run, tmp_path)

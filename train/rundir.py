@@ -296,8 +296,9 @@ def check_for_inference(doc: dict, path: Path) -> None:
                    "has)", entry)
         named.add(entry[0])
         codes.add(entry[1])
-    if not isinstance(doc["dataset"], str):
-        refuse("dataset", "the dataset's location", doc["dataset"])
+    dataset = doc["dataset"]
+    if not (isinstance(dataset, str) and dataset.strip() and dataset.isprintable()):
+        refuse("dataset", "the dataset's location", dataset)
     framing = doc["framing"]
     if not isinstance(framing, dict):
         refuse("framing", "an object", framing)
