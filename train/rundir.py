@@ -338,15 +338,23 @@ def load_model(root: str | Path, which: str = "best"):
         warnings.warn(EtlWarning(f"{run.root}: its training stopped after epoch {done} of "
                                  f"{config.epochs}, with no test result: an unfinished model "
                                  "(`etlkit train` with --resume continues it)"), stacklevel=2)
-    model = build(config, doc["num_classes"])
+    # built abstractly: every weight comes from the checkpoint, so initialising them (dozens
+    # of small programs compiled, seconds per process) would be thrown away
     if which == "best":
+        model = nnx.eval_shape(lambda: build(config, doc["num_classes"]))
         state, _ = run.load("best", nnx.state(model))
         nnx.update(model, state)
-    else:  # the train state; with an average of the weights (--ema) that is what is used
+        return model, doc
+
+    def train_state():  # the train state; with an average of the weights (--ema) that is used
+        model = build(config, doc["num_classes"])
         opt, _ = optimizer(model, config, doc["steps_per_epoch"])
-        like = nnx.state((model, opt))
-        state, _ = run.load(which, (like, ema.initial(model)) if config.ema else like)
-        nnx.update(model, state[0][0] if config.ema else state[0])
-        if config.ema:
-            nnx.update(model, state[1])
+        return model, opt, ema.initial(model) if config.ema else None
+
+    model, opt, average = nnx.eval_shape(train_state)
+    like = nnx.state((model, opt))
+    state, _ = run.load(which, (like, average) if config.ema else like)
+    nnx.update(model, state[0][0] if config.ema else state[0])
+    if config.ema:
+        nnx.update(model, state[1])
     return model, doc
