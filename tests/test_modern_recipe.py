@@ -52,7 +52,7 @@ def test_the_paper_and_seed_recipes_leave_every_modern_option_off():
     assert c.optimizer == "adamw" and c.schedule == "cosine" and c.ema > 0
     table = recipes.recipe_table()
     assert "ResNet-28, WideResNet-28: adamw lr 0.003, batch 64, 30 epochs, cosine" in table
-    assert "ResNet-64: adamw lr 0.003, batch 64, 8 epochs, cosine" in table
+    assert "ResNet-64: adamw lr 0.003, batch 64, 15 epochs, cosine" in table
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
