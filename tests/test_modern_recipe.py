@@ -144,10 +144,9 @@ ALL_OPTIONS = ["--model", "CNN-93k", "--optimizer", "adamw", "--weight-decay", "
 
 @pytest.fixture(scope="module")
 def modern_run(digits, tmp_path_factory):
-    """CNN-93k with every modern option on, 2 epochs, checkpointing after every step."""
+    """CNN-93k with every modern option on, 2 epochs."""
     out = tmp_path_factory.mktemp("modern") / "run"
-    result = runner.invoke(app, ["train", str(digits), "--out", str(out), *ALL_OPTIONS,
-                                 "--checkpoint-minutes", "0"])
+    result = runner.invoke(app, ["train", str(digits), "--out", str(out), *ALL_OPTIONS])
     assert result.exit_code == 0, result.output
     return out
 
