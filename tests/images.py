@@ -28,6 +28,19 @@ def character_png() -> bytes:
     return buffer.getvalue()
 
 
+def jpeg_scan_bomb(side: int, scans: int) -> bytes:
+    """A progressive JPEG of a dark bar on white, side × side, whose last scan is repeated until
+    it has `scans` scans: valid, small, and each repeat another pass over every pixel."""
+    paper = np.full((side, side), 255, np.uint8)
+    paper[side // 4 : 3 * side // 4, side // 2 - 1 : side // 2 + 1] = 0
+    buffer = io.BytesIO()
+    Image.fromarray(paper).save(buffer, "JPEG", progressive=True, quality=50)
+    data = buffer.getvalue()
+    written = data.count(b"\xff\xda")  # Pillow writes 6 for gray, all before its EOI
+    last = data.rindex(b"\xff\xda")
+    return data[:-2] + data[last:-2] * (scans - written) + b"\xff\xd9"
+
+
 def broken_pngs() -> list[bytes]:
     """Valid PNGs of a character with one hostile chunk each, found by fuzzing to make Pillow
     raise its own exceptions (ValueError, not OSError): a zTXt and an iCCP chunk that inflate

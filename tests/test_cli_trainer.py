@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from etlkit import __version__
 from etlkit.cli import app
 from train import recipes
+from train.config import AFFINE_MAX, BETA_RANGE, ELASTIC_MAX
 from train.experiments.seeds import SEED_NETWORKS
 
 runner = CliRunner()
@@ -32,6 +33,14 @@ def test_train_help_lists_every_recipe():
     for line in recipes.recipe_table().splitlines():
         assert line in shown, line
     assert "M7-2" in recipes.recipe_table() and "Tsai 2016" in recipes.recipe_table()
+
+
+def test_train_help_states_the_ranges_the_options_are_checked_against():
+    shown = _help("train")
+    low, high = BETA_RANGE
+    assert shown.count(f"Beta(a, a), a from {low:g} to {high:g}; 0: off") == 2  # mixup, cutmix
+    assert f"at most {AFFINE_MAX:g}. 0: off" in shown
+    assert f"at most {ELASTIC_MAX:g}. 0: off" in shown
 
 
 def test_seeds_help_names_every_seed_network():
@@ -63,7 +72,14 @@ def test_unknown_names_are_refused_before_any_work(tmp_path):
     ("--lr-decay", "nan", "--lr-decay must be a finite positive number, not nan"),
     ("--lr-decay", "-1", "--lr-decay must be a finite positive number, not -1.0"),
     ("--momentum", "nan", "--momentum must be in [0, 1), not nan"),
-    ("--cutmix", "nan", "--cutmix must be a finite non-negative number, not nan"),
+    ("--cutmix", "nan", "--cutmix must be 0 (off) or in [0.01, 10], not nan"),
+    # distortions and mixing past any use: a 4 % run, or a NaN loss blamed on --lr
+    ("--cutmix", "11", "--cutmix must be 0 (off) or in [0.01, 10], not 11.0"),
+    ("--mixup", "1e308", "--mixup must be 0 (off) or in [0.01, 10], not 1e+308"),
+    ("--mixup", "1e-300", "--mixup must be 0 (off) or in [0.01, 10], not 1e-300"),
+    ("--affine", "1e20", "--affine must be in [0, 4], not 1e+20"),
+    ("--affine", "4.5", "--affine must be in [0, 4], not 4.5"),
+    ("--elastic", "1000", "--elastic must be in [0, 100], not 1000.0"),
     ("--warmup-epochs", "nan", "--warmup-epochs must be a finite non-negative number, not nan"),
     ("--checkpoint-minutes", "-1", "--checkpoint-minutes must be a finite non-negative number"),
     ("--checkpoint-minutes", "nan", "--checkpoint-minutes must be a finite non-negative number"),

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from assertions import one_error_line
-from images import broken_pngs, png_header
+from images import broken_pngs, jpeg_scan_bomb, png_header
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -180,6 +180,8 @@ def test_predict_reports_each_bad_file_in_one_line(run, tmp_path, monkeypatch):
         "cut.png": (good.read_bytes()[:120], "PNG cut off"),
         "big.png": (bytes(4096), "MB"),
         "gone.png": (None, "no such file"),
+        "scans.jpg": (jpeg_scan_bomb(8, predict_images.MAX_JPEG_SCANS + 1),  # 1.6 KB
+                      f"more than the {predict_images.MAX_JPEG_SCANS} allowed"),
         **{f"hostile-{i}.png": (body, "unreadable image (ValueError")  # under 2048 bytes
            for i, body in enumerate(broken_pngs()[2:])},
     }

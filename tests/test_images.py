@@ -3,12 +3,13 @@ Pillow's own exceptions; and `etlkit predict` still predicts the good files of t
 command."""
 
 import os
+import re
 
 import pytest
-from images import broken_pngs, character_png, png_header
+from images import broken_pngs, character_png, jpeg_scan_bomb, png_header
 
 from etlkit.errors import EtlError
-from train.inference.images import load_gray
+from train.inference.images import JPEG_SCAN_PASSES, MAX_JPEG_SCANS, load_gray
 
 
 @pytest.mark.parametrize("index", range(4))
@@ -51,3 +52,19 @@ def test_a_device_is_not_an_image(tmp_path):
     os.symlink("/dev/zero", link)
     with pytest.raises(EtlError, match=f"{link}: not a regular file"):
         load_gray(link)
+
+
+def test_a_jpeg_of_too_many_scans_is_refused_before_decoding():
+    """Each scan of a progressive JPEG decodes every pixel again and Pillow sets no limit: the
+    hostile pass's 4096×4096 file of 1,006 scans (353 KB) took 50 s of CPU per decode."""
+    assert load_gray(jpeg_scan_bomb(64, MAX_JPEG_SCANS)).shape == (64, 64)
+    with pytest.raises(EtlError, match=re.escape(
+            f"upload.jpg: a JPEG of 1,006 scans, more than the {MAX_JPEG_SCANS} allowed at "
+            "64×64 pixels (each scan decodes every pixel again)")):
+        load_gray(jpeg_scan_bomb(64, 1006), "upload.jpg")
+    # the largest image allowed may have fewer: JPEG_SCAN_PASSES
+    largest = 128 * 128
+    assert load_gray(jpeg_scan_bomb(128, JPEG_SCAN_PASSES), max_pixels=largest).shape == (128, 128)
+    with pytest.raises(EtlError, match=f"{JPEG_SCAN_PASSES + 1} scans, more than the "
+                                       f"{JPEG_SCAN_PASSES} allowed at 128×128"):
+        load_gray(jpeg_scan_bomb(128, JPEG_SCAN_PASSES + 1), "upload.jpg", max_pixels=largest)

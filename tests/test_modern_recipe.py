@@ -226,7 +226,7 @@ def test_evaluate_with_test_time_augmentation(modern_run):
     (["--schedule", "linear"], "--schedule must be step or cosine"),
     (["--weight-decay", "0.1", "--optimizer", "adam"], "--weight-decay needs --optimizer adamw"),
     (["--ema", "1.0"], "--ema must be in [0, 1)"),
-    (["--mixup", "-1"], "--mixup must be a finite non-negative number, not -1.0"),
+    (["--mixup", "-1"], "--mixup must be 0 (off) or in [0.01, 10], not -1.0"),
 ])
 def test_bad_modern_options_give_one_clear_line(digits, tmp_path, extra, needle):
     result = runner.invoke(app, ["train", str(digits), "--out", str(tmp_path / "r"),

@@ -20,12 +20,13 @@ import urllib.request
 
 import pytest
 from browser import STROKES, draw
-from images import broken_pngs, png_header
+from images import broken_pngs, jpeg_scan_bomb, png_header
 from PIL import Image
 from typer.testing import CliRunner
 
 from etlkit.cli import app
 from etlkit.shards import open_shards
+from train.inference.images import JPEG_SCAN_PASSES
 from train.inference.serve import MAX_BODY, Server, make_server, url
 
 
@@ -177,6 +178,9 @@ def test_bad_requests_get_a_status_and_one_line(server, capsys):
         (raw(server, "GET / HTTP/1.1\nHost: 127.0.0.1\n folded\n"), 400,
          "a header is folded over two lines"),
         (post(server, png_header(4100, 4100)), 400, "4100×4100 pixels"),  # bounded memory
+        # bounded CPU: 1,006 scans of 4096×4096 pixels (553 KB) were 50 s of decoding
+        (post(server, jpeg_scan_bomb(4096, 1006)), 400, "a JPEG of 1,006 scans, more than "
+         f"the {JPEG_SCAN_PASSES} allowed at 4096×4096 pixels"),
         *((post(server, body), 400, "unreadable image") for body in broken_pngs()),
     ]
     for (status, doc), expected, needle in cases:

@@ -318,6 +318,19 @@ def test_augmentation_is_a_random_affine_warp_plus_noise():
 ])
 def test_bad_options_give_one_clear_line(shards, tmp_path, extra, needle):
     one_error_line(runner.invoke(app, [*_args(shards, tmp_path / "bad"), *extra]), needle)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_batch_larger_than_an_evaluation_batch_trains(digits_shards, tmp_path):
+    """The batch-norm calibration takes whole training batches: at least one, even when a
+    training batch is larger than --eval-batch-size (it used to become 0 images)."""
+    out = tmp_path / "big"
+    result = runner.invoke(app, _args(digits_shards, out, "--batch-size", "1150", epochs=1,
+                                      model="FF-baseline"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["steps_per_epoch"] == 1
+    (epoch,) = Run(out).history().epochs
+    assert np.isfinite(epoch["train/epoch_loss"]) and 0 <= epoch["val/accuracy"] <= 1
 
 
 def test_a_run_folder_is_not_overwritten_and_resume_must_repeat_the_options(reference,

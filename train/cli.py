@@ -86,18 +86,20 @@ def register(app: typer.Typer, reported) -> None:
                                 ] = None,
         label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing. "
                                                               "[recipe]")] = None,
-        mixup: Annotated[float | None, typer.Option(help="Mixup's Beta(a, a); 0: off. "
-                                                    "[recipe]")] = None,
-        cutmix: Annotated[float | None, typer.Option(help="CutMix's Beta(a, a); 0: off (with "
-                                                     "--mixup: one of the two per step). "
-                                                     "[recipe]")] = None,
+        mixup: Annotated[float | None, typer.Option(help="Mixup's Beta(a, a), a from 0.01 "
+                                                    "to 10; 0: off. [recipe]")] = None,
+        cutmix: Annotated[float | None, typer.Option(help="CutMix's Beta(a, a), a from 0.01 "
+                                                     "to 10; 0: off (with --mixup: one of the "
+                                                     "two per step). [recipe]")] = None,
         affine: Annotated[float | None, typer.Option(help="Random affine distortion on the "
                                                      "device; 1: rotation and shear ±15°, zoom "
-                                                     "±15 %, shift ±10 %. 0: off. [recipe]")
+                                                     "±15 %, shift ±10 %; at most 4. 0: off. "
+                                                     "[recipe]")
                           ] = None,
         elastic: Annotated[float | None, typer.Option(help="Elastic distortion on the device "
                                                       "(Simard's alpha, pixels per 28 of "
-                                                      "side). 0: off. [recipe]")] = None,
+                                                      "side), at most 100. 0: off. [recipe]")
+                           ] = None,
         ema: Annotated[float | None, typer.Option(help="Evaluate and keep a moving average "
                                                   "of the weights with this decay (e.g. "
                                                   "0.998). 0: off. [recipe]")] = None,

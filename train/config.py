@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from etlkit.errors import EtlError, check_integer, check_real
+from etlkit.errors import EtlError, check_integer, check_real, is_finite_number
 from etlkit.remote import check_location
 
 from . import models, recipes
@@ -18,6 +18,15 @@ RECIPE_OPTIONS = ("schedule", "warmup_epochs", "weight_decay", "label_smoothing"
                   "cutmix", "affine", "elastic", "ema")
 #: The largest --seed: JAX makes its PRNG keys from a seed that fits a signed 64-bit integer.
 SEED_MAX = 2**63 - 1
+#: The largest --affine: rotation and shear ±60°, zoom ±60 %, shift ±40 % of the side; past
+#: about 6.7 the zoom reaches 0 and the images are no longer characters.
+AFFINE_MAX = 4.0
+#: The largest --elastic: displacements of 3.7 pixels RMS on 28 (Simard et al.'s 34: 1.3);
+#: at 1,000 the field moves ink further than the image is wide.
+ELASTIC_MAX = 100.0
+#: --mixup and --cutmix, Beta(a, a), when on: below 0.01 the mixing weight is 0 or 1 (and
+#: under float32's smallest normal the sampler gives NaN); at 10 it is already 0.5 ± 0.1.
+BETA_RANGE = (0.01, 10.0)
 
 
 @dataclass(frozen=True)
@@ -99,9 +108,15 @@ class Config:
             check_real(_flag(name), getattr(self, name), low_open=True)
         for name in ("momentum", "label_smoothing", "ema", "conv_dropout", "fc_dropout"):
             check_real(_flag(name), getattr(self, name), 0, 1)
-        for name in ("warmup_epochs", "weight_decay", "mixup", "cutmix", "affine", "elastic",
-                     "checkpoint_minutes"):
+        for name in ("warmup_epochs", "weight_decay", "checkpoint_minutes"):
             check_real(_flag(name), getattr(self, name))
+        check_real("affine", self.affine, 0, AFFINE_MAX, high_open=False)
+        check_real("elastic", self.elastic, 0, ELASTIC_MAX, high_open=False)
+        for name in ("mixup", "cutmix"):
+            value, (low, high) = getattr(self, name), BETA_RANGE
+            if not (is_finite_number(value) and (value == 0 or low <= value <= high)):
+                raise EtlError(f"--{name} must be 0 (off) or in [{low:g}, {high:g}], "
+                               f"not {value!r}")
 
 
 def _flag(name: str) -> str:

@@ -273,8 +273,10 @@ def _location(shards: str) -> str:
 def _calibration_batches(part: Part, config: Config, steps_per_epoch: int, mesh: Mesh) -> list:
     """The first training images, in file order, as full global batches on the devices:
     the same on every epoch and every process count, so resumed runs see the same."""
-    size = min(config.eval_batch_size, steps_per_epoch * config.batch_size)
-    size -= size % config.batch_size  # a multiple of the devices and processes, as the batch
+    # whole training batches (so a multiple of the devices and processes): as many as fit an
+    # evaluation batch and the epoch, and at least one, however large the training batch
+    size = config.batch_size * min(steps_per_epoch,
+                                   max(1, config.eval_batch_size // config.batch_size))
     local = part.local_batch(size)
     full = min(sum(part.counts(p)) // local for p in range(part.process_count))
     wanted = max(1, min(full, config.bn_calibration_images // size))

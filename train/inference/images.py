@@ -32,6 +32,12 @@ from etlkit.shards import CHUNK, ShardSet
 
 MAX_BYTES = 50 << 20
 MAX_PIXELS = 8000 * 8000
+#: A JPEG's scans. Progressive encoders write 6 to 18 (libjpeg: 6 gray, 10 colour, 18 CMYK),
+#: and each scan is another pass over every pixel, with no limit in Pillow: one scan repeated
+#: a thousand times is a 353 KB file that takes a minute to decode. So at most MAX_JPEG_SCANS,
+#: and at most the work of JPEG_SCAN_PASSES scans over the largest image allowed.
+MAX_JPEG_SCANS = 100
+JPEG_SCAN_PASSES = 32
 WORK_SIDE = 1024  # larger images are box-reduced to this first: plenty for a 64×64 result
 INK = 128  # a pixel at or above half the full ink counts as ink, in training images too
 SAMPLE = 4096  # training images measured for the framing
@@ -68,6 +74,8 @@ def load_gray(source: Path | bytes, name: str | Path | None = None,
             if image.width * image.height > max_pixels:
                 raise EtlError(f"{name}: {image.width}×{image.height} pixels, more than the "
                                f"{max_pixels:,} allowed")
+            if image.format == "JPEG":
+                check_jpeg_scans(data, image.size, max_pixels, name)
             gray = _gray(image)
     except EtlError:
         raise
@@ -110,6 +118,37 @@ def check_png_chunks(data: bytes, name: str | Path) -> None:
         if kind == b"IEND":
             return
         at = end + 4
+
+
+def check_jpeg_scans(data: bytes, size: tuple[int, int], max_pixels: int,
+                     name: str | Path) -> None:
+    """Refuse a JPEG whose scans would cost more decoding than MAX_JPEG_SCANS, or than
+    JPEG_SCAN_PASSES scans of a `max_pixels` image, before Pillow decodes any."""
+    scans = jpeg_scans(data)
+    allowed = min(MAX_JPEG_SCANS, JPEG_SCAN_PASSES * max_pixels // (size[0] * size[1]))
+    if scans > allowed:
+        raise EtlError(f"{name}: a JPEG of {scans:,} scans, more than the {allowed} allowed at "
+                       f"{size[0]}×{size[1]} pixels (each scan decodes every pixel again)")
+
+
+def jpeg_scans(data: bytes) -> int:
+    """The scans (start-of-scan markers) of JPEG bytes, up to its end-of-image marker. The
+    header's segments, which may hold any bytes (EXIF, thumbnails), are skipped by their
+    lengths; from the first scan on, a 0xFF byte of coded data is always followed by 0x00 or a
+    restart marker, so every FF DA there starts a scan."""
+    at = 2  # after the start-of-image marker
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xDA:
+            end = data.find(b"\xff\xd9", at)
+            return data.count(b"\xff\xda", at, end if end >= 0 else len(data))
+        if marker == 0xFF:  # a fill byte before a marker
+            at += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            at += 2
+        else:
+            at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    return 0  # no scan: Pillow says what is wrong with the bytes
 
 
 def _gray(image: Image.Image) -> Image.Image:
