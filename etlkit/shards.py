@@ -28,6 +28,8 @@ from .errors import EtlError, check_choice, is_integer
 CHUNK = 256  # images per HDF5 chunk: 1 MiB, the unit of block reads
 FIELDS = ("images", "labels", "sjis", "codes", "sheets", "source")
 COMPRESSIONS = ("lzf", "gzip", "none")  # of the images
+#: What a manifest source file gave: images (the default), or labels or a class mapping (IDX).
+ROLES = ("images", "labels", "mapping")
 #: Where an extraction writes until it is complete: a reader never mistakes it for a dataset.
 STAGING = ".etlkit-staging"
 #: What a dataset folder holds (the only entries `--force` replaces): shards, manifest, card.
@@ -504,18 +506,23 @@ def manifest_problem(doc) -> str | None:
         return "'num_classes' is not a count"
     if "image_size" in doc and not (is_count(doc["image_size"]) and doc["image_size"] > 0):
         return "'image_size' is not a number of pixels"
-    checksum = doc.get("checksum")
-    if checksum is not None and not (isinstance(checksum, str) and len(checksum) == 64
-                                     and all(c in "0123456789abcdef" for c in checksum)):
+    if "checksum" in doc and not is_digest(doc["checksum"]):
         return "'checksum' is not a SHA-256 hex digest"
     for key, kind, what in (("task", str, "a name"), ("split_method", str, "a name"),
                             ("preprocessing", dict, "an object"),
-                            ("options", dict, "an object"), ("sources", list, "a list")):
+                            ("options", dict, "an object"), ("sources", list, "a list"),
+                            ("command", str, "a command line"), ("missing", list, "a list")):
         if key in doc and not isinstance(doc[key], kind):
             return f"'{key}' is not {what}"
+    if not all(isinstance(name, str) for name in doc.get("missing", [])):
+        return "'missing' is not a list of file names"
     for i, source in enumerate(doc.get("sources", [])):
         if not isinstance(source, dict):
             return f"sources[{i}] is not an object"
+        if not (all(isinstance(source.get(k), str) for k in ("file", "path", "dataset"))
+                and is_digest(source.get("sha256")) and is_count(source.get("records"))
+                and is_count(source.get("used")) and source.get("role", "images") in ROLES):
+            return f"sources[{i}] is not a {{file, path, dataset, sha256, records, used}} entry"
     for i, shard in enumerate(doc["shards"]):
         if not (isinstance(shard, dict) and isinstance(shard.get("path"), str)
                 and isinstance(shard.get("split"), str) and is_count(shard.get("count"))
@@ -524,6 +531,12 @@ def manifest_problem(doc) -> str | None:
         if shard["split"] not in split_module.NAMES:
             return f"shards[{i}] is in split {shard['split'][:40]!r}, not one of the three"
     return None
+
+
+def is_digest(value) -> bool:
+    """A SHA-256 as a manifest records it: 64 lowercase hex digits."""
+    return (isinstance(value, str) and len(value) == 64
+            and all(c in "0123456789abcdef" for c in value))
 
 
 def is_count(value) -> bool:

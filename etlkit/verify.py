@@ -15,7 +15,7 @@ import numpy as np
 from . import card, formats, manifest, remote, split, synth
 from .errors import EtlError, EtlWarning
 from .labels import SMALL_KANA
-from .shards import FIELDS, ShardFiles, is_count, manifest_digest, read_manifest
+from .shards import FIELDS, ShardFiles, manifest_digest, read_manifest
 
 #: Threads hashing shards: hashlib releases the GIL, so hashing scales with cores and disks.
 HASH_WORKERS = min(8, os.cpu_count() or 1)
@@ -237,13 +237,13 @@ def _records_per_source(doc: dict, sources: list[np.ndarray]) -> list[FileCheck]
     counts = np.bincount(np.concatenate(sources)[:, 0], minlength=len(doc.get("sources", [])))
     checks = []
     for i, source in enumerate(doc.get("sources", [])):
-        if not isinstance(source, dict) or source.get("role", "images") != "images":
+        if source.get("role", "images") != "images":
             continue  # labels and mapping files give no records of their own
-        used = source.get("used")
-        if is_count(used) and used != counts[i]:
+        used = source["used"]
+        if used != counts[i]:
             checks.append(FileCheck("manifest.json", "dataset", "wrong-count", used,
                                     int(counts[i]), f"the shards hold {counts[i]} records from "
-                                    f"{str(source.get('file'))[:80]}, which gave {used}"))
+                                    f"{source['file'][:80]}, which gave {used}"))
     return checks
 
 

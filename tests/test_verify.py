@@ -286,6 +286,16 @@ def test_train_no_verify_on_out_of_range_labels_is_one_error_line(digits, tmp_pa
     (lambda d: d["sources"].__setitem__(0, "x"), "sources[0] is not an object"),
     (lambda d: d["classes"][0].__setitem__(1, 2**70), "'classes' is not a list"),
     (lambda d: d.update(options=[]), "'options' is not an object"),
+    (lambda d: d["sources"][0].update(file=5), "sources[0] is not a {file, path, dataset,"),
+    (lambda d: d["sources"][0].update(used="x"), "sources[0] is not a {file"),
+    (lambda d: d["sources"][0].update(records=-1), "sources[0] is not a {file"),
+    (lambda d: d["sources"][0].update(dataset=5), "sources[0] is not a {file"),
+    (lambda d: d["sources"][0].update(sha256="x"), "sources[0] is not a {file"),
+    (lambda d: d["sources"][0].update(role=[]), "sources[0] is not a {file"),
+    (lambda d: d["sources"].append({"file": "zz"}), "sources[1] is not a {file"),
+    (lambda d: d.update(missing=[1]), "'missing' is not a list of file names"),
+    (lambda d: d.update(missing="ETL8G_02"), "'missing' is not a list"),
+    (lambda d: d.update(command=5), "'command' is not a command line"),
 ])
 def test_a_manifest_field_of_the_wrong_type_is_one_error_line(dataset, tmp_path, edit, needle):
     doc = _manifest(dataset)
@@ -294,6 +304,7 @@ def test_a_manifest_field_of_the_wrong_type_is_one_error_line(dataset, tmp_path,
     _write(dataset, doc)
     manifest = str(dataset / "manifest.json")
     one_error_line(runner.invoke(app, ["verify", str(dataset)]), manifest, needle)
+    one_error_line(runner.invoke(app, ["card", str(dataset)]), manifest, needle)
     one_error_line(runner.invoke(app, ["train", str(dataset), "--out", str(tmp_path / "run"),
                                        "--no-verify"]), manifest, needle)
 
