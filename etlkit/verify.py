@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from . import card, formats, manifest, remote, split, synth
-from .errors import EtlError, EtlWarning
+from .errors import EtlError, EtlWarning, one_line
 from .labels import SMALL_KANA
 from .shards import FIELDS, ShardFiles, manifest_digest, read_manifest
 
@@ -287,7 +287,13 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
             labels, sjis, sources = f["labels"][:], f["sjis"][:], f["source"][:]
             sizes = {len(f[k]) for k in FIELDS}
             image_shape, image_dtype = f["images"].shape[1:], f["images"].dtype
-            attrs = {k: json.loads(v) for k, v in f.attrs.items()}
+            attrs = {}
+            for key, value in f.attrs.items():
+                try:
+                    attrs[key] = json.loads(value)
+                except (ValueError, TypeError, RecursionError):  # Recursion: nested deep
+                    return FileCheck(name, "shard", "corrupt", expected, None,
+                                     f"its attribute {one_line(key)[:40]} is not JSON"), None
     except (OSError, KeyError, ValueError, TypeError) as err:
         return FileCheck(name, "shard", "corrupt", expected, None, str(err)), None
     found = len(labels)

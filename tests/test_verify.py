@@ -209,6 +209,11 @@ def _group(path, name):
         f.create_group(name)
 
 
+def _set_attribute(path, key, text):
+    with h5py.File(path, "r+") as f:
+        f.attrs[key] = text
+
+
 def _with_checksums(root):
     """Every shard's SHA-256 and the manifest's checksum recomputed after an edit."""
     doc = _manifest(root)
@@ -233,6 +238,10 @@ SHARD_EDITS = {  # name: (edit of one shard, what verify and the loader say)
         np.arange(len(v)) == 0, -1, v)), "labels out of range"),
     "string labels": (lambda p: _rewrite(p, "labels", lambda v: v.astype("S3")),
                       "labels are |S3"),
+    "attribute nested deep": (lambda p: _set_attribute(p, "zz", "[" * 100_000 + "]" * 100_000),
+                              "its attribute zz is not JSON"),  # was a RecursionError
+    "attribute not JSON": (lambda p: _set_attribute(p, "task", "hiragana"),
+                           "its attribute task is not JSON"),
 }
 
 
@@ -246,6 +255,16 @@ def test_malformed_shards_with_recomputed_checksums_are_corrupt_rows(dataset, ed
     (row,) = _failed_rows(result)
     assert row.split()[:3] == ["train/shard-00000.h5", "shard", "corrupt"], row
     assert needle in row, row
+
+
+def test_train_refuses_a_shard_attribute_nested_too_deep_for_json(digits, tmp_path):
+    """Each shard's attributes are read before training starts: this one was a traceback."""
+    shard = digits / "train" / "shard-00000.h5"
+    SHARD_EDITS["attribute nested deep"][0](shard)
+    _with_checksums(digits)
+    result = runner.invoke(app, ["train", str(digits), "--out", str(tmp_path / "run"),
+                                 "--model", "FF-baseline", "--epochs", "1", "--no-progress"])
+    one_error_line(result, str(shard), "corrupt: its attribute zz is not JSON")
 
 
 @pytest.mark.parametrize("edit, needle", [
