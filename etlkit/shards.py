@@ -273,6 +273,27 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def stored_outside(f: h5py.File) -> str | None:
+    """Which of a shard's FIELDS is not data the shard file holds, as a phrase, or None. A
+    shard's SHA-256 covers its own bytes only, so data behind an external or soft link, in
+    HDF5 external storage or a virtual dataset could change or vanish with every checksum
+    still right; etlkit never writes any of them."""
+    for name in FIELDS:
+        link = f.get(name, getlink=True)
+        if isinstance(link, h5py.SoftLink):  # it may lead to an external link
+            return f"{name} are a soft link, not a dataset of the shard"
+        if isinstance(link, h5py.ExternalLink):
+            how = "an external link"
+        elif isinstance(data := f.get(name), h5py.Dataset) and data.external:
+            how = "HDF5 external storage"
+        elif isinstance(data, h5py.Dataset) and data.is_virtual:
+            how = "a virtual dataset"
+        else:
+            continue
+        return f"{name} are stored outside the file ({how})"
+    return None
+
+
 @dataclass(frozen=True)
 class Expected:
     """What the manifest says of a split's shards: records in each (by shard number), the
@@ -307,6 +328,10 @@ class ShardFiles:
     def _check_layout(self, number: int) -> None:
         f, side = self._files[number], self._expected.image_size
         count = self._expected.counts[number]
+        elsewhere = stored_outside(f)
+        if elsewhere:
+            raise EtlError(f"{self._paths[number]}: {elsewhere} (`etlkit verify` checks the "
+                           "whole dataset)")
         for name, shape, what in (("images", (count, side, side), "uint8"),
                                   ("labels", (count,), "integers")):
             data = f.get(name)

@@ -15,7 +15,7 @@ import numpy as np
 from . import card, formats, manifest, remote, split, synth
 from .errors import EtlError, EtlWarning, one_line
 from .labels import SMALL_KANA
-from .shards import FIELDS, ShardFiles, manifest_digest, read_manifest
+from .shards import FIELDS, ShardFiles, manifest_digest, read_manifest, stored_outside
 
 #: Threads hashing shards: hashlib releases the GIL, so hashing scales with cores and disks.
 HASH_WORKERS = min(8, os.cpu_count() or 1)
@@ -275,6 +275,9 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
     try:
         with ShardFiles({0: remote.join(root, name)}) as files:
             f = files[0]
+            elsewhere = stored_outside(f)
+            if elsewhere:
+                return FileCheck(name, "shard", "corrupt", expected, None, elsewhere), None
             absent = [k for k in FIELDS if not isinstance(f.get(k), h5py.Dataset)]
             if absent:
                 return FileCheck(name, "shard", "corrupt", expected, None,

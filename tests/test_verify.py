@@ -214,6 +214,31 @@ def _set_attribute(path, key, text):
         f.attrs[key] = text
 
 
+def _outside(path, name, how):
+    """Move one of a shard's datasets into a file beside it, the shard keeping only a pointer:
+    HDF5 external storage, an external link or a virtual dataset."""
+    beside = path.with_name(f"{name}-data")
+    with h5py.File(path, "r+") as f:
+        data = f[name][:]
+        del f[name]
+        if how == "external":
+            data.tofile(beside)
+            f.create_dataset(name, shape=data.shape, dtype=data.dtype,
+                             external=[(str(beside), 0, data.nbytes)])
+            return
+        with h5py.File(beside, "w") as other:
+            other[name] = data
+        if how == "link":
+            f[name] = h5py.ExternalLink(str(beside), name)
+        elif how == "soft":
+            f["moved"] = data
+            f[name] = h5py.SoftLink("/moved")
+        else:
+            layout = h5py.VirtualLayout(data.shape, data.dtype)
+            layout[:] = h5py.VirtualSource(str(beside), name, data.shape)
+            f.create_virtual_dataset(name, layout)
+
+
 def _with_checksums(root):
     """Every shard's SHA-256 and the manifest's checksum recomputed after an edit."""
     doc = _manifest(root)
@@ -238,6 +263,14 @@ SHARD_EDITS = {  # name: (edit of one shard, what verify and the loader say)
         np.arange(len(v)) == 0, -1, v)), "labels out of range"),
     "string labels": (lambda p: _rewrite(p, "labels", lambda v: v.astype("S3")),
                       "labels are |S3"),
+    "images external storage": (lambda p: _outside(p, "images", "external"),
+                                "images are stored outside the file (HDF5 external storage)"),
+    "labels external link": (lambda p: _outside(p, "labels", "link"),
+                             "labels are stored outside the file (an external link)"),
+    "labels virtual": (lambda p: _outside(p, "labels", "virtual"),
+                       "labels are stored outside the file (a virtual dataset)"),
+    "images soft link": (lambda p: _outside(p, "images", "soft"),
+                         "images are a soft link, not a dataset of the shard"),
     "attribute nested deep": (lambda p: _set_attribute(p, "zz", "[" * 100_000 + "]" * 100_000),
                               "its attribute zz is not JSON"),  # was a RecursionError
     "attribute not JSON": (lambda p: _set_attribute(p, "task", "hiragana"),
@@ -271,6 +304,9 @@ def test_train_refuses_a_shard_attribute_nested_too_deep_for_json(digits, tmp_pa
     ("label -1", "labels out of range"), ("images deleted", "no images dataset"),
     ("images 20×20", r"images have shape \(100, 20, 20\), manifest.json says \(100, 64, 64\)"),
     ("string labels", r"labels are \|S3, not integers"),
+    ("images external storage", r"images are stored outside the file \(HDF5 external"),
+    ("labels external link", r"labels are stored outside the file \(an external link\)"),
+    ("labels virtual", r"labels are stored outside the file \(a virtual dataset\)"),
 ])
 def test_an_unverified_malformed_shard_is_one_error_line_when_read(dataset, edit, needle):
     """What `train --no-verify` and `evaluate --no-verify` read: each shard's layout is checked
