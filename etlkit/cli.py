@@ -39,7 +39,7 @@ from . import (
     verify,
 )
 from .card import write_card
-from .errors import EtlError, EtlWarning, is_finite_number, is_integer, one_line
+from .errors import EtlError, EtlWarning, check_integer, is_finite_number, is_integer, one_line
 from .records import RecordBatch
 from .shards import no_manifest, open_shards, unfinished
 
@@ -225,7 +225,8 @@ def preview_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write (a raw file), or folder "
                                       "(a dataset).")] = Path("preview.png"),
     count: Annotated[int, typer.Option(help="Records to show (raw file).")] = 60,
-    columns: Annotated[int, typer.Option(help="Tiles per row (raw file).")] = 12,
+    columns: Annotated[int, typer.Option(help="Tiles per row (raw file), up to "
+                                         f"{preview.MAX_COLUMNS}.")] = 12,
     split_name: Annotated[str, typer.Option("--split", help="Split to show (dataset).")] = "train",
     seed: Annotated[int, typer.Option(help="Which records to sample.")] = 0,
     format: FormatOpt = None,
@@ -235,6 +236,9 @@ def preview_cmd(
     """A labelled grid of a raw file's records; for a dataset, a grid per class and the
     gray-vs-Otsu comparison (paper Fig. 2b)."""
     with _reported():
+        check_integer("count", count, 1)
+        check_integer("columns", columns, 1, preview.MAX_COLUMNS)
+        check_integer("seed", seed)
         location = remote.as_location(remote.check_location(path))
         if remote.is_url(location) or (location / "manifest.json").is_file():
             verify.check_dataset(location)  # shows nothing a checked dataset would not give
@@ -244,9 +248,6 @@ def preview_cmd(
             _save(preview.gray_vs_otsu(shard_set, seed=seed), out / "gray-vs-otsu.png")
             typer.echo(f"wrote {out / 'classes.png'} and {out / 'gray-vs-otsu.png'}")
             return
-        for flag, value in (("--count", count), ("--columns", columns)):
-            if value < 1:
-                raise EtlError(f"{flag} must be at least 1, not {value}")
         batch = reader.read(location, format, allow_partial=allow_partial, co59_table=co59)
         shown: RecordBatch = preview.sample(batch, count, seed)
         _save(preview.grid(shown, formats.get(batch.dataset).levels, columns), out)
