@@ -452,7 +452,8 @@ def extract_cmd(
              "test_frac": test_frac, "val_frac": val_frac, "seed": seed,
              "shard_size": shard_size, "compression": compression,
              "allow_missing": allow_missing}
-    with _reported(_extract_stopped(out)):
+    manifest = _ManifestWatch(out / "manifest.json")
+    with _reported(manifest.stopped_line):
         if dataset is not None or mapping is not None or any(map(idx.is_idx_name, raw)):
             doc = _extract_digits(raw, out, dataset, mapping, pipeline, given, force)
         else:
@@ -465,30 +466,37 @@ def extract_cmd(
             doc = extract.extract(raw, out, options, command=_command_line(raw, out, options),
                                   progress=lambda msg: typer.echo(msg, err=True), force=force)
     splits = ", ".join(f"{k} {v}" for k, v in doc["splits"].items())
-    typer.echo(f"wrote {out}: task {doc['task']}, {doc['num_classes']} classes, {splits}")
+    done = f"wrote {out}" if manifest.written() else f"kept {out} (already there)"
+    typer.echo(f"{done}: task {doc['task']}, {doc['num_classes']} classes, {splits}")
 
 
-def _extract_stopped(out: Path) -> Callable[[], str]:
-    """The line a Ctrl-C during extract ends with. The new dataset is moved into place (its
-    manifest last) before the `wrote` line is printed: an interrupt between the two says the
-    dataset is complete, where a plain "interrupted" would make a user think it was not."""
+class _ManifestWatch:
+    """Whether this extract has written its dataset: the manifest is moved into place last,
+    under a new inode. A Ctrl-C after that, before the `wrote` line, says the dataset is
+    complete, where a plain "interrupted" would make a user think it was not; a rerun that
+    found its dataset already there (`shards.already_there`) says it kept it."""
 
-    def manifest_identity():
+    def __init__(self, path: Path):
+        self.path = path
+        self.before = self._identity()
+
+    def _identity(self) -> tuple[int, int] | None:
         try:
-            found = (out / "manifest.json").stat()
+            found = self.path.stat()
         except OSError:
             return None
         return found.st_ino, found.st_mtime_ns
 
-    before = manifest_identity()
+    def written(self) -> bool:
+        now = self._identity()
+        return now is not None and now != self.before
 
-    def line() -> str:
-        now = manifest_identity()
-        if now is not None and now != before:
+    def stopped_line(self) -> str:
+        """The line a Ctrl-C during extract ends with."""
+        if self.written():
+            out = self.path.parent
             return f"interrupted after {out} was written in full (etlkit verify {out} checks it)"
         return "interrupted"
-
-    return line
 
 
 def _extract_digits(raw: list[Path], out: Path, dataset: str | None, mapping: Path | None,

@@ -14,7 +14,8 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,23 +38,61 @@ DATASET_ENTRIES = ("manifest.json", *split_module.NAMES, "README.md", "croissant
                    "preview.png")
 
 
-def check_output(out: Path, force: bool = False) -> None:
+def check_output(out: Path, force: bool = False) -> bool:
     """Before any work: `out` must be new, empty, an extraction that did not finish (rerunning
-    cleans it up) or, with `force`, an etlkit dataset to replace; never a file, nor a folder of
-    anything else, which extraction would silently mix its shards into."""
+    cleans it up) or an etlkit dataset (replaced with `force`); never a file, nor a folder of
+    anything else, which extraction would silently mix its shards into. Returns whether `out`
+    holds a dataset that only `force` replaces: the extractor then asks `already_there`."""
     for folder in (out, *out.parents):
         if folder.exists() and not folder.is_dir():
             raise EtlError(f"{folder}: a file, not a folder; choose a new or empty --out")
     entries = {p.name for p in out.iterdir()} if out.exists() else set()
     if entries <= {STAGING}:
-        return
+        return False
     if (out / "manifest.json").is_file() and entries <= {*DATASET_ENTRIES, STAGING}:
-        if force:
-            return
-        raise EtlError(f"{out}: already holds a dataset; --force replaces it")
+        return not force
     others = sorted(entries - {*DATASET_ENTRIES, STAGING}) or sorted(entries)
     raise EtlError(f"{out}: holds files that are not an etlkit dataset ({', '.join(others[:3])}"
                    f"{', …' if len(others) > 3 else ''}); choose a new or empty --out")
+
+
+def already_there(out: Path, options: dict, inputs: list[Path],
+                  say: Callable[[str], None]) -> dict | None:
+    """For an extraction into `out`, which holds a dataset, without --force (the same command
+    run again, say after an interrupt that came once the dataset was complete): that dataset's
+    manifest when this etlkit made it with these `options` from these `inputs` (names and
+    SHA-256) and it still verifies, so there is nothing to do; None when it was made so but no
+    longer verifies, so it is made again; else an EtlError: another dataset, which only --force
+    replaces. `say` tells which. A leftover staging folder (a rerun stopped early) is removed."""
+    from . import __version__  # etlkit/__init__.py imports this module before defining it
+    from .verify import verify_dataset  # verify reads what this module writes
+
+    try:
+        doc = read_manifest(out)
+    except EtlError:
+        doc = None
+    if doc is None or doc.get("checksum") != manifest_digest(doc):
+        why = "whose manifest.json was edited or is not etlkit's"
+    elif doc.get("etlkit_version") != __version__:
+        why = f"made by etlkit {str(doc.get('etlkit_version'))[:20]}, not {__version__}"
+    elif (theirs := doc.get("options", {})) != (ours := json.loads(json.dumps(options))):
+        key = next(k for k in sorted({*theirs, *ours}) if theirs.get(k) != ours.get(k))
+        why = (f"made with another {key} ({json.dumps(theirs.get(key))[:40]} there, "
+               f"{json.dumps(ours.get(key))[:40]} now)")  # JSON: tuples are lists there
+    else:
+        with ThreadPoolExecutor() as pool:  # hashlib releases the GIL
+            files = sorted(zip([p.name for p in inputs], pool.map(sha256, inputs), strict=True))
+        why = ("" if files == sorted((s["file"], s["sha256"]) for s in doc["sources"]) else
+               "made from other source files (names or SHA-256)")
+    if why:
+        raise EtlError(f"{out}: already holds a dataset {why}; --force replaces it")
+    if any(check.failed for check in verify_dataset(out)):
+        say(f"{out} holds this extraction's dataset, but it does not verify: making it again")
+        return None
+    shutil.rmtree(out / STAGING, ignore_errors=True)
+    say(f"{out} already holds this dataset (this etlkit, the same options and source files) "
+        "and it verifies: nothing to do")
+    return doc
 
 
 def unfinished(root: Path) -> bool:
