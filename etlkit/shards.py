@@ -49,8 +49,11 @@ def check_output(out: Path, force: bool = False) -> bool:
     entries = {p.name for p in out.iterdir()} if out.exists() else set()
     if entries <= {STAGING}:
         return False
-    if (out / "manifest.json").is_file() and entries <= {*DATASET_ENTRIES, STAGING}:
-        return not force
+    if entries <= {*DATASET_ENTRIES, STAGING}:
+        if (out / "manifest.json").is_file():
+            return not force
+        if unfinished(out):  # stopped while moving its files into place, manifest last
+            return False
     others = sorted(entries - {*DATASET_ENTRIES, STAGING}) or sorted(entries)
     raise EtlError(f"{out}: holds files that are not an etlkit dataset ({', '.join(others[:3])}"
                    f"{', …' if len(others) > 3 else ''}); choose a new or empty --out")

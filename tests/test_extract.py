@@ -223,6 +223,20 @@ def test_the_same_extract_again_remakes_its_dataset_when_it_does_not_verify(digi
     assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
 
 
+def test_the_same_extract_again_finishes_one_stopped_while_moving_its_files(digits_shards,
+                                                                           tmp_path):
+    """Stopped after train/ and the card moved into place, before the manifest: verify says to
+    run the command again, which used to refuse the folder as "not an etlkit dataset"."""
+    out = shutil.copytree(digits_shards, tmp_path / "digits")
+    (out / ".etlkit-staging").mkdir()
+    for name in ("val", "test", "manifest.json"):
+        (out / name).rename(out / ".etlkit-staging" / name)
+    one_error_line(runner.invoke(app, ["verify", str(out)]), "run the extract command again")
+    result = _cli("extract", "--dataset", "sklearn-digits", "--out", out)
+    assert result.stdout.startswith(f"wrote {out}: task sklearn-digits")
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+
+
 def test_block_reads_shuffle_at_two_levels_and_cover_everything(raw, tmp_path):
     extract([raw], tmp_path / "k", Options(task="kanji", shard_size=1000))
     shard_set = open_shards(tmp_path / "k", "train")
