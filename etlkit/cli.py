@@ -39,7 +39,7 @@ from . import (
     verify,
 )
 from .card import write_card
-from .errors import EtlError, EtlWarning, is_finite_number, is_integer, one_line
+from .errors import EtlError, EtlWarning, check_integer, is_finite_number, is_integer, one_line
 from .records import RecordBatch
 from .shards import no_manifest, open_shards, unfinished
 
@@ -225,7 +225,8 @@ def preview_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write (a raw file), or folder "
                                       "(a dataset).")] = Path("preview.png"),
     count: Annotated[int, typer.Option(help="Records to show (raw file).")] = 60,
-    columns: Annotated[int, typer.Option(help="Tiles per row (raw file).")] = 12,
+    columns: Annotated[int, typer.Option(help="Tiles per row (raw file), up to "
+                                         f"{preview.MAX_COLUMNS}.")] = 12,
     split_name: Annotated[str, typer.Option("--split", help="Split to show (dataset).")] = "train",
     seed: Annotated[int, typer.Option(help="Which records to sample.")] = 0,
     format: FormatOpt = None,
@@ -235,6 +236,9 @@ def preview_cmd(
     """A labelled grid of a raw file's records; for a dataset, a grid per class and the
     gray-vs-Otsu comparison (paper Fig. 2b)."""
     with _reported():
+        check_integer("count", count, 1)
+        check_integer("columns", columns, 1, preview.MAX_COLUMNS)
+        check_integer("seed", seed)
         location = remote.as_location(remote.check_location(path))
         if remote.is_url(location) or (location / "manifest.json").is_file():
             verify.check_dataset(location)  # shows nothing a checked dataset would not give
@@ -244,9 +248,6 @@ def preview_cmd(
             _save(preview.gray_vs_otsu(shard_set, seed=seed), out / "gray-vs-otsu.png")
             typer.echo(f"wrote {out / 'classes.png'} and {out / 'gray-vs-otsu.png'}")
             return
-        for flag, value in (("--count", count), ("--columns", columns)):
-            if value < 1:
-                raise EtlError(f"{flag} must be at least 1, not {value}")
         batch = reader.read(location, format, allow_partial=allow_partial, co59_table=co59)
         shown: RecordBatch = preview.sample(batch, count, seed)
         _save(preview.grid(shown, formats.get(batch.dataset).levels, columns), out)
@@ -451,7 +452,8 @@ def extract_cmd(
              "test_frac": test_frac, "val_frac": val_frac, "seed": seed,
              "shard_size": shard_size, "compression": compression,
              "allow_missing": allow_missing}
-    with _reported(_extract_stopped(out)):
+    manifest = _ManifestWatch(out / "manifest.json")
+    with _reported(manifest.stopped_line):
         if dataset is not None or mapping is not None or any(map(idx.is_idx_name, raw)):
             doc = _extract_digits(raw, out, dataset, mapping, pipeline, given, force)
         else:
@@ -464,30 +466,37 @@ def extract_cmd(
             doc = extract.extract(raw, out, options, command=_command_line(raw, out, options),
                                   progress=lambda msg: typer.echo(msg, err=True), force=force)
     splits = ", ".join(f"{k} {v}" for k, v in doc["splits"].items())
-    typer.echo(f"wrote {out}: task {doc['task']}, {doc['num_classes']} classes, {splits}")
+    done = f"wrote {out}" if manifest.written() else f"kept {out} (already there)"
+    typer.echo(f"{done}: task {doc['task']}, {doc['num_classes']} classes, {splits}")
 
 
-def _extract_stopped(out: Path) -> Callable[[], str]:
-    """The line a Ctrl-C during extract ends with. The new dataset is moved into place (its
-    manifest last) before the `wrote` line is printed: an interrupt between the two says the
-    dataset is complete, where a plain "interrupted" would make a user think it was not."""
+class _ManifestWatch:
+    """Whether this extract has written its dataset: the manifest is moved into place last,
+    under a new inode. A Ctrl-C after that, before the `wrote` line, says the dataset is
+    complete, where a plain "interrupted" would make a user think it was not; a rerun that
+    found its dataset already there (`shards.already_there`) says it kept it."""
 
-    def manifest_identity():
+    def __init__(self, path: Path):
+        self.path = path
+        self.before = self._identity()
+
+    def _identity(self) -> tuple[int, int] | None:
         try:
-            found = (out / "manifest.json").stat()
+            found = self.path.stat()
         except OSError:
             return None
         return found.st_ino, found.st_mtime_ns
 
-    before = manifest_identity()
+    def written(self) -> bool:
+        now = self._identity()
+        return now is not None and now != self.before
 
-    def line() -> str:
-        now = manifest_identity()
-        if now is not None and now != before:
+    def stopped_line(self) -> str:
+        """The line a Ctrl-C during extract ends with."""
+        if self.written():
+            out = self.path.parent
             return f"interrupted after {out} was written in full (etlkit verify {out} checks it)"
         return "interrupted"
-
-    return line
 
 
 def _extract_digits(raw: list[Path], out: Path, dataset: str | None, mapping: Path | None,

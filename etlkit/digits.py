@@ -29,7 +29,7 @@ import numpy as np
 from . import idx, preprocess, split
 from .errors import EtlError, check_choice, check_integer
 from .labels import sjis_code
-from .shards import DatasetInfo, DatasetWriter, check_layout, check_output, sha256
+from .shards import DatasetInfo, DatasetWriter, already_there, check_layout, check_output, sha256
 
 SIZE = 28
 CHUNK_RECORDS = 16384
@@ -109,10 +109,15 @@ class _Dataset:
 def extract(inputs: list[Path], out: Path, options: Options, command: str = "",
             progress: Callable[[str], None] | None = None, force: bool = False) -> dict:
     """IDX files (options.dataset "idx") or a package dataset -> shards in `out`; returns the
-    manifest written to out/manifest.json. `force` replaces a dataset already in `out`."""
-    check_output(out, force)
+    manifest written to out/manifest.json. `force` replaces a dataset already in `out`;
+    without it, only this extraction's own dataset is there (a rerun), which is kept when it
+    verifies (its manifest is returned) and else made again."""
+    holds_dataset = check_output(out, force)
     say = progress or (lambda _msg: None)
     data = _load(inputs, options, say)
+    source_files = [Path(source["path"]) for source in data.sources]
+    if holds_dataset and (done := already_there(out, asdict(options), source_files, say)):
+        return done
     side = data.parts[0].images.shape[1]
     index_of = {c: i for i, (c, _) in enumerate(data.classes)}
     uniq, inverse = np.unique(np.concatenate([p.chars for p in data.parts]), return_inverse=True)

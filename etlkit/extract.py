@@ -20,7 +20,7 @@ import numpy as np
 
 from . import formats, labels, manifest, preprocess, reader, split, synth, tasks, verify
 from .errors import EtlError, EtlWarning, check_choice, check_integer
-from .shards import DatasetInfo, DatasetWriter, check_layout, check_output, sha256
+from .shards import DatasetInfo, DatasetWriter, already_there, check_layout, check_output, sha256
 
 CHUNK_RECORDS = 4096
 #: Threads for both passes (numpy and file reads release the GIL) and for hashing the sources.
@@ -66,12 +66,15 @@ class Options:
 def extract(raw: list[Path], out: Path, options: Options, command: str = "",
             progress: Callable[[str], None] | None = None, force: bool = False) -> dict:
     """Run the extraction; return the manifest written to out/manifest.json. `force` replaces
-    a dataset already in `out`."""
-    check_output(out, force)
+    a dataset already in `out`; without it, only this extraction's own dataset is there (a
+    rerun), which is kept when it verifies (its manifest is returned) and else made again."""
+    holds_dataset = check_output(out, force)
     task = options.resolved_task()
     files, absent = _raw_files(raw, task, options.allow_missing)
-    synthetic = any(synth.is_synthetic(p) for p in files)  # a bad marker stops it here
     say = progress or (lambda _msg: None)
+    if holds_dataset and (done := already_there(out, asdict(options), files, say)):
+        return done
+    synthetic = any(synth.is_synthetic(p) for p in files)  # a bad marker stops it here
     with ThreadPoolExecutor(WORKERS) as pool:
         say(f"pass 1: labels of {len(files)} files")
         chosen = list(pool.map(_choose, files, range(len(files)), [task] * len(files),

@@ -10,6 +10,8 @@ from .errors import EtlError
 from .records import RecordBatch
 from .shards import ShardSet
 
+#: Most tiles per row of a raw file's grid: 100 of ETL-8G's 128×127 images are 13,200 pixels.
+MAX_COLUMNS = 100
 _LABEL_STYLE = render.WriterStyle(pen_width=7.0, slant=0.0, scale=1.0, aspect=1.0, dx=0.0,
                                   dy=0.0, jitter=0.0, wobble=0.0, ink=1.0)
 

@@ -31,13 +31,13 @@ def verify_against_raw(root: Path, raw: Path) -> list[FileCheck]:
         raise EtlError(f"{raw}: no ETL files (names such as ETL1C_07, ETL8G_01) in it")
     checks, paths = [], []
     for source in doc.get("sources") or []:
-        name = str(source.get("file", "")) if isinstance(source, dict) else ""
+        name = source["file"]
         path = found.get(name.upper())
         if path is None:
             checks.append(FileCheck(name or "?", "raw", "missing", 0, None,
                                     f"a source of the dataset, not in {raw}"))
-        elif sha256(path) != source.get("sha256"):
-            checks.append(FileCheck(name, "raw", "mismatch", source.get("records", 0), None,
+        elif sha256(path) != source["sha256"]:
+            checks.append(FileCheck(name, "raw", "mismatch", source["records"], None,
                                     "not the file the dataset was made from (SHA-256 differs)"))
         else:
             checks.append(FileCheck(name, "raw", "ok", source["records"], source["records"]))

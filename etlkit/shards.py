@@ -14,7 +14,8 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from .errors import EtlError, check_choice, is_integer
 CHUNK = 256  # images per HDF5 chunk: 1 MiB, the unit of block reads
 FIELDS = ("images", "labels", "sjis", "codes", "sheets", "source")
 COMPRESSIONS = ("lzf", "gzip", "none")  # of the images
+#: What a manifest source file gave: images (the default), or labels or a class mapping (IDX).
+ROLES = ("images", "labels", "mapping")
 #: Where an extraction writes until it is complete: a reader never mistakes it for a dataset.
 STAGING = ".etlkit-staging"
 #: What a dataset folder holds (the only entries `--force` replaces): shards, manifest, card.
@@ -35,23 +38,64 @@ DATASET_ENTRIES = ("manifest.json", *split_module.NAMES, "README.md", "croissant
                    "preview.png")
 
 
-def check_output(out: Path, force: bool = False) -> None:
+def check_output(out: Path, force: bool = False) -> bool:
     """Before any work: `out` must be new, empty, an extraction that did not finish (rerunning
-    cleans it up) or, with `force`, an etlkit dataset to replace; never a file, nor a folder of
-    anything else, which extraction would silently mix its shards into."""
+    cleans it up) or an etlkit dataset (replaced with `force`); never a file, nor a folder of
+    anything else, which extraction would silently mix its shards into. Returns whether `out`
+    holds a dataset that only `force` replaces: the extractor then asks `already_there`."""
     for folder in (out, *out.parents):
         if folder.exists() and not folder.is_dir():
             raise EtlError(f"{folder}: a file, not a folder; choose a new or empty --out")
     entries = {p.name for p in out.iterdir()} if out.exists() else set()
     if entries <= {STAGING}:
-        return
-    if (out / "manifest.json").is_file() and entries <= {*DATASET_ENTRIES, STAGING}:
-        if force:
-            return
-        raise EtlError(f"{out}: already holds a dataset; --force replaces it")
+        return False
+    if entries <= {*DATASET_ENTRIES, STAGING}:
+        if (out / "manifest.json").is_file():
+            return not force
+        if unfinished(out):  # stopped while moving its files into place, manifest last
+            return False
     others = sorted(entries - {*DATASET_ENTRIES, STAGING}) or sorted(entries)
     raise EtlError(f"{out}: holds files that are not an etlkit dataset ({', '.join(others[:3])}"
                    f"{', …' if len(others) > 3 else ''}); choose a new or empty --out")
+
+
+def already_there(out: Path, options: dict, inputs: list[Path],
+                  say: Callable[[str], None]) -> dict | None:
+    """For an extraction into `out`, which holds a dataset, without --force (the same command
+    run again, say after an interrupt that came once the dataset was complete): that dataset's
+    manifest when this etlkit made it with these `options` from these `inputs` (names and
+    SHA-256) and it still verifies, so there is nothing to do; None when it was made so but no
+    longer verifies, so it is made again; else an EtlError: another dataset, which only --force
+    replaces. `say` tells which. A leftover staging folder (a rerun stopped early) is removed."""
+    from . import __version__  # etlkit/__init__.py imports this module before defining it
+    from .verify import verify_dataset  # verify reads what this module writes
+
+    try:
+        doc = read_manifest(out)
+    except EtlError:
+        doc = None
+    if doc is None or doc.get("checksum") != manifest_digest(doc):
+        why = "whose manifest.json was edited or is not etlkit's"
+    elif doc.get("etlkit_version") != __version__:
+        why = f"made by etlkit {str(doc.get('etlkit_version'))[:20]}, not {__version__}"
+    elif (theirs := doc.get("options", {})) != (ours := json.loads(json.dumps(options))):
+        key = next(k for k in sorted({*theirs, *ours}) if theirs.get(k) != ours.get(k))
+        why = (f"made with another {key} ({json.dumps(theirs.get(key))[:40]} there, "
+               f"{json.dumps(ours.get(key))[:40]} now)")  # JSON: tuples are lists there
+    else:
+        with ThreadPoolExecutor() as pool:  # hashlib releases the GIL
+            files = sorted(zip([p.name for p in inputs], pool.map(sha256, inputs), strict=True))
+        why = ("" if files == sorted((s["file"], s["sha256"]) for s in doc["sources"]) else
+               "made from other source files (names or SHA-256)")
+    if why:
+        raise EtlError(f"{out}: already holds a dataset {why}; --force replaces it")
+    if any(check.failed for check in verify_dataset(out)):
+        say(f"{out} holds this extraction's dataset, but it does not verify: making it again")
+        return None
+    shutil.rmtree(out / STAGING, ignore_errors=True)
+    say(f"{out} already holds this dataset (this etlkit, the same options and source files) "
+        "and it verifies: nothing to do")
+    return doc
 
 
 def unfinished(root: Path) -> bool:
@@ -271,6 +315,27 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def stored_outside(f: h5py.File) -> str | None:
+    """Which of a shard's FIELDS is not data the shard file holds, as a phrase, or None. A
+    shard's SHA-256 covers its own bytes only, so data behind an external or soft link, in
+    HDF5 external storage or a virtual dataset could change or vanish with every checksum
+    still right; etlkit never writes any of them."""
+    for name in FIELDS:
+        link = f.get(name, getlink=True)
+        if isinstance(link, h5py.SoftLink):  # it may lead to an external link
+            return f"{name} are a soft link, not a dataset of the shard"
+        if isinstance(link, h5py.ExternalLink):
+            how = "an external link"
+        elif isinstance(data := f.get(name), h5py.Dataset) and data.external:
+            how = "HDF5 external storage"
+        elif isinstance(data, h5py.Dataset) and data.is_virtual:
+            how = "a virtual dataset"
+        else:
+            continue
+        return f"{name} are stored outside the file ({how})"
+    return None
+
+
 @dataclass(frozen=True)
 class Expected:
     """What the manifest says of a split's shards: records in each (by shard number), the
@@ -305,6 +370,10 @@ class ShardFiles:
     def _check_layout(self, number: int) -> None:
         f, side = self._files[number], self._expected.image_size
         count = self._expected.counts[number]
+        elsewhere = stored_outside(f)
+        if elsewhere:
+            raise EtlError(f"{self._paths[number]}: {elsewhere} (`etlkit verify` checks the "
+                           "whole dataset)")
         for name, shape, what in (("images", (count, side, side), "uint8"),
                                   ("labels", (count,), "integers")):
             data = f.get(name)
@@ -504,18 +573,23 @@ def manifest_problem(doc) -> str | None:
         return "'num_classes' is not a count"
     if "image_size" in doc and not (is_count(doc["image_size"]) and doc["image_size"] > 0):
         return "'image_size' is not a number of pixels"
-    checksum = doc.get("checksum")
-    if checksum is not None and not (isinstance(checksum, str) and len(checksum) == 64
-                                     and all(c in "0123456789abcdef" for c in checksum)):
+    if "checksum" in doc and not is_digest(doc["checksum"]):
         return "'checksum' is not a SHA-256 hex digest"
     for key, kind, what in (("task", str, "a name"), ("split_method", str, "a name"),
                             ("preprocessing", dict, "an object"),
-                            ("options", dict, "an object"), ("sources", list, "a list")):
+                            ("options", dict, "an object"), ("sources", list, "a list"),
+                            ("command", str, "a command line"), ("missing", list, "a list")):
         if key in doc and not isinstance(doc[key], kind):
             return f"'{key}' is not {what}"
+    if not all(isinstance(name, str) for name in doc.get("missing", [])):
+        return "'missing' is not a list of file names"
     for i, source in enumerate(doc.get("sources", [])):
         if not isinstance(source, dict):
             return f"sources[{i}] is not an object"
+        if not (all(isinstance(source.get(k), str) for k in ("file", "path", "dataset"))
+                and is_digest(source.get("sha256")) and is_count(source.get("records"))
+                and is_count(source.get("used")) and source.get("role", "images") in ROLES):
+            return f"sources[{i}] is not a {{file, path, dataset, sha256, records, used}} entry"
     for i, shard in enumerate(doc["shards"]):
         if not (isinstance(shard, dict) and isinstance(shard.get("path"), str)
                 and isinstance(shard.get("split"), str) and is_count(shard.get("count"))
@@ -524,6 +598,12 @@ def manifest_problem(doc) -> str | None:
         if shard["split"] not in split_module.NAMES:
             return f"shards[{i}] is in split {shard['split'][:40]!r}, not one of the three"
     return None
+
+
+def is_digest(value) -> bool:
+    """A SHA-256 as a manifest records it: 64 lowercase hex digits."""
+    return (isinstance(value, str) and len(value) == 64
+            and all(c in "0123456789abcdef" for c in value))
 
 
 def is_count(value) -> bool:

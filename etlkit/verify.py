@@ -13,9 +13,9 @@ import h5py
 import numpy as np
 
 from . import card, formats, manifest, remote, split, synth
-from .errors import EtlError, EtlWarning
+from .errors import EtlError, EtlWarning, one_line
 from .labels import SMALL_KANA
-from .shards import FIELDS, ShardFiles, is_count, manifest_digest, read_manifest
+from .shards import FIELDS, ShardFiles, manifest_digest, read_manifest, stored_outside
 
 #: Threads hashing shards: hashlib releases the GIL, so hashing scales with cores and disks.
 HASH_WORKERS = min(8, os.cpu_count() or 1)
@@ -237,13 +237,13 @@ def _records_per_source(doc: dict, sources: list[np.ndarray]) -> list[FileCheck]
     counts = np.bincount(np.concatenate(sources)[:, 0], minlength=len(doc.get("sources", [])))
     checks = []
     for i, source in enumerate(doc.get("sources", [])):
-        if not isinstance(source, dict) or source.get("role", "images") != "images":
+        if source.get("role", "images") != "images":
             continue  # labels and mapping files give no records of their own
-        used = source.get("used")
-        if is_count(used) and used != counts[i]:
+        used = source["used"]
+        if used != counts[i]:
             checks.append(FileCheck("manifest.json", "dataset", "wrong-count", used,
                                     int(counts[i]), f"the shards hold {counts[i]} records from "
-                                    f"{str(source.get('file'))[:80]}, which gave {used}"))
+                                    f"{source['file'][:80]}, which gave {used}"))
     return checks
 
 
@@ -275,6 +275,9 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
     try:
         with ShardFiles({0: remote.join(root, name)}) as files:
             f = files[0]
+            elsewhere = stored_outside(f)
+            if elsewhere:
+                return FileCheck(name, "shard", "corrupt", expected, None, elsewhere), None
             absent = [k for k in FIELDS if not isinstance(f.get(k), h5py.Dataset)]
             if absent:
                 return FileCheck(name, "shard", "corrupt", expected, None,
@@ -287,7 +290,13 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
             labels, sjis, sources = f["labels"][:], f["sjis"][:], f["source"][:]
             sizes = {len(f[k]) for k in FIELDS}
             image_shape, image_dtype = f["images"].shape[1:], f["images"].dtype
-            attrs = {k: json.loads(v) for k, v in f.attrs.items()}
+            attrs = {}
+            for key, value in f.attrs.items():
+                try:
+                    attrs[key] = json.loads(value)
+                except (ValueError, TypeError, RecursionError):  # Recursion: nested deep
+                    return FileCheck(name, "shard", "corrupt", expected, None,
+                                     f"its attribute {one_line(key)[:40]} is not JSON"), None
     except (OSError, KeyError, ValueError, TypeError) as err:
         return FileCheck(name, "shard", "corrupt", expected, None, str(err)), None
     found = len(labels)

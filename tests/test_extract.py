@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import etlkit
 from etlkit import preprocess, preview
 from etlkit.cli import app
 from etlkit.extract import Options, extract
-from etlkit.shards import open_shards
+from etlkit.shards import manifest_digest, open_shards
 
 runner = CliRunner()
 KATAKANA_FILES = [f"ETL1C_{i:02d}" for i in range(7, 14)]  # those in `etl_raw`
@@ -179,6 +180,60 @@ def test_killed_extraction_leaves_nothing_complete_and_rerun_finishes(raw, tmp_p
     redone = json.loads((out / "manifest.json").read_text())
     assert [s["sha256"] for s in redone["shards"]] == [s["sha256"] for s in clean["shards"]]
     assert not list(out.rglob("*.tmp"))
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+
+
+def _manifest_of(root):
+    return json.loads((root / "manifest.json").read_text("utf-8"))
+
+
+def test_the_same_extract_again_keeps_a_dataset_that_verifies(hiragana_shards, tmp_path):
+    """`hiragana_shards` is this command's dataset: rerunning it (after an interrupt that came
+    once the dataset was complete, say) used to fail with "--force replaces it"."""
+    out = shutil.copytree(hiragana_shards, tmp_path / "hiragana")
+    (out / ".etlkit-staging").mkdir()  # a rerun stopped early
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    command = ["extract", hiragana_shards.parent / "raw", "--task", "hiragana",
+               "--shard-size", "100", "--out", out]
+    result = _cli(*command)
+    assert result.stdout.startswith(f"kept {out} (already there): task hiragana, 75 classes")
+    assert "nothing to do" in result.stderr and "pass 1" not in result.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+    assert not (out / ".etlkit-staging").exists()
+    one_error_line(runner.invoke(app, [str(a) for a in [*command, "--seed", "1"]]), str(out),
+                   "already holds a dataset made with another seed (0 there, 1 now); --force "
+                   "replaces it")
+    doc = _manifest_of(out)
+    doc["sources"][0]["sha256"] = "0" * 64  # as if made from another ETL8G_01
+    doc["checksum"] = manifest_digest(doc)
+    (out / "manifest.json").write_text(json.dumps(doc), "utf-8")
+    one_error_line(runner.invoke(app, [str(a) for a in command]), str(out),
+                   "made from other source files")
+
+
+def test_the_same_extract_again_remakes_its_dataset_when_it_does_not_verify(digits_shards,
+                                                                            tmp_path):
+    out = shutil.copytree(digits_shards, tmp_path / "digits")
+    (out / "val" / "shard-00000.h5").unlink()
+    result = _cli("extract", "--dataset", "sklearn-digits", "--out", out)
+    assert result.stdout.startswith(f"wrote {out}: task sklearn-digits")
+    assert "does not verify: making it again" in result.stderr
+    assert _manifest_of(out) == _manifest_of(digits_shards) | {
+        "command": _manifest_of(out)["command"], "checksum": _manifest_of(out)["checksum"]}
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+
+
+def test_the_same_extract_again_finishes_one_stopped_while_moving_its_files(digits_shards,
+                                                                           tmp_path):
+    """Stopped after train/ and the card moved into place, before the manifest: verify says to
+    run the command again, which used to refuse the folder as "not an etlkit dataset"."""
+    out = shutil.copytree(digits_shards, tmp_path / "digits")
+    (out / ".etlkit-staging").mkdir()
+    for name in ("val", "test", "manifest.json"):
+        (out / name).rename(out / ".etlkit-staging" / name)
+    one_error_line(runner.invoke(app, ["verify", str(out)]), "run the extract command again")
+    result = _cli("extract", "--dataset", "sklearn-digits", "--out", out)
+    assert result.stdout.startswith(f"wrote {out}: task sklearn-digits")
     assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
 
 

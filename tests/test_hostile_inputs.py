@@ -72,6 +72,20 @@ def test_preview_and_card_show_only_a_dataset_that_verifies(hiragana_shards, tmp
                    "outside")
 
 
+@pytest.mark.parametrize("option, needle", [
+    (["--seed", "-1"], "--seed must be a non-negative integer, not -1"),
+    (["--columns", "99999999999999999999"], "--columns must be a positive integer up to 100"),
+    (["--count", "0"], "--count must be a positive integer, not 0"),
+])
+def test_preview_options_are_checked_before_any_work(hiragana_shards, tmp_path, option, needle):
+    """--seed -1 and a --columns too big for a C long were tracebacks."""
+    for source in (hiragana_shards.parent / "raw" / "ETL8G_01", hiragana_shards):
+        out = tmp_path / "p.png"
+        one_error_line(runner.invoke(app, ["preview", str(source), "--out", str(out), *option]),
+                       needle)
+        assert not out.exists()
+
+
 def test_extract_into_a_folder_below_a_file_is_one_line(tmp_path):
     (tmp_path / "afile").write_text("notes\n")
     one_error_line(runner.invoke(app, ["extract", "--dataset", "sklearn-digits", "--out",

@@ -9,6 +9,9 @@ import sys
 import time
 
 import pytest
+from typer.testing import CliRunner
+
+from etlkit.cli import app
 
 INTERRUPTED = 130
 
@@ -81,6 +84,10 @@ def test_ctrl_c_just_after_the_dataset_is_in_place_says_it_is_complete(tmp_path)
     verified = subprocess.run([sys.executable, "-m", "etlkit", "verify", str(out)],
                               capture_output=True, text=True, timeout=60)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    # the same command again keeps it (it used to say "already holds a dataset; --force")
+    again = CliRunner().invoke(app, ["extract", "--dataset", "sklearn-digits", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert again.stdout.startswith(f"kept {out} (already there): task sklearn-digits")
 
 
 def test_ctrl_c_stops_train_and_says_how_to_resume(digits_shards, tmp_path):

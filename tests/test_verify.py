@@ -209,6 +209,36 @@ def _group(path, name):
         f.create_group(name)
 
 
+def _set_attribute(path, key, text):
+    with h5py.File(path, "r+") as f:
+        f.attrs[key] = text
+
+
+def _outside(path, name, how):
+    """Move one of a shard's datasets into a file beside it, the shard keeping only a pointer:
+    HDF5 external storage, an external link or a virtual dataset."""
+    beside = path.with_name(f"{name}-data")
+    with h5py.File(path, "r+") as f:
+        data = f[name][:]
+        del f[name]
+        if how == "external":
+            data.tofile(beside)
+            f.create_dataset(name, shape=data.shape, dtype=data.dtype,
+                             external=[(str(beside), 0, data.nbytes)])
+            return
+        with h5py.File(beside, "w") as other:
+            other[name] = data
+        if how == "link":
+            f[name] = h5py.ExternalLink(str(beside), name)
+        elif how == "soft":
+            f["moved"] = data
+            f[name] = h5py.SoftLink("/moved")
+        else:
+            layout = h5py.VirtualLayout(data.shape, data.dtype)
+            layout[:] = h5py.VirtualSource(str(beside), name, data.shape)
+            f.create_virtual_dataset(name, layout)
+
+
 def _with_checksums(root):
     """Every shard's SHA-256 and the manifest's checksum recomputed after an edit."""
     doc = _manifest(root)
@@ -233,6 +263,18 @@ SHARD_EDITS = {  # name: (edit of one shard, what verify and the loader say)
         np.arange(len(v)) == 0, -1, v)), "labels out of range"),
     "string labels": (lambda p: _rewrite(p, "labels", lambda v: v.astype("S3")),
                       "labels are |S3"),
+    "images external storage": (lambda p: _outside(p, "images", "external"),
+                                "images are stored outside the file (HDF5 external storage)"),
+    "labels external link": (lambda p: _outside(p, "labels", "link"),
+                             "labels are stored outside the file (an external link)"),
+    "labels virtual": (lambda p: _outside(p, "labels", "virtual"),
+                       "labels are stored outside the file (a virtual dataset)"),
+    "images soft link": (lambda p: _outside(p, "images", "soft"),
+                         "images are a soft link, not a dataset of the shard"),
+    "attribute nested deep": (lambda p: _set_attribute(p, "zz", "[" * 100_000 + "]" * 100_000),
+                              "its attribute zz is not JSON"),  # was a RecursionError
+    "attribute not JSON": (lambda p: _set_attribute(p, "task", "hiragana"),
+                           "its attribute task is not JSON"),
 }
 
 
@@ -248,10 +290,23 @@ def test_malformed_shards_with_recomputed_checksums_are_corrupt_rows(dataset, ed
     assert needle in row, row
 
 
+def test_train_refuses_a_shard_attribute_nested_too_deep_for_json(digits, tmp_path):
+    """Each shard's attributes are read before training starts: this one was a traceback."""
+    shard = digits / "train" / "shard-00000.h5"
+    SHARD_EDITS["attribute nested deep"][0](shard)
+    _with_checksums(digits)
+    result = runner.invoke(app, ["train", str(digits), "--out", str(tmp_path / "run"),
+                                 "--model", "FF-baseline", "--epochs", "1", "--no-progress"])
+    one_error_line(result, str(shard), "corrupt: its attribute zz is not JSON")
+
+
 @pytest.mark.parametrize("edit, needle", [
     ("label -1", "labels out of range"), ("images deleted", "no images dataset"),
     ("images 20×20", r"images have shape \(100, 20, 20\), manifest.json says \(100, 64, 64\)"),
     ("string labels", r"labels are \|S3, not integers"),
+    ("images external storage", r"images are stored outside the file \(HDF5 external"),
+    ("labels external link", r"labels are stored outside the file \(an external link\)"),
+    ("labels virtual", r"labels are stored outside the file \(a virtual dataset\)"),
 ])
 def test_an_unverified_malformed_shard_is_one_error_line_when_read(dataset, edit, needle):
     """What `train --no-verify` and `evaluate --no-verify` read: each shard's layout is checked
@@ -286,6 +341,16 @@ def test_train_no_verify_on_out_of_range_labels_is_one_error_line(digits, tmp_pa
     (lambda d: d["sources"].__setitem__(0, "x"), "sources[0] is not an object"),
     (lambda d: d["classes"][0].__setitem__(1, 2**70), "'classes' is not a list"),
     (lambda d: d.update(options=[]), "'options' is not an object"),
+    (lambda d: d["sources"][0].update(file=5), "sources[0] is not a {file, path, dataset,"),
+    (lambda d: d["sources"][0].update(used="x"), "sources[0] is not a {file"),
+    (lambda d: d["sources"][0].update(records=-1), "sources[0] is not a {file"),
+    (lambda d: d["sources"][0].update(dataset=5), "sources[0] is not a {file"),
+    (lambda d: d["sources"][0].update(sha256="x"), "sources[0] is not a {file"),
+    (lambda d: d["sources"][0].update(role=[]), "sources[0] is not a {file"),
+    (lambda d: d["sources"].append({"file": "zz"}), "sources[1] is not a {file"),
+    (lambda d: d.update(missing=[1]), "'missing' is not a list of file names"),
+    (lambda d: d.update(missing="ETL8G_02"), "'missing' is not a list"),
+    (lambda d: d.update(command=5), "'command' is not a command line"),
 ])
 def test_a_manifest_field_of_the_wrong_type_is_one_error_line(dataset, tmp_path, edit, needle):
     doc = _manifest(dataset)
@@ -294,6 +359,7 @@ def test_a_manifest_field_of_the_wrong_type_is_one_error_line(dataset, tmp_path,
     _write(dataset, doc)
     manifest = str(dataset / "manifest.json")
     one_error_line(runner.invoke(app, ["verify", str(dataset)]), manifest, needle)
+    one_error_line(runner.invoke(app, ["card", str(dataset)]), manifest, needle)
     one_error_line(runner.invoke(app, ["train", str(dataset), "--out", str(tmp_path / "run"),
                                        "--no-verify"]), manifest, needle)
 
