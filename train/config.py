@@ -18,6 +18,9 @@ RECIPE_OPTIONS = ("schedule", "warmup_epochs", "weight_decay", "label_smoothing"
                   "cutmix", "affine", "elastic", "ema")
 #: The largest --seed: JAX makes its PRNG keys from a seed that fits a signed 64-bit integer.
 SEED_MAX = 2**63 - 1
+#: The largest evaluation batch: 16,384 images of 64×64 are 256 MiB as float32, more than any
+#: device gains from; a larger one (a hand edit of config.json) would only exhaust memory.
+EVAL_BATCH_MAX = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,9 @@ class Config:
 
     def _check_numbers(self) -> None:
         """Every numeric option against its range (0 where it means off, never or automatic)."""
-        for name in ("batch_size", "epochs", "eval_batch_size", "log_every"):
+        for name in ("batch_size", "epochs", "log_every"):
             check_integer(_flag(name), getattr(self, name), 1)
+        check_integer(_flag("eval_batch_size"), self.eval_batch_size, 1, EVAL_BATCH_MAX)
         for name in ("lr_step_epochs", "patience", "steps_per_call", "bn_calibration_images"):
             check_integer(_flag(name), getattr(self, name), 0)
         check_integer("seed", self.seed, 0, SEED_MAX)
