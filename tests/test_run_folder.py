@@ -223,7 +223,7 @@ def _rewrite_checkpoint(path: Path, *, format_4: bool = False, edit_meta=None,
                         edit_table=None, sha256=True) -> None:
     """Rewrite the checkpoint at `path` with its meta and table edited, its arrays' bytes
     as they were. With `format_4`, as format 4 wrote it (its SHA-256 covering the arrays
-    alone, recomputed), else with the format-5 header as saved; `sha256=False` drops it."""
+    alone, recomputed), else with the format-5 header as saved; `sha256=False` nulls it."""
     data = path.read_bytes()
     unpacker = msgpack.Unpacker()
     unpacker.feed(data)
@@ -240,7 +240,7 @@ def _rewrite_checkpoint(path: Path, *, format_4: bool = False, edit_meta=None,
     if format_4:
         header.update(format="etlkit-checkpoint-4", sha256=hashlib.sha256(body).hexdigest())
     if not sha256:
-        del header["sha256"]
+        header["sha256"] = None
     path.write_bytes(msgpack.packb(header) + msgpack.packb(table) + body)
 
 
