@@ -28,7 +28,7 @@ import numpy as np
 
 from . import idx, preprocess, split
 from .errors import EtlError, check_choice, check_integer
-from .labels import sjis_code
+from .labels import class_code
 from .shards import DatasetInfo, DatasetWriter, already_there, check_layout, check_output, sha256
 
 SIZE = 28
@@ -173,7 +173,7 @@ def _assign(class_ids: np.ndarray, test: np.ndarray, options: Options) -> np.nda
 
 def class_table(chars) -> list[tuple[str, int]]:
     """[(character, Shift-JIS code)] of distinct characters, in Shift-JIS order ('0' is 0x30)."""
-    return sorted(((c, sjis_code(c)) for c in set(chars)), key=lambda t: (t[1], ord(t[0])))
+    return sorted(((c, class_code(c)) for c in set(chars)), key=lambda t: (t[1], ord(t[0])))
 
 
 def _load_idx(inputs: list[Path], mapping_path: Path | None, say) -> _Dataset:

@@ -87,6 +87,13 @@ def sjis_code(char: str) -> int:
         return 0
 
 
+def class_code(name: str) -> int:
+    """The Shift-JIS code a class named `name` has in every class table (manifest.json,
+    config.json): its character's own, or 0 for a class that is not one character (the script
+    task's "hiragana", ...). A table whose code differs from this has been changed."""
+    return sjis_code(name) if len(name) == 1 else 0
+
+
 @cache
 def script_of(char: str) -> str:
     """hiragana, katakana, kanji, digit, latin or symbol; NO_SCRIPT for an empty label."""

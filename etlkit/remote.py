@@ -25,6 +25,9 @@ SCHEMES = ("http", "https", "s3", "gs")
 BLOCK_SIZE = 1 << 20
 #: Blocks kept per open shard (32 MiB), so a window of block reads stays in memory.
 CACHED_BLOCKS = 32
+#: The most bytes `read_text` reads from a local file (a kanji manifest is a few MB): a file
+#: that is larger, such as a link to /dev/zero, is refused rather than read until memory runs out.
+TEXT_LIMIT = 1 << 26
 #: Environment variable naming a folder that keeps whole remote files between runs.
 CACHE_ENV = "ETLKIT_CACHE"
 
@@ -107,9 +110,20 @@ def open_binary(url: str) -> BinaryIO:
 
 
 def read_text(path: Where) -> str:
-    """A small file's text (a manifest, a card), local or remote."""
+    """A small file's text (a manifest, a card, a run's config.json), local or remote. Raises
+    FileNotFoundError and UnicodeDecodeError for the caller to name; a local path that is not a
+    regular file (a FIFO would block, a device never end) or holds more than TEXT_LIMIT bytes
+    is one EtlError line naming it."""
     if not is_url(path):
-        return Path(path).read_text("utf-8")
+        path = Path(path)
+        if path.exists() and not path.is_file():
+            raise EtlError(f"{path}: not a regular file")
+        with open(path, "rb") as f:
+            data = f.read(TEXT_LIMIT + 1)
+        if len(data) > TEXT_LIMIT:
+            raise EtlError(f"{path}: larger than {TEXT_LIMIT >> 20} MiB, so not a file etlkit "
+                           "wrote")
+        return data.decode("utf-8")
     fs, inner = _filesystem(str(path))
     try:
         return fs.cat_file(inner).decode("utf-8")

@@ -619,6 +619,8 @@ def load_manifest(root: remote.Where):
         return json.loads(remote.read_text(path))
     except FileNotFoundError:
         raise EtlError(no_manifest(root)) from None
+    except EtlError:
+        raise  # names the file already
     except (OSError, ValueError, RecursionError) as err:  # RecursionError: JSON nested deep
         raise EtlError(f"{path}: unreadable manifest ({err})") from None
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import EtlError
-from .labels import SCRIPTS, SMALL_KANA, sjis_code
+from .labels import SCRIPTS, SMALL_KANA, class_code
 from .records import RecordBatch
 
 ETL8 = ("ETL8G", "ETL8B2")
@@ -69,5 +69,6 @@ def merge_small_kana(chars: np.ndarray) -> np.ndarray:
 def class_table(labels: np.ndarray, by_script: bool) -> list[tuple[str, int]]:
     """[(class, Shift-JIS code)] in Shift-JIS order; scripts in the paper's order."""
     if by_script:
-        return [(s, 0) for s in ("hiragana", "katakana", "kanji") if s in set(labels.tolist())]
-    return sorted(((c, sjis_code(c)) for c in set(labels.tolist())), key=lambda t: t[1])
+        present = set(labels.tolist())
+        return [(s, class_code(s)) for s in ("hiragana", "katakana", "kanji") if s in present]
+    return sorted(((c, class_code(c)) for c in set(labels.tolist())), key=lambda t: t[1])

@@ -271,7 +271,11 @@ def test_a_run_config_with_a_class_table_or_dataset_it_cannot_have_is_refused(di
         (lambda d: d["classes"][0].__setitem__(0, "\x1b[31mX\x07"), "classes[0] must be"),
         (lambda d: d.update(dataset=5), "dataset must be the dataset's location, not 5"),
         (lambda d: d["classes"][1].__setitem__(1, d["classes"][0][1]), "classes[1] must be a "
-         "class of its own"),  # the code of "0" shown for "1"
+         "character and its own Shift-JIS code ('1' is 49 = 0x0031), not [\"1\", 48]"),
+        (lambda d: d["classes"][8].__setitem__(0, "x"), "classes[8] must be a character and "
+         "its own Shift-JIS code ('x' is 120 = 0x0078)"),  # one bit: "8" -> "x"
+        (lambda d: d["classes"].__setitem__(slice(1, 3), d["classes"][2:0:-1]),
+         "classes differ from classes_checksum"),  # two whole entries swapped
         (lambda d: d["classes"][0].__setitem__(0, ""), "classes[0] must be a class of its own"),
     ]
     for n, (edit, needle) in enumerate(edits):
@@ -291,7 +295,10 @@ def test_metrics_lines_that_are_not_objects_are_one_line(digits_run, tmp_path):
     image = tmp_path / "digit.png"
     Image.fromarray(np.full((28, 28), 255, np.uint8)).save(image)
     for n, content in enumerate([b"null\n{}\n", b"\xff\xfe\n{}\n", b'{"epoch": null}\n{}\n',
-                                 b'{"val/accuracy": 1}\n{}\n']):
+                                 b'{"val/accuracy": 1}\n{}\n',
+                                 b"[" * 100_000 + b"\n{}\n",  # a RecursionError in json
+                                 b'{"step": 9, "test/accuracy": "x", "test/top5": 1}\n{}\n',
+                                 b'{"step": 9, "epoch": 1, "train/loss": [2.5]}\n{}\n']):
         run = shutil.copytree(digits_run, tmp_path / f"run{n}")
         (run / "metrics.jsonl").write_bytes(content)
         one_error_line(runner.invoke(app, ["predict", str(run), str(image)]),

@@ -4,14 +4,17 @@ killed before its first checkpoint is started over by the same command (with or 
 edited by hand (config.json values, checkpoint bytes) is refused with one line naming what is
 wrong, never used to print tracebacks or NaN probabilities."""
 
+import hashlib
 import json
 import math
+import os
 import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import pytest
 from assertions import one_error_line
@@ -19,7 +22,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from etlkit.cli import app
-from etlkit.shards import open_shards
+from etlkit.errors import EtlError
+from etlkit.remote import TEXT_LIMIT
+from etlkit.shards import load_manifest, open_shards
 from train.rundir import Run
 
 runner = CliRunner()
@@ -118,10 +123,18 @@ def _set(doc: dict, key: str, value) -> None:
     ("config.precision", "fp8", "config: --precision must be fp32 or bf16, not 'fp8'"),
     ("config.shards", None, "config: "),
     ("dataset", "", 'dataset must be the dataset\'s location, not ""'),
+    ("steps_per_epoch", 0, "steps_per_epoch must be a positive whole number, not 0"),
+    ("steps_per_epoch", "x", 'steps_per_epoch must be a positive whole number, not "x"'),
+    ("steps_per_epoch", None, "steps_per_epoch must be a positive whole number, not null"),
+    ("config.eval_batch_size", 10**12,
+     "config: --eval-batch-size must be a positive integer up to 16384, not 1000000000000"),
+    ("config", [], "config must be an object of the run's options, not []"),
+    ("classes_checksum", "0" * 64, "classes differ from classes_checksum"),
 ], ids=["fill-0", "fill-negative", "fill-nan", "fill-text", "size-0", "size-64", "mass_at-one",
         "otsu-text", "framing-empty", "classes-cut", "classes-not-pairs", "classes-not-list",
         "num_classes-text", "model-unknown", "seed-text", "eval-batch-0", "precision-unknown",
-        "shards-null", "dataset-empty"])
+        "shards-null", "dataset-empty", "steps-0", "steps-text", "steps-null", "eval-batch-huge",
+        "config-list", "classes-checksum"])
 def test_a_hand_edited_config_is_refused_naming_the_key(digits_run, tmp_path, key, value,
                                                         needle):
     run = _copy(digits_run, tmp_path)
@@ -150,3 +163,145 @@ def test_a_checkpoint_whose_bytes_changed_is_refused(digits_run, tmp_path):
     result = runner.invoke(app, ["predict", str(run), str(tmp_path / "digit.png"),
                                  "--which", "latest"])
     assert result.exit_code == 0, result.output  # the other checkpoint is whole
+
+
+def _edit_config(run: Path, key: str, value) -> None:
+    doc = json.loads((run / "config.json").read_text("utf-8"))
+    _set(doc, key, value)
+    (run / "config.json").write_text(json.dumps(doc), "utf-8")
+
+
+def test_every_command_refuses_a_config_its_readers_cannot_divide_by(digits_run, tmp_path):
+    """evaluate and figures divided by steps_per_epoch (a ZeroDivisionError, after figures had
+    written three figures); train --resume took a list of options for a dict."""
+    run = _copy(digits_run, tmp_path)
+    _edit_config(run, "steps_per_epoch", 0)
+    needle = f"{run / 'config.json'}: steps_per_epoch must be a positive whole number, not 0"
+    for command in (["evaluate", str(run)], ["figures", str(run)]):
+        one_error_line(runner.invoke(app, command), needle)
+    assert not (run / "figures").exists()
+    _edit_config(run, "config", [])
+    one_error_line(runner.invoke(app, _resume(digits_run, run)),
+                   f"{run / 'config.json'}: config must be an object of the run's options")
+
+
+@pytest.mark.parametrize("special", ["fifo", "zero", "folder"])
+def test_a_config_or_manifest_that_is_not_a_regular_file_is_refused(digits_run, tmp_path,
+                                                                    special):
+    """A FIFO blocked every command for ever and /dev/zero read until memory ran out, for a
+    run's config.json and a dataset's manifest.json alike."""
+    run = _copy(digits_run, tmp_path)
+    dataset = shutil.copytree(digits_run.parent / "mnist", tmp_path / "mnist")
+    for path in (run / "config.json", dataset / "manifest.json"):
+        path.unlink()
+        {"fifo": os.mkfifo, "zero": lambda p: p.symlink_to("/dev/zero"),
+         "folder": Path.mkdir}[special](path)
+    one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "digit.png")]),
+                   f"{run / 'config.json'}: not a regular file")
+    one_error_line(runner.invoke(app, ["train", str(dataset), "--model", "FF-baseline",
+                                       "--out", str(tmp_path / "new")]),
+                   f"{dataset / 'manifest.json'}: not a regular file")
+    with pytest.raises(EtlError, match="manifest.json: not a regular file"):
+        load_manifest(dataset)  # the library path, which the CLI's check guarded alone
+
+
+def test_a_config_or_manifest_too_large_to_be_one_is_refused(digits_run, tmp_path):
+    run = _copy(digits_run, tmp_path)
+    with open(run / "config.json", "r+b") as f:  # sparse: costs no disk
+        f.truncate(TEXT_LIMIT + 1)
+    one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "digit.png")]),
+                   f"{run / 'config.json'}: larger than 64 MiB")
+
+
+def _resume(digits_run, run: Path) -> list[str]:
+    """train --resume with the options `digits_run` was trained with (conftest)."""
+    return ["train", str(digits_run.parent / "mnist"), "--out", str(run), "--model", "CNN-93k",
+            "--epochs", "3", "--batch-size", "32", "--lr", "1e-3", "--no-progress", "--resume"]
+
+
+def _rewrite_checkpoint(path: Path, *, format_4: bool = False, edit_meta=None,
+                        edit_table=None, sha256=True) -> None:
+    """Rewrite the checkpoint at `path` with its meta and table edited, its arrays' bytes
+    as they were. With `format_4`, as format 4 wrote it (its SHA-256 covering the arrays
+    alone, recomputed), else with the format-5 header as saved; `sha256=False` nulls it."""
+    data = path.read_bytes()
+    unpacker = msgpack.Unpacker()
+    unpacker.feed(data)
+    header = unpacker.unpack()
+    table = unpacker.unpack()
+    body = data[unpacker.tell():]
+    assert header["format"] == "etlkit-checkpoint-5"
+    meta = json.loads(header["meta"])
+    if edit_meta:
+        edit_meta(meta)
+    if edit_table:
+        edit_table(table)
+    header["meta"] = json.dumps(meta)
+    if format_4:
+        header.update(format="etlkit-checkpoint-4", sha256=hashlib.sha256(body).hexdigest())
+    if not sha256:
+        header["sha256"] = None
+    path.write_bytes(msgpack.packb(header) + msgpack.packb(table) + body)
+
+
+def _float_to_int(table: list) -> None:
+    """The first float32 leaf's dtype changed to int32: the same size, so the same bytes."""
+    next(entry for entry in table if entry[1] == "float32")[1] = "int32"
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    ({"edit_meta": lambda m: m.update(epoch=1)}, "its data differs from its checksum"),
+    ({"edit_table": _float_to_int}, "its data differs from its checksum"),
+    ({"format_4": True, "edit_table": _float_to_int}, "is int32, the model needs float32"),
+    ({"sha256": False}, "its header has no SHA-256 of its data"),
+    ({"format_4": True, "sha256": False}, "its header has no SHA-256 of its data"),
+], ids=["meta", "dtype", "dtype-format-4", "no-sha256", "no-sha256-format-4"])
+def test_a_checkpoint_whose_header_or_table_changed_is_refused(digits_run, tmp_path, edit,
+                                                               needle):
+    """Format 4's SHA-256 left the meta and the table out: an epoch edited there skipped
+    epochs, an int32 dtype made predict print one class at probability 1, and a header
+    without its SHA-256 let NaN weights load."""
+    run = _copy(digits_run, tmp_path)
+    latest = run / "checkpoints" / "latest.msgpack"
+    _rewrite_checkpoint(latest, **edit)
+    one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "digit.png"),
+                                       "--which", "latest"]), f"{latest}: ", needle)
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    (lambda m: m.update(epoch=9), "meta epoch must be a whole number from 0 to 3, not 9"),
+    (lambda m: m.update(step="x"), 'meta step must be a whole number from 0 to'),
+    (lambda m: m.update(best_accuracy=math.nan),
+     "meta best_accuracy must be null or a number in [0, 1], not NaN"),
+    (lambda m: m.update(group=10**6), "meta group must be a whole number from 0 to"),
+    (lambda m: m.update(totals=[1]), "meta totals must be null or non-negative numbers for"),
+    (lambda m: m.pop("epoch"), "not the latest checkpoint of a run"),
+], ids=["epoch-past-the-end", "step-text", "best-nan", "group-huge", "totals-list",
+        "epoch-missing"])
+def test_a_format_4_checkpoint_with_impossible_meta_is_not_resumed(digits_run, tmp_path, edit,
+                                                                   needle):
+    """A format-4 checkpoint still loads, its meta (outside its SHA-256) checked against
+    what the run can reach: an epoch of 9 in a 3-epoch run skipped epochs 2 and 3 and
+    exited 0, a NaN best accuracy kept the wrong model, the rest gave tracebacks."""
+    run = _copy(digits_run, tmp_path)
+    latest = run / "checkpoints" / "latest.msgpack"
+    _rewrite_checkpoint(latest, format_4=True, edit_meta=edit)
+    one_error_line(runner.invoke(app, _resume(digits_run, run)), f"{latest}: ", needle)
+
+
+def test_a_format_4_checkpoint_still_loads_and_format_3_is_refused(digits_run, tmp_path):
+    run = _copy(digits_run, tmp_path)
+    latest = run / "checkpoints" / "latest.msgpack"
+    _rewrite_checkpoint(latest, format_4=True)
+    predict = ["predict", str(run), str(tmp_path / "digit.png"), "--which", "latest"]
+    result = runner.invoke(app, predict)
+    assert result.exit_code == 0, result.output
+    data = latest.read_bytes()
+    unpacker = msgpack.Unpacker()
+    unpacker.feed(data)
+    header = unpacker.unpack()
+    header["format"] = "etlkit-checkpoint-3"  # no SHA-256: NaN weights loaded unchecked
+    del header["sha256"]
+    latest.write_bytes(msgpack.packb(header) + data[unpacker.tell():])
+    one_error_line(runner.invoke(app, predict), f"{latest}: not an etlkit checkpoint of this "
+                   "version (etlkit-checkpoint-5)")

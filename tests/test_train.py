@@ -12,7 +12,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import msgpack
 import numpy as np
 import optax
 import pytest
@@ -361,25 +360,6 @@ def test_a_checkpoint_of_another_model_names_the_parameter(tmp_path):
     assert meta == {"step": 3}
     np.testing.assert_array_equal(state["layers"][0]["conv"]["kernel"][...],
                                   saved.conv_kernels()[0])
-
-
-def test_a_format_3_checkpoint_without_a_checksum_still_loads(tmp_path):
-    """Checkpoints written before the arrays' SHA-256 was stored (format 3) load unchecked, so
-    runs trained before it keep working."""
-    path = tmp_path / "c.msgpack"
-    saved = nnx.state(models.build("CNN-93k", 10, rngs=nnx.Rngs(0)))
-    checkpoint.save(path, saved, {"step": 3})
-    data = path.read_bytes()
-    unpacker = msgpack.Unpacker()
-    unpacker.feed(data)
-    header = unpacker.unpack()
-    assert header["format"] == "etlkit-checkpoint-4" and len(header["sha256"]) == 64
-    old = msgpack.packb({"format": "etlkit-checkpoint-3", "meta": header["meta"]})
-    path.write_bytes(old + data[unpacker.tell():])
-    state, meta = checkpoint.load(path, saved)
-    assert meta == {"step": 3}
-    for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(saved), strict=True):
-        np.testing.assert_array_equal(got, want)
 
 
 def test_the_step_is_read_from_the_header_alone(reference, tmp_path):

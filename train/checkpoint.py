@@ -3,21 +3,24 @@
 The file is two msgpack objects and then the arrays' raw bytes: a small header
 (`{"format": FORMAT, "meta": ..., "sha256": ...}`), the table of leaves (`[key path, dtype,
 shape]` each, by `jax.tree_util.keystr`), and every leaf's C-order bytes in table order. The
-SHA-256 of those bytes is checked on load, so weights changed in place (a bad disk, a stray
-write) are refused rather than loaded as NaN or noise; format 3 files, which have none, still
-load. The header comes first
-so that `peek` reads a few kilobytes, not the whole model; the key paths make a checkpoint name
-what it holds, so restoring it into another model names the parameter that does not fit. The
-arrays are written as they lie in memory, with no serialisation copy (a packed format copied
-each array twice, most of a checkpoint's cost). A checkpoint is written under a temporary name,
-flushed to disk and renamed, so a kill at any moment leaves either the previous checkpoint or
-the new one, never half of one.
+SHA-256 covers the meta, the table and the arrays' bytes and is checked on load, so a changed
+byte anywhere (a bad disk, a stray write, a hand edit of the epoch or a dtype) is refused
+rather than loaded as NaN, noise or a skipped epoch. Format 4 files, whose SHA-256 covers the
+arrays alone, still load; their meta is then only as good as `load`'s caller's checks of it,
+and every leaf's dtype and shape are checked against the model's in either format. The header
+comes first so that `peek` reads a few kilobytes, not the whole model; the key paths make a
+checkpoint name what it holds, so restoring it into another model names the parameter that
+does not fit. The arrays are written as they lie in memory, with no serialisation copy (a
+packed format copied each array twice, most of a checkpoint's cost). A checkpoint is written
+under a temporary name, flushed to disk and renamed, so a kill at any moment leaves either the
+previous checkpoint or the new one, never half of one.
 """
 
 import hashlib
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
@@ -27,9 +30,11 @@ import numpy as np
 
 from etlkit.errors import EtlError
 
-# 2: leaves by key path, header first; 3: raw array bytes; 4: their SHA-256 in the header
-FORMAT = "etlkit-checkpoint-4"
-READABLE = (FORMAT, "etlkit-checkpoint-3")
+# 2: leaves by key path, header first; 3: raw array bytes; 4: their SHA-256 in the header;
+# 5: the SHA-256 covers the meta and the table of leaves too
+FORMAT = "etlkit-checkpoint-5"
+ARRAYS_ONLY = "etlkit-checkpoint-4"  # still read: its SHA-256 covers the arrays' bytes alone
+READABLE = (FORMAT, ARRAYS_ONLY)
 HEADER_BYTES = 1 << 16  # the most `peek` reads
 
 
@@ -39,14 +44,15 @@ def save(path: Path, state, meta: dict) -> None:
     leaves = [(jax.tree_util.keystr(key), np.require(x, requirements="C")) for key, x in flat]
     table = [[key, x.dtype.name, list(x.shape)] for key, x in leaves]
     body = [x.reshape(-1).view(np.uint8) for _, x in leaves]
-    digest = hashlib.sha256()
+    meta_text, table_bytes = json.dumps(meta), msgpack.packb(table)
+    digest = _covered(meta_text, table_bytes)
     for data in body:
         digest.update(data)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
-        f.write(msgpack.packb({"format": FORMAT, "meta": json.dumps(meta),
+        f.write(msgpack.packb({"format": FORMAT, "meta": meta_text,
                                "sha256": digest.hexdigest()}))
-        f.write(msgpack.packb(table))
+        f.write(table_bytes)
         for data in body:
             f.write(data)
         f.flush()
@@ -54,57 +60,82 @@ def save(path: Path, state, meta: dict) -> None:
     os.replace(tmp, path)
 
 
+def _covered(meta_text: str, table_bytes: bytes):
+    """A SHA-256 that has taken in what format 5 covers before the arrays: the meta (as
+    msgpack, so where it ends is part of what is hashed) and the table's bytes as written."""
+    return hashlib.sha256(msgpack.packb(meta_text) + table_bytes)
+
+
 TABLE_BYTES = 1 << 24  # the most the table of leaves may take
 
 
-def _unpacker(f, path: Path, limit: int) -> tuple[dict, str | None, msgpack.Unpacker]:
-    """(meta, the SHA-256 of the arrays' bytes (None in format 3), the unpacker that read the
-    header) from an open checkpoint, buffering at most `limit` bytes."""
+@dataclass(frozen=True)
+class _Header:
+    format: str
+    meta_text: str
+    meta: dict
+    sha256: str
+
+
+def _header(f, path: Path, limit: int) -> tuple[_Header, msgpack.Unpacker]:
+    """The header of an open checkpoint and the unpacker that read it, buffering at most
+    `limit` bytes; an EtlError for any header this etlkit does not read, or one without a
+    SHA-256 (which would turn the check of the data off)."""
     unpacker = msgpack.Unpacker(f, read_size=min(limit, 1 << 16), max_buffer_size=limit)
-    meta = digest = None
     try:
         header = unpacker.unpack()
-        if header.get("format") in READABLE:
-            meta = json.loads(header["meta"])
-            digest = header["sha256"] if header["format"] == FORMAT else None
-    except Exception:  # msgpack raises several types on bytes that are not a header
+        known = header.get("format") in READABLE and isinstance(header["meta"], str)
+        meta = json.loads(header["meta"]) if known else None
+    except Exception:  # msgpack and json raise several types on bytes that are not a header
         meta = None
-    if not isinstance(meta, dict) or not isinstance(digest, str | None):
+    if not isinstance(meta, dict):
         raise EtlError(f"{path}: not an etlkit checkpoint of this version ({FORMAT}); "
                        "train the run again with this etlkit")
-    return meta, digest, unpacker
+    digest = header.get("sha256")
+    if not (isinstance(digest, str) and len(digest) == 64
+            and set(digest) <= set("0123456789abcdef")):
+        raise EtlError(f"{path}: corrupt checkpoint: its header has no SHA-256 of its data")
+    return _Header(header["format"], header["meta"], meta, digest), unpacker
 
 
 def peek(path: Path) -> dict | None:
-    """A checkpoint's meta from its header alone, or None when there is no checkpoint."""
+    """A checkpoint's meta from its header alone (not yet checked against the SHA-256, which
+    needs the whole file), or None when there is no checkpoint."""
     try:
         with open(path, "rb") as f:
-            return _unpacker(f, path, HEADER_BYTES)[0]
+            return _header(f, path, HEADER_BYTES)[0].meta
     except FileNotFoundError:
         return None
 
 
 def _read_leaves(f, unpacker: msgpack.Unpacker, path: Path,
-                 digest: str | None) -> dict[str, np.ndarray] | None:
+                 header: _Header) -> dict[str, np.ndarray] | None:
     """{key path: array} from the table and the bytes after it, or None when they do not
-    make a checkpoint (a cut-off file, a bad table, bytes left over); an EtlError when the
-    bytes differ from their `digest`."""
+    make a checkpoint (a cut-off file, a bad table, bytes left over); an EtlError when what
+    the header's SHA-256 covers differs from it."""
+    table_at = unpacker.tell()
     try:
         table = unpacker.unpack()
         entries = [(key, jnp.dtype(dtype), tuple(int(n) for n in shape))
                    for key, dtype, shape in table]
     except Exception:  # msgpack and the dtype lookup raise several types on garbage
         return None
-    if any(not isinstance(key, str) or min(shape, default=0) < 0 for key, _, shape in entries):
+    if any(not isinstance(key, str) or dtype.hasobject or min(shape, default=0) < 0
+           for key, dtype, shape in entries):
         return None
     sizes = [dtype.itemsize * math.prod(shape) for _, dtype, shape in entries]
-    if os.fstat(f.fileno()).st_size - unpacker.tell() != sum(sizes):
+    body_at = unpacker.tell()
+    if os.fstat(f.fileno()).st_size - body_at != sum(sizes):
         return None
+    f.seek(table_at)
+    table_bytes = f.read(body_at - table_at)
     body = bytearray(sum(sizes))
-    f.seek(unpacker.tell())
-    if f.readinto(body) != len(body):
+    if len(table_bytes) != body_at - table_at or f.readinto(body) != len(body):
         return None
-    if digest is not None and hashlib.sha256(body).hexdigest() != digest:
+    digest = (_covered(header.meta_text, table_bytes) if header.format == FORMAT
+              else hashlib.sha256())
+    digest.update(body)
+    if digest.hexdigest() != header.sha256:
         raise EtlError(f"{path}: corrupt checkpoint: its data differs from its checksum")
     stored, at = {}, 0
     for (key, dtype, shape), size in zip(entries, sizes, strict=True):
@@ -119,8 +150,8 @@ def load(path: Path, like) -> tuple[object, dict]:
         raise EtlError(f"{path}: not a regular file, so not a checkpoint")
     try:
         with open(path, "rb") as f:
-            meta, digest, unpacker = _unpacker(f, path, TABLE_BYTES)
-            stored = _read_leaves(f, unpacker, path, digest)
+            header, unpacker = _header(f, path, TABLE_BYTES)
+            stored = _read_leaves(f, unpacker, path, header)
     except FileNotFoundError:
         raise EtlError(f"{path}: no checkpoint (did the run save one?)") from None
     if stored is None:
@@ -137,9 +168,12 @@ def load(path: Path, like) -> tuple[object, dict]:
                        "a checkpoint of another model")
     restored = []
     for key, (_, want) in zip(wanted, flat, strict=True):
-        got = stored[key]
+        got, dtype = stored[key], jnp.dtype(want.dtype)
         if got.shape != np.shape(want):
             raise EtlError(f"{path}: parameter {key} has shape {got.shape}, the model needs "
                            f"{np.shape(want)}: a checkpoint of another model or class count")
+        if got.dtype != dtype:
+            raise EtlError(f"{path}: parameter {key} is {got.dtype}, the model needs {dtype}: "
+                           "a checkpoint of another model or precision, or a corrupt one")
         restored.append(jnp.asarray(got))  # device arrays: numpy ones would be read-only
-    return jax.tree_util.tree_unflatten(treedef, restored), meta
+    return jax.tree_util.tree_unflatten(treedef, restored), header.meta

@@ -27,6 +27,9 @@ ELASTIC_MAX = 100.0
 #: --mixup and --cutmix, Beta(a, a), when on: below 0.01 the mixing weight is 0 or 1 (and
 #: under float32's smallest normal the sampler gives NaN); at 10 it is already 0.5 ± 0.1.
 BETA_RANGE = (0.01, 10.0)
+#: The largest evaluation batch: 16,384 images of 64×64 are 256 MiB as float32, more than any
+#: device gains from; a larger one (a hand edit of config.json) would only exhaust memory.
+EVAL_BATCH_MAX = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,9 @@ class Config:
 
     def _check_numbers(self) -> None:
         """Every numeric option against its range (0 where it means off, never or automatic)."""
-        for name in ("batch_size", "epochs", "eval_batch_size", "log_every"):
+        for name in ("batch_size", "epochs", "log_every"):
             check_integer(_flag(name), getattr(self, name), 1)
+        check_integer(_flag("eval_batch_size"), self.eval_batch_size, 1, EVAL_BATCH_MAX)
         for name in ("lr_step_epochs", "patience", "steps_per_call", "bn_calibration_images"):
             check_integer(_flag(name), getattr(self, name), 0)
         check_integer("seed", self.seed, 0, SEED_MAX)

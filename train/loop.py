@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jax.experimental import multihost_utils
 
 from etlkit import __version__, remote
-from etlkit.errors import EtlError
+from etlkit.errors import EtlError, is_finite_number, is_integer
 from etlkit.shards import dataset_checksum, open_shards
 from etlkit.verify import check_dataset
 
@@ -25,7 +25,7 @@ from .config import Config, build, optimizer
 from .data import Part, Prefetch, eval_batches, train_groups
 from .inference.images import measure_framing
 from .progress import Progress
-from .rundir import Run
+from .rundir import Run, classes_checksum, shown
 from .steps import Mesh, StepOptions, Steps
 
 
@@ -65,14 +65,15 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
     loop = {"epoch": 0, "group": 0, "step": 0, "best_accuracy": None, "best_epoch": None,
             "bad_epochs": 0, "totals": None}
     state = steps.state
+    group = config.group(jax.default_backend())
+    calls = -(-steps_per_epoch // group)
     if resume:
-        state, loop = run.load("latest", state)
+        state, meta = run.load("latest", state)
+        loop = _checked_position(meta, run.checkpoint("latest"), config, steps_per_epoch, calls)
         say(f"resuming {run.root} at epoch {loop['epoch'] + 1}, step {loop['step']}")
     else:
         _write_config(run, config, train_set, classes, mesh, steps_per_epoch)
     state = mesh.replicate(state)
-    group = config.group(jax.default_backend())
-    calls = -(-steps_per_epoch // group)
     val_part = Part(val_set, jax.process_index(), jax.process_count())
     calibration = _calibration_batches(part, config, steps_per_epoch, mesh)
     run.open_log(loop["step"] if resume else None)
@@ -122,10 +123,10 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
                       "val/top5": val["top5"], "epoch/lr": float(schedule(loop["step"] - 1)),
                       "epoch/seconds": round(time.monotonic() - started, 2), "epoch/best": improved}
             run.log(record)
-            shown = (f", val loss {val['loss']:.4f} acc {val['accuracy']:.2%}"
-                     f"{' (best)' if improved else ''}" if len(val_set) else "")
+            val_text = (f", val loss {val['loss']:.4f} acc {val['accuracy']:.2%}"
+                        f"{' (best)' if improved else ''}" if len(val_set) else "")
             say(f"epoch {epoch + 1}/{config.epochs}: train loss {record['train/epoch_loss']:.4f} "
-                f"acc {record['train/epoch_accuracy']:.2%}{shown}")
+                f"acc {record['train/epoch_accuracy']:.2%}{val_text}")
             loop.update(epoch=epoch + 1, group=0, totals=None)
             if config.patience and loop["bad_epochs"] >= config.patience:
                 say(f"early stop: validation accuracy has not improved for {config.patience} "
@@ -151,11 +152,46 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
     return result
 
 
+def _checked_position(meta: dict, path: Path, config: Config, steps_per_epoch: int,
+                      calls: int) -> dict:
+    """The loop position a `latest` checkpoint's `meta` holds, every value checked against
+    what this run can reach: a format-4 checkpoint's meta is outside its SHA-256, and an edited
+    epoch, step or best accuracy would skip epochs, keep the wrong model or give a traceback."""
+    total_steps = config.epochs * steps_per_epoch
+
+    def whole(high: int, low: int = 0):
+        return (lambda v: is_integer(v) and low <= v <= high,
+                f"a whole number from {low} to {high}")
+
+    def share(v) -> bool:
+        return is_finite_number(v) and 0 <= v <= 1
+
+    def totals(v) -> bool:
+        return v is None or (isinstance(v, dict) and v.keys() == set(_Meter.KEYS) and all(
+            is_finite_number(n) and n >= 0 for n in v.values()))
+
+    checks = {
+        "epoch": whole(config.epochs), "group": whole(calls), "step": whole(total_steps),
+        "best_accuracy": (lambda v: v is None or share(v), "null or a number in [0, 1]"),
+        "best_epoch": (lambda v: v is None or whole(config.epochs, 1)[0](v),
+                       f"null or a whole number from 1 to {config.epochs}"),
+        "bad_epochs": whole(config.epochs),
+        "totals": (totals, f"null or non-negative numbers for {', '.join(_Meter.KEYS)}"),
+    }
+    if meta.keys() != checks.keys():
+        raise EtlError(f"{path}: not the latest checkpoint of a run: its meta holds "
+                       f"{', '.join(sorted(meta))}, not {', '.join(checks)}")
+    for key, (valid, want) in checks.items():
+        if not valid(meta[key]):
+            raise EtlError(f"{path}: meta {key} must be {want}, not {shown(meta[key])}")
+    return meta
+
+
 class _Meter:
     """Training metrics: summed on the device per call, fetched (one host sync) only to log
     or checkpoint, checked for NaN when fetched, shown on the progress bar."""
 
-    _KEYS = ("loss_sum", "correct", "seen", "steps")
+    KEYS = ("loss_sum", "correct", "seen", "steps")
 
     def __init__(self, run: Run, bar: Progress, schedule):
         self.run, self.bar, self.schedule = run, bar, schedule
@@ -163,8 +199,8 @@ class _Meter:
 
     def start_epoch(self, epoch: int, epochs: int, loop: dict, steps: int) -> None:
         self.epoch = epoch
-        self.totals = dict(loop["totals"] or dict.fromkeys(self._KEYS, 0))
-        self.window = dict.fromkeys(self._KEYS, 0)
+        self.totals = dict(loop["totals"] or dict.fromkeys(self.KEYS, 0))
+        self.window = dict.fromkeys(self.KEYS, 0)
         self.window_start = time.monotonic()
         self.bar.start_epoch(epoch, epochs, steps)
 
@@ -173,7 +209,7 @@ class _Meter:
 
     def fetch(self, loop: dict) -> None:
         for m in jax.device_get(self.pending):
-            for k in self._KEYS:
+            for k in self.KEYS:
                 self.totals[k] += m[k].item()
                 self.window[k] += m[k].item()
         self.pending.clear()
@@ -200,7 +236,7 @@ class _Meter:
                                                                    1e-9), 1)}
         self.run.log(record)
         self.bar.update(self.window["steps"], record)
-        self.window = dict.fromkeys(self._KEYS, 0)
+        self.window = dict.fromkeys(self.KEYS, 0)
         self.window_start = now
 
     def epoch_means(self) -> dict:
@@ -251,7 +287,9 @@ def _write_config(run: Run, config: Config, train_set, classes, mesh: Mesh,
                   steps_per_epoch: int) -> None:
     manifest = train_set.manifest
     doc = {"config": asdict(config), "num_classes": len(classes),
-           "classes": [list(c) for c in classes], "task": manifest.get("task"),
+           "classes": [list(c) for c in classes],
+           "classes_checksum": classes_checksum([list(c) for c in classes]),
+           "task": manifest.get("task"),
            "image_size": train_set.info.image_size, "split_method": train_set.info.split_method,
            "preprocessing": train_set.info.preprocessing,
            "framing": measure_framing(train_set).to_json(), "dataset": _location(config.shards),

@@ -3,7 +3,8 @@
 A run folder holds:
 
 - `config.json`: what was trained on what (options, classes, dataset, devices), written first;
-  `load_model` refuses one whose values inference cannot use (`check_for_inference`).
+  its `classes_checksum` key pins the class table, and `load_model` refuses one whose values
+  inference cannot use (`check_for_inference`).
 - `metrics.jsonl`: one JSON object per line with flat keys namespaced by what they measure (the
   shape big_vision and TensorBoard use). Every record has `step` (optimizer steps done); there
   are three kinds, told apart by their keys (`kind_of`):
@@ -30,6 +31,7 @@ A run folder holds:
   metrics.jsonl. `etlkit figures` writes into `figures/`.
 """
 
+import hashlib
 import json
 import os
 import warnings
@@ -39,7 +41,9 @@ from pathlib import Path
 from flax import nnx
 from tensorboardX import SummaryWriter
 
+from etlkit import remote
 from etlkit.errors import EtlError, EtlWarning, is_finite_number, is_integer, one_line
+from etlkit.labels import class_code
 
 from . import checkpoint, ema, models
 from .config import Config, build, optimizer
@@ -93,11 +97,14 @@ class Run:
 
     def read_config(self) -> dict:
         """config.json, with every key inference needs (a run folder travels: its dataset's
-        absolute location, class table, image facts and framing are all in it)."""
+        absolute location, class table, image facts and framing are all in it), its options
+        an object and its steps per epoch a count every reader can divide by."""
         try:
-            doc = json.loads(self.config.read_text("utf-8"))
+            doc = json.loads(remote.read_text(self.config))  # refuses a FIFO, a device
         except FileNotFoundError:
             raise EtlError(f"{self.root}: not a training run (no config.json)") from None
+        except EtlError:
+            raise  # names the file already
         except (ValueError, RecursionError) as err:  # RecursionError: JSON nested deep
             raise EtlError(f"{self.config}: unreadable ({err})") from None
         if not isinstance(doc, dict):
@@ -106,6 +113,13 @@ class Run:
         if missing:
             raise EtlError(f"{self.config}: no {', '.join(missing)}: written by an older "
                            "etlkit; train the run again")
+        if not isinstance(doc["config"], dict):
+            raise EtlError(f"{self.config}: config must be an object of the run's options, "
+                           f"not {shown(doc['config'])}")
+        steps = doc["steps_per_epoch"]
+        if not (is_integer(steps) and steps >= 1):
+            raise EtlError(f"{self.config}: steps_per_epoch must be a positive whole number, "
+                           f"not {shown(steps)}")
         return doc
 
     def write_config(self, doc: dict) -> None:
@@ -129,15 +143,19 @@ class Run:
                 continue
             try:
                 record = json.loads(line.decode("utf-8"))
+            except RecursionError:  # nested deeper than any write cut off could leave
+                raise EtlError(f"{self.metrics}: line {number} is not a metrics record (JSON "
+                               "nested too deep)") from None
             except ValueError:  # UnicodeDecodeError included
                 if number == len(lines):
                     break
                 raise EtlError(f"{self.metrics}: line {number} is not JSON") from None
             if not isinstance(record, dict):
                 raise EtlError(f"{self.metrics}: line {number} is not a JSON object")
-            if not (is_integer(record.get("step")) and is_integer(record.get("epoch", 0))):
-                raise EtlError(f"{self.metrics}: line {number} is not a metrics record (its "
-                               "step and epoch must be whole numbers)")
+            problem = _record_problem(record)
+            if problem:
+                raise EtlError(f"{self.metrics}: line {number} is not a metrics record "
+                               f"({problem})")
             records.append(record)
         return records
 
@@ -237,6 +255,29 @@ class Run:
                                self.root / f"misclassified{tag}.png")
 
 
+def _record_problem(record: dict) -> str | None:
+    """What makes a metrics.jsonl object unusable as a record (None when nothing does): the
+    readers divide its step, format its numbers and show the test accuracy as a percentage."""
+    if not (is_integer(record.get("step")) and is_integer(record.get("epoch", 0))):
+        return "its step and epoch must be whole numbers"
+    for key, value in record.items():
+        if "/" in key and not (value is None or isinstance(value, bool | int | float)):
+            return f"{key} must be a number, not {shown(value)}"
+    if kind_of(record) == "test":
+        for key in ("test/accuracy", "test/top5"):
+            if not (is_finite_number(record.get(key)) and 0 <= record[key] <= 1):
+                return f"{key} must be a number in [0, 1], not {shown(record.get(key))}"
+    return None
+
+
+def classes_checksum(classes: list) -> str:
+    """The SHA-256 of a class table as config.json holds it ([[character, code], ...]):
+    written with it, so a swap of two whole entries, which keeps every entry valid, is
+    refused rather than mislabelling every prediction."""
+    text = json.dumps(classes, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def write_json(doc: dict, path: Path) -> None:
     """Write a JSON file atomically, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -269,7 +310,7 @@ def check_for_inference(doc: dict, path: Path) -> None:
     wrong framing later)."""
 
     def refuse(key: str, want: str, value) -> None:
-        raise EtlError(f"{path}: {key} must be {want}, not {_shown(value)}")
+        raise EtlError(f"{path}: {key} must be {want}, not {shown(value)}")
 
     model = doc["config"].get("model") if isinstance(doc["config"], dict) else None
     if not isinstance(model, str):
@@ -283,19 +324,25 @@ def check_for_inference(doc: dict, path: Path) -> None:
         refuse("num_classes", "a positive whole number", count)
     classes = doc["classes"]
     if not isinstance(classes, list) or len(classes) != count:
-        held = f"{len(classes)} entries" if isinstance(classes, list) else _shown(classes)
+        held = f"{len(classes)} entries" if isinstance(classes, list) else shown(classes)
         raise EtlError(f"{path}: classes must hold num_classes ({count}) [character, code] "
                        f"pairs, not {held}")
-    named, codes = set(), set()
+    named = set()
     for i, entry in enumerate(classes):
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
                 and entry[0].isprintable() and is_integer(entry[1]) and 0 <= entry[1] < 1 << 16):
             refuse(f"classes[{i}]", "a [character, Shift-JIS code] pair", entry)
-        if not entry[0] or entry[0] in named or entry[1] and entry[1] in codes:
-            refuse(f"classes[{i}]", "a class of its own (a name and a code no other class "
-                   "has)", entry)
+        if not entry[0] or entry[0] in named:
+            refuse(f"classes[{i}]", "a class of its own (a name no other class has)", entry)
+        if entry[1] != class_code(entry[0]):
+            want = class_code(entry[0])
+            refuse(f"classes[{i}]", f"a character and its own Shift-JIS code ({entry[0]!r} is "
+                   f"{want} = 0x{want:04X})", entry)
         named.add(entry[0])
-        codes.add(entry[1])
+    pinned = doc.get("classes_checksum")  # absent from runs trained before it was written
+    if pinned is not None and pinned != classes_checksum(classes):
+        raise EtlError(f"{path}: classes differ from classes_checksum: the class table was "
+                       "edited (entries swapped or changed) after training")
     dataset = doc["dataset"]
     if not (isinstance(dataset, str) and dataset.strip() and dataset.isprintable()):
         refuse("dataset", "the dataset's location", dataset)
@@ -318,10 +365,11 @@ def check_for_inference(doc: dict, path: Path) -> None:
         refuse("framing.otsu", "true or false", framing["otsu"])
 
 
-def _shown(value) -> str:
-    """A value as config.json spells it, cut to fit an error line."""
-    shown = json.dumps(value, ensure_ascii=False)
-    return shown if len(shown) <= 60 else shown[:57] + "..."
+def shown(value) -> str:
+    """A JSON value as the file (config.json, a checkpoint's meta) spells it, cut to fit an
+    error line."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def load_model(root: str | Path, which: str = "best"):

@@ -34,8 +34,8 @@ def write(root: str | Path, out: str | Path | None = None, say: Callable[[str], 
     root = Path(root)
     run = Run(root)
     out = Path(out) if out else run.figures
+    doc = run.read_config()  # before anything is written, so a run it refuses is left as it was
     out.mkdir(parents=True, exist_ok=True)
-    doc = run.read_config()
     shards = doc["dataset"]
     test = open_shards(shards, "test")
     data = test.read(("images", "labels", "sheets"))
