@@ -289,7 +289,11 @@ def test_a_format_4_checkpoint_with_impossible_meta_is_not_resumed(digits_run, t
     one_error_line(runner.invoke(app, _resume(digits_run, run)), f"{latest}: ", needle)
 
 
-def test_a_format_4_checkpoint_still_loads_and_format_3_is_refused(digits_run, tmp_path):
+def test_format_4_and_3_checkpoints_still_load_and_format_3_is_checked_for_nan(digits_run,
+                                                                                tmp_path):
+    """Runs saved before checksums keep working: format 4 loads as it is, format 3 (no SHA-256
+    at all) with a warning that says so; NaN weights in a format-3 file, which nothing can
+    tell from a relabelled newer file, are refused rather than printed as nan."""
     run = _copy(digits_run, tmp_path)
     latest = run / "checkpoints" / "latest.msgpack"
     _rewrite_checkpoint(latest, format_4=True)
@@ -300,8 +304,15 @@ def test_a_format_4_checkpoint_still_loads_and_format_3_is_refused(digits_run, t
     unpacker = msgpack.Unpacker()
     unpacker.feed(data)
     header = unpacker.unpack()
-    header["format"] = "etlkit-checkpoint-3"  # no SHA-256: NaN weights loaded unchecked
+    header["format"] = "etlkit-checkpoint-3"
     del header["sha256"]
     latest.write_bytes(msgpack.packb(header) + data[unpacker.tell():])
-    one_error_line(runner.invoke(app, predict), f"{latest}: not an etlkit checkpoint of this "
-                   "version (etlkit-checkpoint-5)")
+    old = runner.invoke(app, predict)
+    assert old.exit_code == 0, old.output
+    assert old.stdout == result.stdout
+    assert f"warning: {latest}: a format-3 checkpoint has no checksum" in old.stderr
+    nans = bytearray(latest.read_bytes())
+    nans[-4000:-40] = np.full(990, np.nan, np.float32).tobytes()
+    latest.write_bytes(bytes(nans))
+    one_error_line(runner.invoke(app, predict), f"{latest}: corrupt checkpoint: parameter ",
+                   "holds NaN or infinity (a format-3 checkpoint, which has no checksum)")

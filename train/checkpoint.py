@@ -1,25 +1,27 @@
 """Checkpoints: a state pytree's leaves by key path, plus the loop's bookkeeping, in one file.
 
-The file is two msgpack objects and then the arrays' raw bytes: a small header
-(`{"format": FORMAT, "meta": ..., "sha256": ...}`), the table of leaves (`[key path, dtype,
-shape]` each, by `jax.tree_util.keystr`), and every leaf's C-order bytes in table order. The
-SHA-256 covers the meta, the table and the arrays' bytes and is checked on load, so a changed
-byte anywhere (a bad disk, a stray write, a hand edit of the epoch or a dtype) is refused
-rather than loaded as NaN, noise or a skipped epoch. Format 4 files, whose SHA-256 covers the
-arrays alone, still load; their meta is then only as good as `load`'s caller's checks of it,
-and every leaf's dtype and shape are checked against the model's in either format. The header
-comes first so that `peek` reads a few kilobytes, not the whole model; the key paths make a
-checkpoint name what it holds, so restoring it into another model names the parameter that
-does not fit. The arrays are written as they lie in memory, with no serialisation copy (a
-packed format copied each array twice, most of a checkpoint's cost). A checkpoint is written
-under a temporary name, flushed to disk and renamed, so a kill at any moment leaves either the
-previous checkpoint or the new one, never half of one.
+The file is two msgpack objects and then the arrays' raw bytes: a small header (`{"format":
+FORMAT, "meta": ..., "sha256": ...}`), the table of leaves (`[key path, dtype, shape]` each, by
+`jax.tree_util.keystr`), and every leaf's C-order bytes in table order. The SHA-256 covers the
+meta, the table and the arrays' bytes and is checked on load, so a changed byte anywhere (a bad
+disk, a stray write, a hand edit of the epoch or a dtype) is refused rather than loaded as NaN,
+noise or a skipped epoch. Format 4 files, whose SHA-256 covers the arrays alone, still load;
+their meta is then only as good as `load`'s caller's checks of it, and every leaf's dtype and
+shape are checked against the model's in every format. Format 3 files, from before checksums,
+load with a warning, refused if a weight is NaN or infinite. The header comes first so that
+`peek` reads a few kilobytes, not the whole model; the key paths make a checkpoint name what it
+holds, so restoring it into another model names the parameter that does not fit. The arrays are
+written as they lie in memory, with no serialisation copy (a packed format copied each array
+twice, most of a checkpoint's cost). A checkpoint is written under a temporary name, flushed to
+disk and renamed, so a kill at any moment leaves either the previous checkpoint or the new one,
+never half of one.
 """
 
 import hashlib
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +30,14 @@ import jax.numpy as jnp
 import msgpack
 import numpy as np
 
-from etlkit.errors import EtlError
+from etlkit.errors import EtlError, EtlWarning
 
 # 2: leaves by key path, header first; 3: raw array bytes; 4: their SHA-256 in the header;
 # 5: the SHA-256 covers the meta and the table of leaves too
 FORMAT = "etlkit-checkpoint-5"
 ARRAYS_ONLY = "etlkit-checkpoint-4"  # still read: its SHA-256 covers the arrays' bytes alone
-READABLE = (FORMAT, ARRAYS_ONLY)
+UNHASHED = "etlkit-checkpoint-3"  # still read, with a warning: no SHA-256 at all
+READABLE = (FORMAT, ARRAYS_ONLY, UNHASHED)
 HEADER_BYTES = 1 << 16  # the most `peek` reads
 
 
@@ -74,13 +77,13 @@ class _Header:
     format: str
     meta_text: str
     meta: dict
-    sha256: str
+    sha256: str | None  # None: format 3, which has none
 
 
 def _header(f, path: Path, limit: int) -> tuple[_Header, msgpack.Unpacker]:
     """The header of an open checkpoint and the unpacker that read it, buffering at most
-    `limit` bytes; an EtlError for any header this etlkit does not read, or one without a
-    SHA-256 (which would turn the check of the data off)."""
+    `limit` bytes; an EtlError for any header this etlkit does not read, or one of format 4
+    or 5 without a SHA-256 (which would turn the check of the data off)."""
     unpacker = msgpack.Unpacker(f, read_size=min(limit, 1 << 16), max_buffer_size=limit)
     try:
         header = unpacker.unpack()
@@ -92,8 +95,10 @@ def _header(f, path: Path, limit: int) -> tuple[_Header, msgpack.Unpacker]:
         raise EtlError(f"{path}: not an etlkit checkpoint of this version ({FORMAT}); "
                        "train the run again with this etlkit")
     digest = header.get("sha256")
-    if not (isinstance(digest, str) and len(digest) == 64
-            and set(digest) <= set("0123456789abcdef")):
+    if header["format"] == UNHASHED:
+        digest = None
+    elif not (isinstance(digest, str) and len(digest) == 64
+              and set(digest) <= set("0123456789abcdef")):
         raise EtlError(f"{path}: corrupt checkpoint: its header has no SHA-256 of its data")
     return _Header(header["format"], header["meta"], meta, digest), unpacker
 
@@ -132,16 +137,32 @@ def _read_leaves(f, unpacker: msgpack.Unpacker, path: Path,
     body = bytearray(sum(sizes))
     if len(table_bytes) != body_at - table_at or f.readinto(body) != len(body):
         return None
-    digest = (_covered(header.meta_text, table_bytes) if header.format == FORMAT
-              else hashlib.sha256())
-    digest.update(body)
-    if digest.hexdigest() != header.sha256:
-        raise EtlError(f"{path}: corrupt checkpoint: its data differs from its checksum")
+    if header.sha256 is not None:
+        digest = (_covered(header.meta_text, table_bytes) if header.format == FORMAT
+                  else hashlib.sha256())
+        digest.update(body)
+        if digest.hexdigest() != header.sha256:
+            raise EtlError(f"{path}: corrupt checkpoint: its data differs from its checksum")
     stored, at = {}, 0
     for (key, dtype, shape), size in zip(entries, sizes, strict=True):
         stored[key] = np.frombuffer(body, dtype, math.prod(shape), at).reshape(shape)
         at += size
+    if header.sha256 is None:
+        _check_unhashed(path, stored)
     return stored
+
+
+def _check_unhashed(path: Path, stored: dict[str, np.ndarray]) -> None:
+    """A format-3 checkpoint (from before checksums) still loads, so that older runs keep
+    working, with a warning; without a checksum only weights that no training leaves (NaN,
+    infinity) can be told from good ones, and those are refused."""
+    for key, array in stored.items():
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise EtlError(f"{path}: corrupt checkpoint: parameter {key} holds NaN or infinity "
+                           "(a format-3 checkpoint, which has no checksum)")
+    warnings.warn(EtlWarning(f"{path}: a format-3 checkpoint has no checksum, so a changed "
+                             "byte in it cannot be detected; a run saved by this etlkit has "
+                             "one"), stacklevel=3)
 
 
 def load(path: Path, like) -> tuple[object, dict]:
