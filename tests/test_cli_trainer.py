@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from etlkit import __version__
 from etlkit.cli import app
 from train import recipes
-from train.config import AFFINE_MAX, BETA_RANGE, ELASTIC_MAX
+from train.config import AFFINE_MAX, BETA_RANGE, ELASTIC_MAX, WEIGHT_DECAY_MAX
 from train.experiments.seeds import SEED_NETWORKS
 
 runner = CliRunner()
@@ -41,6 +41,7 @@ def test_train_help_states_the_ranges_the_options_are_checked_against():
     assert shown.count(f"Beta(a, a), a from {low:g} to {high:g}; 0: off") == 2  # mixup, cutmix
     assert f"at most {AFFINE_MAX:g}. 0: off" in shown
     assert f"at most {ELASTIC_MAX:g}. 0: off" in shown
+    assert f"weight decay, on kernels, up to {WEIGHT_DECAY_MAX:g}." in shown
 
 
 def test_seeds_help_names_every_seed_network():
@@ -78,6 +79,7 @@ def test_unknown_names_are_refused_before_any_work(tmp_path):
     ("--mixup", "1e308", "--mixup must be 0 (off) or in [0.01, 10], not 1e+308"),
     ("--mixup", "1e-300", "--mixup must be 0 (off) or in [0.01, 10], not 1e-300"),
     ("--affine", "1e20", "--affine must be in [0, 4], not 1e+20"),
+    ("--weight-decay", "1e308", "--weight-decay must be in [0, 1], not 1e+308"),
     ("--affine", "4.5", "--affine must be in [0, 4], not 4.5"),
     ("--elastic", "1000", "--elastic must be in [0, 100], not 1000.0"),
     ("--warmup-epochs", "nan", "--warmup-epochs must be a finite non-negative number, not nan"),

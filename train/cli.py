@@ -82,7 +82,8 @@ def register(app: typer.Typer, reported) -> None:
         warmup_epochs: Annotated[float | None, typer.Option(help="Cosine schedule's warm-up. "
                                                             "[recipe]")] = None,
         weight_decay: Annotated[float | None, typer.Option(help="AdamW's decoupled weight "
-                                                           "decay, on kernels. [recipe]")
+                                                           "decay, on kernels, up to 1. "
+                                                           "[recipe]")
                                 ] = None,
         label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing. "
                                                               "[recipe]")] = None,

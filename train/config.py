@@ -21,6 +21,10 @@ SEED_MAX = 2**63 - 1
 #: The largest --affine: rotation and shear ±60°, zoom ±60 %, shift ±40 % of the side; past
 #: about 6.7 the zoom reaches 0 and the images are no longer characters.
 AFFINE_MAX = 4.0
+#: The largest --weight-decay: AdamW shrinks each kernel by lr × decay a step (5e-4 in the
+#: residual networks' recipe, 0.01-0.1 in common use); far past 1 the weights collapse and the
+#: loss ends in NaN, which the trainer would blame on --lr.
+WEIGHT_DECAY_MAX = 1.0
 #: The largest --elastic: displacements of 3.7 pixels RMS on 28 (Simard et al.'s 34: 1.3);
 #: at 1,000 the field moves ink further than the image is wide.
 ELASTIC_MAX = 100.0
@@ -112,8 +116,9 @@ class Config:
             check_real(_flag(name), getattr(self, name), low_open=True)
         for name in ("momentum", "label_smoothing", "ema", "conv_dropout", "fc_dropout"):
             check_real(_flag(name), getattr(self, name), 0, 1)
-        for name in ("warmup_epochs", "weight_decay", "checkpoint_minutes"):
+        for name in ("warmup_epochs", "checkpoint_minutes"):
             check_real(_flag(name), getattr(self, name))
+        check_real("weight-decay", self.weight_decay, 0, WEIGHT_DECAY_MAX, high_open=False)
         check_real("affine", self.affine, 0, AFFINE_MAX, high_open=False)
         check_real("elastic", self.elastic, 0, ELASTIC_MAX, high_open=False)
         for name in ("mixup", "cutmix"):
