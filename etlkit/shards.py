@@ -601,7 +601,8 @@ def manifest_problem(doc) -> str | None:
 
 
 def is_digest(value) -> bool:
-    """A SHA-256 as a manifest records it: 64 lowercase hex digits."""
+    """A SHA-256 as etlkit records it (a manifest, its sources, a checkpoint's header): 64
+    lowercase hex digits."""
     return (isinstance(value, str) and len(value) == 64
             and all(c in "0123456789abcdef" for c in value))
 

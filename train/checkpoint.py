@@ -31,6 +31,7 @@ import msgpack
 import numpy as np
 
 from etlkit.errors import EtlError, EtlWarning
+from etlkit.shards import is_digest
 
 # 2: leaves by key path, header first; 3: raw array bytes; 4: their SHA-256 in the header;
 # 5: the SHA-256 covers the meta and the table of leaves too
@@ -97,8 +98,7 @@ def _header(f, path: Path, limit: int) -> tuple[_Header, msgpack.Unpacker]:
     digest = header.get("sha256")
     if header["format"] == UNHASHED:
         digest = None
-    elif not (isinstance(digest, str) and len(digest) == 64
-              and set(digest) <= set("0123456789abcdef")):
+    elif not is_digest(digest):
         raise EtlError(f"{path}: corrupt checkpoint: its header has no SHA-256 of its data")
     return _Header(header["format"], header["meta"], meta, digest), unpacker
 
