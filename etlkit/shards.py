@@ -294,8 +294,8 @@ def _write_manifest(out: Path, doc: dict) -> None:
 
 
 def dataset_checksum(doc: dict) -> str:
-    """What a run records of its dataset: the manifest's checksum, or for a manifest written
-    without one (an older etlkit), the digest of its content."""
+    """What a run records of its dataset: the manifest's checksum, or for a manifest without
+    one (its checksum removed, read with --no-verify), the digest of its content."""
     return doc.get("checksum") or manifest_digest(doc)
 
 

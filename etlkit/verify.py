@@ -178,10 +178,9 @@ def _manifest_checks(root: remote.Where, doc: dict) -> list[FileCheck]:
     """The manifest against its own checksum, its class count and its shard list."""
     checks = []
     n_shards = len(doc["shards"])
-    if "checksum" not in doc:
-        warnings.warn(EtlWarning(f"{remote.join(root, 'manifest.json')}: no checksum (an older "
-                                 "etlkit wrote it), so edits to it cannot be detected"),
-                      stacklevel=3)
+    if "checksum" not in doc:  # every etlkit that records split_method writes one
+        checks.append(FileCheck("manifest.json", "dataset", "edited", n_shards, n_shards,
+                                "its checksum was removed: edited after extraction"))
     elif manifest_digest(doc) != doc["checksum"]:
         checks.append(FileCheck("manifest.json", "dataset", "edited", n_shards, n_shards,
                                 "its checksum differs: edited after extraction"))

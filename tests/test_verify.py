@@ -115,13 +115,16 @@ def test_a_shard_path_outside_the_folder_is_refused_unread(dataset, tmp_path, ou
     assert row.split()[2] == "outside" and "not read" in row
 
 
-def test_a_manifest_without_a_checksum_is_a_warning(dataset):
+def test_a_manifest_whose_checksum_was_removed_fails(dataset):
+    """Every etlkit that writes a manifest readers accept (with `split_method`) gives it a
+    checksum, so one without is an edit that would otherwise turn every other check off."""
     doc = _manifest(dataset)
     del doc["checksum"]
     _write(dataset, doc)
     result = runner.invoke(app, ["verify", str(dataset)])
-    assert result.exit_code == 0, result.output
-    assert result.stderr.startswith(f"warning: {dataset / 'manifest.json'}: no checksum")
+    assert result.exit_code == 1, result.output
+    (row,) = _failed_rows(result)
+    assert row.split()[:3] == ["manifest.json", "dataset", "edited"] and "removed" in row
 
 
 def test_options_edited_with_a_recomputed_checksum_are_one_error_line(dataset):
