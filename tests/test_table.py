@@ -81,11 +81,15 @@ def test_a_writer_split_grid_trains_both_networks_in_one_command(raw, tmp_path):
 @pytest.mark.parametrize("extra, needle", [
     (["--tasks", "kana"], "unknown task 'kana'"),
     (["--shards", "hiragana"], "expected TASK=DIR"),
+    (["--tasks", "hiragana", "--models", "M6-1,FF-baseline"],
+     "FF-baseline takes 28×28 images; the hiragana task's are 64×64"),
 ])
 def test_bad_grids_give_one_clear_line(raw, tmp_path, extra, needle):
+    """Each before any work: nothing is extracted or trained."""
     result = runner.invoke(app, ["table", str(raw), "--out", str(tmp_path / "g"), *extra])
     assert result.exit_code == 1 and needle in result.stderr
     assert "Traceback" not in result.output
+    assert not (tmp_path / "g" / "data").exists()
 
 
 def test_a_grid_needs_raw_files_or_shards(tmp_path):

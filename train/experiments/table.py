@@ -10,6 +10,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from etlkit import preprocess
 from etlkit.errors import EtlError
 from etlkit.extract import Options, extract
 from etlkit.shards import open_shards
@@ -53,6 +54,8 @@ def run_grid(models: list[str], tasks: list[str], out: Path, base: Config, *,
     if missing and not raw:
         raise EtlError(f"no shards for {', '.join(missing)}: give raw ETL files, or "
                        "--shards TASK=DIR for each task")
+    _check_sizes(models, {t: open_shards(shards[t], "train").info.image_size
+                          if t in shards else preprocess.SIZE for t in tasks})
     for task in missing:
         shards[task] = _dataset(raw, task, out / "data" / task, split, say)
     results = {}
@@ -102,6 +105,16 @@ def markdown(doc: dict, models: list[str], tasks: list[str]) -> str:
                       "handwriting): these numbers show that the pipeline works and are not "
                       "comparable with the paper's, which are left out of those columns."]
     return "\n".join(lines) + "\n"
+
+
+def _check_sizes(models: list[str], sizes: dict[str, int]) -> None:
+    """Every network fits every task's images, before any extraction or training."""
+    for model in models:
+        side = network_spec(model).input_size
+        for task, size in sizes.items():
+            if side != size:
+                raise EtlError(f"{model} takes {side}×{side} images; the {task} task's are "
+                               f"{size}×{size}")
 
 
 def _paper(model: str, task: str) -> float | None:
