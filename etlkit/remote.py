@@ -25,8 +25,8 @@ SCHEMES = ("http", "https", "s3", "gs")
 BLOCK_SIZE = 1 << 20
 #: Blocks kept per open shard (32 MiB), so a window of block reads stays in memory.
 CACHED_BLOCKS = 32
-#: The most bytes `read_text` reads from a local file (a kanji manifest is a few MB): a file
-#: that is larger, such as a link to /dev/zero, is refused rather than read until memory runs out.
+#: The most bytes `read_text` reads (a kanji manifest is a few MB): a larger file, such as a link
+#: to /dev/zero or a server's endless answer, is refused rather than read until memory runs out.
 TEXT_LIMIT = 1 << 26
 #: Environment variable naming a folder that keeps whole remote files between runs.
 CACHE_ENV = "ETLKIT_CACHE"
@@ -112,25 +112,48 @@ def open_binary(url: str) -> BinaryIO:
 def read_text(path: Where) -> str:
     """A small file's text (a manifest, a card, a run's config.json), local or remote. Raises
     FileNotFoundError and UnicodeDecodeError for the caller to name; a local path that is not a
-    regular file (a FIFO would block, a device never end) or holds more than TEXT_LIMIT bytes
-    is one EtlError line naming it."""
+    regular file (a FIFO would block, a device never end), or a file or answer of more than
+    TEXT_LIMIT bytes, is one EtlError line naming it."""
+    stated = None  # the length a server gives before anything is fetched
     if not is_url(path):
         path = Path(path)
         if path.exists() and not path.is_file():
             raise EtlError(f"{path}: not a regular file")
         with open(path, "rb") as f:
             data = f.read(TEXT_LIMIT + 1)
-        if len(data) > TEXT_LIMIT:
-            raise EtlError(f"{path}: larger than {TEXT_LIMIT >> 20} MiB, so not a file etlkit "
-                           "wrote")
-        return data.decode("utf-8")
-    fs, inner = _filesystem(str(path))
-    try:
-        return fs.cat_file(inner).decode("utf-8")
-    except (FileNotFoundError, UnicodeDecodeError):
-        raise  # the caller names these
-    except Exception as err:  # noqa: BLE001 - see open_binary
-        raise _failed(str(path), err) from None
+    else:
+        fs, inner = _filesystem(str(path))
+        try:
+            with fs.open(inner, "rb") as f:
+                stated = getattr(f, "size", None)
+                # an answer of no stated length is read no further than the limit
+                data = b"" if (stated or 0) > TEXT_LIMIT else _read_at_most(f, TEXT_LIMIT + 1)
+        except FileNotFoundError as err:
+            if _never_answered(err):
+                raise _failed(str(path), err.__cause__) from None
+            raise  # the caller names it
+        except Exception as err:  # noqa: BLE001 - see open_binary
+            raise _failed(str(path), err) from None
+    if max(len(data), stated or 0) > TEXT_LIMIT:
+        raise EtlError(f"{path}: larger than {TEXT_LIMIT >> 20} MiB, so not a file etlkit wrote")
+    return data.decode("utf-8")
+
+
+def _never_answered(err: FileNotFoundError) -> bool:
+    """Whether fsspec's HTTP filesystem said "not found" of a server it could not reach (it
+    raises FileNotFoundError from the connection error when it asks a file's length)."""
+    cause = err.__cause__
+    return isinstance(cause, Exception) and type(cause).__module__.startswith("aiohttp") \
+        and getattr(cause, "status", None) is None
+
+
+def _read_at_most(f: BinaryIO, size: int) -> bytes:
+    """Up to `size` bytes of `f`: a stream's read can return fewer than asked before its end."""
+    parts, left = [], size
+    while left and (part := f.read(left)):
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def is_file(path: Where) -> bool:

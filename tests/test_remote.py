@@ -149,6 +149,20 @@ def test_unreachable_and_manifestless_urls_are_one_error_line(served):
                    "unknown URL scheme 'ftp'")
 
 
+def test_a_manifest_url_of_more_than_the_text_limit_is_refused_unread(served):
+    """A server can answer with any length: read_text refuses what no manifest is, from the
+    length the server states, instead of reading it into memory."""
+    server, _, folder = served
+    huge = folder.parent / "huge"
+    huge.mkdir()
+    with open(huge / "manifest.json", "wb") as f:
+        f.truncate(remote.TEXT_LIMIT + 1)  # sparse: no disk used
+    sent = server.sent
+    one_error_line(runner.invoke(app, ["verify", f"{server.url}/huge"]),
+                   f"{server.url}/huge/manifest.json: larger than 64 MiB")
+    assert server.sent - sent < remote.BLOCK_SIZE
+
+
 def test_a_cache_folder_keeps_the_files_it_read(served, tmp_path, monkeypatch):
     _, url, folder = served
     monkeypatch.setenv(remote.CACHE_ENV, str(tmp_path / "cache"))
