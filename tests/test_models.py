@@ -204,6 +204,16 @@ def test_m6_1_structure_and_init(m6_1):
     assert len(_batch_stats(model)) == 2 * 5
 
 
+def test_compiled_initialisation_draws_what_op_by_op_draws():
+    """build draws the weights in one compiled program: the values of the Model constructed
+    outside it, one initializer call at a time (what every run before drew for its seed)."""
+    compiled = nnx.state(models.build("FF-baseline", 10, rngs=nnx.Rngs(3)))
+    eager = nnx.state(models.Model(models.spec("FF-baseline"), 10, conv_dropout=0.5,
+                                   fc_dropout=0.5, dtype=jnp.float32, rngs=nnx.Rngs(3)))
+    for a, b in zip(jax.tree.leaves(compiled), jax.tree.leaves(eager), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_m6_1_forward_train_and_eval():
     model = models.build("M6-1", 75, rngs=nnx.Rngs(0))
     x = _images(64)
