@@ -15,7 +15,7 @@ import numpy as np
 from . import card, formats, manifest, remote, split, synth
 from .errors import EtlError, EtlWarning, one_line
 from .labels import SMALL_KANA
-from .shards import FIELDS, ShardFiles, manifest_digest, read_manifest, stored_outside
+from .shards import FIELDS, DatasetInfo, ShardFiles, manifest_digest, read_manifest, stored_outside
 
 #: Threads hashing shards: hashlib releases the GIL, so hashing scales with cores and disks.
 HASH_WORKERS = min(8, os.cpu_count() or 1)
@@ -178,6 +178,7 @@ def _manifest_checks(root: remote.Where, doc: dict) -> list[FileCheck]:
     """The manifest against its own checksum, its class count and its shard list."""
     checks = []
     n_shards = len(doc["shards"])
+    DatasetInfo.from_json(doc, remote.join(root, "manifest.json"))  # an older etlkit's: one line
     if "checksum" not in doc:  # every etlkit that records split_method writes one
         checks.append(FileCheck("manifest.json", "dataset", "edited", n_shards, n_shards,
                                 "its checksum was removed: edited after extraction"))

@@ -376,7 +376,7 @@ def test_a_manifest_without_the_dataset_facts_is_one_clear_error(raw, tmp_path):
     assert str(err.value) == (f"{path}: no split_method, preprocessing: written by an older "
                               "etlkit; extract the dataset again (and train again on it)")
     result = runner.invoke(app, ["verify", str(tmp_path / "h")])
-    assert result.exit_code == 1 and result.stderr.endswith(f"\nerror: {err.value}\n")
+    assert result.exit_code == 1 and result.stderr == f"error: {err.value}\n"
 
 
 def test_preview_of_a_dataset(raw, tmp_path):
