@@ -175,6 +175,11 @@ def test_bad_requests_get_a_status_and_one_line(server, capsys):
         # a line without a colon used to end the headers silently, losing those after it
         (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nno colon here\n"
              "Content-Length: 3\n", b"abc"), 400, "a header line has no colon"),
+        # a form upload (curl -F) was refused as "a header line has no colon"
+        (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nContent-Type: multipart/form-data"
+             "\nContent-Length: 3\n", b"abc"), 415, "not a form"),
+        (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nContent-Type: multipart/mixed\n"
+             "Content-Length: 3\n", b"abc"), 415, "curl --data-binary @FILE"),
         (raw(server, "GET / HTTP/1.1\nHost: 127.0.0.1\n folded\n"), 400,
          "a header is folded over two lines"),
         (post(server, png_header(4100, 4100)), 400, "4100×4100 pixels"),  # bounded memory

@@ -14,6 +14,7 @@ http.server's own limit on header lines (100 of 64 KB) per connection.
 """
 
 import base64
+import email.errors
 import functools
 import html
 import io
@@ -221,7 +222,11 @@ class Handler(BaseHTTPRequestHandler):
             return False
         if self.reader.expired:
             return self._too_slow()
-        if self.headers.defects or self.headers.get_payload():
+        # a line without a colon ends the parse there (what follows becomes a "body"); other
+        # defects are about a body the headers announce (a multipart without its boundary)
+        if self.headers.get_payload() or any(
+                isinstance(d, email.errors.MissingHeaderBodySeparatorDefect)
+                for d in self.headers.defects):
             self.send_error(HTTPStatus.BAD_REQUEST, "a header line has no colon")
             return False
         if any("\n" in value for value in self.headers.values()):
@@ -268,6 +273,10 @@ class Handler(BaseHTTPRequestHandler):
                     if len(self.headers.get_all(h, [])) > 1]
         if repeated:  # two lengths or hosts: which one a proxy used is anybody's guess
             self._error(HTTPStatus.BAD_REQUEST, f"the {repeated[0]} header is repeated", True)
+            return
+        if self.headers.get_content_maintype() == "multipart":  # curl -F, an HTML form
+            self._error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the image's bytes as the "
+                        "body (curl --data-binary @FILE), not a form", True)
             return
         if self.headers.get("Transfer-Encoding"):
             self._error(HTTPStatus.LENGTH_REQUIRED, "send the image with a Content-Length, not "
