@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import fsspec
+from fsspec.exceptions import FSTimeoutError
 
 from .errors import EtlError
 
@@ -28,6 +29,8 @@ CACHED_BLOCKS = 32
 #: The most bytes `read_text` reads (a kanji manifest is a few MB): a larger file, such as a link
 #: to /dev/zero or a server's endless answer, is refused rather than read until memory runs out.
 TEXT_LIMIT = 1 << 26
+#: Seconds a server may take to accept a connection, or to send the next bytes of an answer.
+READ_TIMEOUT = 60.0
 #: Environment variable naming a folder that keeps whole remote files between runs.
 CACHE_ENV = "ETLKIT_CACHE"
 
@@ -77,19 +80,33 @@ def inside(root: Where, relative: str) -> bool:
 def _filesystem(url: str):
     """The fsspec filesystem and path of a URL (cached whole under ETLKIT_CACHE, if set)."""
     cache = os.environ.get(CACHE_ENV)
+    scheme = url.partition("://")[0].lower()
+    options = _http_options() if scheme in ("http", "https") else {}
     try:
         if cache:
-            return fsspec.core.url_to_fs(f"filecache::{url}",
-                                         filecache={"cache_storage": cache})
-        return fsspec.core.url_to_fs(url)
+            return fsspec.core.url_to_fs(f"filecache::{url}", filecache={"cache_storage": cache},
+                                         **{scheme: options})
+        return fsspec.core.url_to_fs(url, **options)
     except ImportError as err:
         extra = {"s3": "s3", "gs": "gcs"}.get(url.partition("://")[0].lower(), "")
         hint = f"; pip install 'etlkit[{extra}]'" if extra else ""
         raise EtlError(f"{url}: cannot read this location ({err}){hint}") from None
 
 
+def _http_options() -> dict:
+    """A server that stops sending fails after READ_TIMEOUT seconds without a byte, not after
+    aiohttp's 5 minutes for a whole answer (a large shard may take longer than that)."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=READ_TIMEOUT,
+                                    sock_read=READ_TIMEOUT)
+    return {"client_kwargs": {"timeout": timeout}}
+
+
 def _failed(url: str, err: Exception) -> EtlError:
     """One line naming the URL and what went wrong, whatever the filesystem raised."""
+    if isinstance(err, (TimeoutError, FSTimeoutError)):  # aiohttp's are TimeoutErrors too
+        return EtlError(f"{url}: no answer within {READ_TIMEOUT:g} s")
     detail = " ".join(str(err).split())[:200] or type(err).__name__
     return EtlError(f"{url}: unreachable ({type(err).__name__}: {detail})")
 

@@ -4,6 +4,8 @@ started here (never the internet), serving real extracted datasets; `etlkit veri
 
 import json
 import shutil
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -161,6 +163,20 @@ def test_a_manifest_url_of_more_than_the_text_limit_is_refused_unread(served):
     one_error_line(runner.invoke(app, ["verify", f"{server.url}/huge"]),
                    f"{server.url}/huge/manifest.json: larger than 64 MiB")
     assert server.sent - sent < remote.BLOCK_SIZE
+
+
+def test_a_server_that_stops_answering_fails_after_the_read_timeout(monkeypatch):
+    """A server that accepts and never answers held verify for aiohttp's 5 minutes, then said
+    "FSTimeoutError"; it fails after remote.READ_TIMEOUT, saying so."""
+    monkeypatch.setattr(remote, "READ_TIMEOUT", 0.5)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/silent"
+        started = time.monotonic()
+        one_error_line(runner.invoke(app, ["verify", url]),
+                       f"{url}/manifest.json: no answer within 0.5 s")
+        assert time.monotonic() - started < 30
 
 
 def test_a_cache_folder_keeps_the_files_it_read(served, tmp_path, monkeypatch):
