@@ -234,6 +234,8 @@ def test_bad_modern_options_give_one_clear_line(digits, tmp_path, extra, needle)
     one_error_line(result, needle)
 
 
-def test_evaluate_refuses_a_tta_below_one(modern_run):
-    one_error_line(runner.invoke(app, ["evaluate", str(modern_run), "--tta", "0"]),
-                   "--tta must be at least 1")
+@pytest.mark.parametrize("views", ["0", "65", "100000000000000000000"])
+def test_evaluate_refuses_a_tta_out_of_range(modern_run, views):
+    """10^20 views ran for ever without a word."""
+    one_error_line(runner.invoke(app, ["evaluate", str(modern_run), "--tta", views]),
+                   f"--tta must be from 1 to 64, not {views}")

@@ -171,7 +171,8 @@ def register(app: typer.Typer, reported) -> None:
                                            "latest checkpoint.")] = "best",
         tta: Annotated[int, typer.Option(help="Test-time augmentation: average the class "
                                          "probabilities over the image and N - 1 randomly "
-                                         "distorted copies (fixed draws). 1: off.")] = 1,
+                                         "distorted copies (fixed draws). 1: off; at most "
+                                         "64.")] = 1,
         verify: Annotated[bool, typer.Option(help="First check the SHA-256 of the split's "
                                              "shards and the manifest.")] = True,
     ):

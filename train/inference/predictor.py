@@ -23,6 +23,9 @@ from .classifier import Classifier
 from .images import Framing, framing
 
 BATCH = 256  # images per forward call
+#: The most test-time views: each one is a forward pass over the whole split, and averaging
+#: more than a few dozen distortions changes nothing (docs/beyond.md measured 8).
+TTA_MAX = 64
 
 
 class Predictor(Classifier):
@@ -34,8 +37,8 @@ class Predictor(Classifier):
         check_choice("which", which, CHECKPOINTS)
         if k < 1:
             raise EtlError(f"--top must be at least 1, not {k}")
-        if views < 1:
-            raise EtlError(f"--tta must be at least 1, not {views}")
+        if not 1 <= views <= TTA_MAX:
+            raise EtlError(f"--tta must be from 1 to {TTA_MAX}, not {views}")
         model, self.doc = load_model(root, which)
         self.root, self.which = Path(root), which
         self.classes: list[tuple[str, int]] = [tuple(c) for c in self.doc["classes"]]
