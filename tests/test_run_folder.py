@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import msgpack
@@ -25,7 +26,7 @@ from etlkit.cli import app
 from etlkit.errors import EtlError
 from etlkit.remote import TEXT_LIMIT
 from etlkit.shards import load_manifest, open_shards
-from train.rundir import Run
+from train.rundir import Run, check_for_inference
 
 runner = CliRunner()
 
@@ -143,6 +144,41 @@ def test_a_hand_edited_config_is_refused_naming_the_key(digits_run, tmp_path, ke
     (run / "config.json").write_text(json.dumps(doc), "utf-8")
     one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "digit.png")]),
                    f"{run / 'config.json'}: {needle}")
+
+
+@pytest.mark.parametrize("dataset", ["reachable", "gone"])
+def test_a_config_without_classes_checksum_is_checked_against_its_dataset(digits_run, tmp_path,
+                                                                           dataset):
+    """A run trained before config.json pinned its class table (no classes_checksum), two whole
+    entries swapped, which keeps each valid: refused by every command that loads the run when
+    the dataset it was trained on is there to compare with; used with a warning that says so
+    when it is not."""
+    run = _copy(digits_run, tmp_path)
+    config = run / "config.json"
+    doc = json.loads(config.read_text("utf-8"))
+    del doc["classes_checksum"]
+    classes = doc["classes"]
+    classes[1], classes[8] = classes[8], classes[1]
+    if dataset == "gone":
+        doc["dataset"] = str(tmp_path / "moved")
+    config.write_text(json.dumps(doc), "utf-8")
+    digit = str(tmp_path / "digit.png")
+    if dataset == "gone":
+        result = runner.invoke(app, ["predict", str(run), digit, "--top", "1"])
+        assert result.exit_code == 0 and result.stdout.startswith(f"{digit}\n  1. ")
+        assert result.stderr == (f"warning: {config}: no classes_checksum (an older etlkit "
+                                 "wrote it), so a swapped class table cannot be detected\n")
+        return
+    manifest = digits_run.parent / "mnist" / "manifest.json"
+    for args in (["predict", str(run), digit], ["export", str(run), "--out", str(tmp_path / "x")],
+                 ["serve", str(run), "--port", "0"]):
+        one_error_line(runner.invoke(app, args), f"{config}: classes differ from those of the "
+                       f"dataset it was trained on ({manifest}): the class table was edited")
+    assert not (tmp_path / "x").exists()
+    classes[1], classes[8] = classes[8], classes[1]  # the table as trained: no word about it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_for_inference(doc, config)
 
 
 def test_a_checkpoint_whose_bytes_changed_is_refused(digits_run, tmp_path):

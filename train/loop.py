@@ -24,8 +24,9 @@ from . import models
 from .config import Config, build, optimizer
 from .data import Part, Prefetch, eval_batches, train_groups
 from .inference.images import measure_framing
+from .inference.model_facts import classes_checksum, shown
 from .progress import Progress
-from .rundir import Run, classes_checksum, shown
+from .rundir import Run
 from .steps import Mesh, StepOptions, Steps
 
 

@@ -3,8 +3,9 @@
 A run folder holds:
 
 - `config.json`: what was trained on what (options, classes, dataset, devices), written first;
-  its `classes_checksum` key pins the class table, and `load_model` refuses one whose values
-  inference cannot use (`check_for_inference`).
+  its `classes_checksum` key pins the class table (a run trained before that key was written
+  has its table checked against its dataset's manifest when that is reachable), and
+  `load_model` refuses one whose values inference cannot use (`check_for_inference`).
 - `metrics.jsonl`: one JSON object per line with flat keys namespaced by what they measure (the
   shape big_vision and TensorBoard use). Every record has `step` (optimizer steps done); there
   are three kinds, told apart by their keys (`kind_of`):
@@ -31,7 +32,6 @@ A run folder holds:
   metrics.jsonl. `etlkit figures` writes into `figures/`.
 """
 
-import hashlib
 import json
 import os
 import warnings
@@ -43,10 +43,11 @@ from tensorboardX import SummaryWriter
 
 from etlkit import remote
 from etlkit.errors import EtlError, EtlWarning, is_finite_number, is_integer, one_line
-from etlkit.labels import class_code
+from etlkit.shards import dataset_checksum, read_manifest
 
 from . import checkpoint, ema, models
 from .config import Config, build, optimizer
+from .inference.model_facts import check_classes, check_framing, check_pinned, refuse, shown
 
 CHECKPOINTS = ("best", "latest")
 #: What every config.json holds (`fit` writes more: devices, versions, parameter count).
@@ -270,14 +271,6 @@ def _record_problem(record: dict) -> str | None:
     return None
 
 
-def classes_checksum(classes: list) -> str:
-    """The SHA-256 of a class table as config.json holds it ([[character, code], ...]):
-    written with it, so a swap of two whole entries, which keeps every entry valid, is
-    refused rather than mislabelling every prediction."""
-    text = json.dumps(classes, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def write_json(doc: dict, path: Path) -> None:
     """Write a JSON file atomically, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -307,69 +300,47 @@ def check_for_inference(doc: dict, path: Path) -> None:
     """Refuse a config.json (`doc`, read from `path`) whose values inference could not use, as
     a hand edit leaves them: the model's name, the class table and the framing, each against
     what the network is (an EtlError naming the key, rather than a traceback or a silently
-    wrong framing later)."""
-
-    def refuse(key: str, want: str, value) -> None:
-        raise EtlError(f"{path}: {key} must be {want}, not {shown(value)}")
-
+    wrong framing later). The class table and framing get the checks an export's metadata gets
+    (`model_facts`)."""
     model = doc["config"].get("model") if isinstance(doc["config"], dict) else None
     if not isinstance(model, str):
-        refuse("config.model", "a model name", model)
+        refuse(path, "config.model", "a model name", model)
     try:
         spec = models.spec(model)
     except ValueError as err:  # names the valid models
         raise EtlError(f"{path}: config.model: {err}") from None
     count = doc["num_classes"]
     if not is_integer(count) or count < 1:
-        refuse("num_classes", "a positive whole number", count)
-    classes = doc["classes"]
-    if not isinstance(classes, list) or len(classes) != count:
-        held = f"{len(classes)} entries" if isinstance(classes, list) else shown(classes)
-        raise EtlError(f"{path}: classes must hold num_classes ({count}) [character, code] "
-                       f"pairs, not {held}")
-    named = set()
-    for i, entry in enumerate(classes):
-        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-                and entry[0].isprintable() and is_integer(entry[1]) and 0 <= entry[1] < 1 << 16):
-            refuse(f"classes[{i}]", "a [character, Shift-JIS code] pair", entry)
-        if not entry[0] or entry[0] in named:
-            refuse(f"classes[{i}]", "a class of its own (a name no other class has)", entry)
-        if entry[1] != class_code(entry[0]):
-            want = class_code(entry[0])
-            refuse(f"classes[{i}]", f"a character and its own Shift-JIS code ({entry[0]!r} is "
-                   f"{want} = 0x{want:04X})", entry)
-        named.add(entry[0])
-    pinned = doc.get("classes_checksum")  # absent from runs trained before it was written
-    if pinned is not None and pinned != classes_checksum(classes):
-        raise EtlError(f"{path}: classes differ from classes_checksum: the class table was "
-                       "edited (entries swapped or changed) after training")
+        refuse(path, "num_classes", "a positive whole number", count)
     dataset = doc["dataset"]
     if not (isinstance(dataset, str) and dataset.strip() and dataset.isprintable()):
-        refuse("dataset", "the dataset's location", dataset)
-    framing = doc["framing"]
-    if not isinstance(framing, dict):
-        refuse("framing", "an object", framing)
-    missing = [k for k in ("fill", "mass_at", "size", "otsu") if k not in framing]
-    if missing:
-        raise EtlError(f"{path}: framing.{missing[0]} is missing")
-    fill, mass_at = framing["fill"], framing["mass_at"]
-    if not (is_finite_number(fill) and 0 < fill <= 1):
-        refuse("framing.fill", "a number in (0, 1]", fill)
-    if mass_at is not None and not (isinstance(mass_at, list) and len(mass_at) == 2 and all(
-            is_finite_number(v) and 0 <= v <= 1 for v in mass_at)):
-        refuse("framing.mass_at", "null or [row, column] shares of the side in [0, 1]", mass_at)
-    if framing["size"] != spec.input_size or not is_integer(framing["size"]):
-        refuse("framing.size", f"{spec.input_size} ({model}'s input side)",
-               framing["size"])
-    if not isinstance(framing["otsu"], bool):
-        refuse("framing.otsu", "true or false", framing["otsu"])
+        refuse(path, "dataset", "the dataset's location", dataset)
+    check_classes(doc["classes"], count, "num_classes", path)
+    pinned = doc.get("classes_checksum")
+    if pinned is None:  # runs trained before it was written
+        check_classes_against_dataset(doc, path)
+    else:
+        check_pinned(doc["classes"], pinned, path)
+    check_framing(doc["framing"], spec.input_size, f"{model}'s input side", path)
 
 
-def shown(value) -> str:
-    """A JSON value as the file (config.json, a checkpoint's meta) spells it, cut to fit an
-    error line."""
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 60 else text[:57] + "..."
+def check_classes_against_dataset(doc: dict, path: Path) -> None:
+    """A config.json without `classes_checksum` (`doc`, read from `path`): its class table
+    against the manifest of the dataset it was trained on, when that is reachable and still the
+    one trained on (its checksum is the run's `dataset_checksum`); else a warning that a swapped
+    table, whose every entry stays valid, cannot be detected."""
+    try:
+        manifest = read_manifest(doc["dataset"])
+    except (OSError, EtlError):
+        manifest = None
+    if manifest is not None and dataset_checksum(manifest) == doc["dataset_checksum"]:
+        if manifest["classes"] != doc["classes"]:
+            raise EtlError(f"{path}: classes differ from those of the dataset it was trained on "
+                           f"({remote.join(doc['dataset'], 'manifest.json')}): the class table "
+                           "was edited (entries swapped or changed) after training")
+        return
+    warnings.warn(EtlWarning(f"{path}: no classes_checksum (an older etlkit wrote it), so a "
+                             "swapped class table cannot be detected"), stacklevel=3)
 
 
 def load_model(root: str | Path, which: str = "best"):

@@ -24,6 +24,24 @@ def model_file(path: Path) -> Path:
     return model
 
 
+def graph_shape(session, path: Path) -> tuple[int, int]:
+    """The image side and class count of an exported graph (`session`, loaded from `path`):
+    its `images` input is uint8 (batch, side, side), its `logits` output (batch, classes)."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name: o for o in session.get_outputs()}
+    image, logits = inputs.get(metadata.INPUT), outputs.get(metadata.OUTPUT)
+    if (image is None or image.type != "tensor(uint8)" or len(image.shape) != 3
+            or not isinstance(image.shape[1], int) or image.shape[1] != image.shape[2]
+            or image.shape[1] < 1):
+        raise EtlError(f"{path}: not a model exported by `etlkit export` (its input is not "
+                       f"{metadata.INPUT}: uint8 (batch, side, side))")
+    if (logits is None or len(logits.shape) != 2 or not isinstance(logits.shape[1], int)
+            or logits.shape[1] < 1):
+        raise EtlError(f"{path}: not a model exported by `etlkit export` (its output is not "
+                       f"{metadata.OUTPUT}: (batch, classes))")
+    return image.shape[1], logits.shape[1]
+
+
 class OnnxPredictor(Classifier):
     """The model of an `etlkit export` (its model.onnx or folder), ready to classify images."""
 
@@ -43,6 +61,7 @@ class OnnxPredictor(Classifier):
             raise EtlError(f"{self.path}: not a loadable ONNX model ({first})") from None
         self.meta = metadata.from_props(self.session.get_modelmeta().custom_metadata_map,
                                         self.path)
+        metadata.check(self.meta, self.path, *graph_shape(self.session, self.path))
         self.classes = [tuple(c) for c in self.meta["classes"]]
         self.k = min(k, len(self.classes))
         self.frame = metadata.framing(self.meta)
