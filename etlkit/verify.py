@@ -84,9 +84,14 @@ def verify_raw(root: str | Path) -> list[FileCheck]:
             continue
         size = path.stat().st_size
         n, rest = divmod(size, record_size)
+        expected = synth.records_written(key, made[key]["writers"]) if made[key] else None
         if rest:
             status, detail = "partial", (f"{size} bytes: record {n} at offset {n * record_size} "
                                          f"has {rest} of {record_size} bytes")
+        elif made[key] and n != expected:
+            status = "wrong-count"
+            detail = (f"{n} records, expected {expected}: etlkit synth writes that many for "
+                      f"the {made[key]['writers']} writer(s) {synth.MARKER} names")
         elif made[key] and n != entry.records:
             status = "synthetic"
             detail = (f"{n} records: etlkit synth wrote {made[key]['writers']} writer(s) "
