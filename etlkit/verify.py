@@ -205,6 +205,9 @@ def _manifest_checks(root: remote.Where, doc: dict) -> list[FileCheck]:
     elif manifest_digest(doc) != doc["checksum"]:
         checks.append(FileCheck("manifest.json", "dataset", "edited", n_shards, n_shards,
                                 "its checksum differs: edited after extraction"))
+    if not doc.get("sources"):  # the shards' file numbers index them
+        checks.append(FileCheck("manifest.json", "dataset", "edited", n_shards, n_shards,
+                                "no sources: etlkit lists the files every record came from"))
     if doc["num_classes"] != len(doc["classes"]):
         checks.append(FileCheck("manifest.json", "dataset", "edited", len(doc["classes"]),
                                 doc["num_classes"], f"num_classes is {doc['num_classes']}, "

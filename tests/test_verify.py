@@ -402,18 +402,19 @@ def test_a_manifest_field_of_the_wrong_type_is_one_error_line(dataset, tmp_path,
                                        "--no-verify"]), manifest, needle)
 
 
-def test_a_manifest_with_no_sources_fails_every_shard_s_source_check(dataset):
+def test_a_manifest_with_no_sources_fails_and_so_does_every_shard_s_source_check(dataset):
     """The shards' file numbers index the manifest's sources: `sources: []` (checksum
-    recomputed) used to turn that check off."""
+    recomputed) used to turn that check off and pass."""
     doc = _manifest(dataset)
     doc["sources"] = []
     doc["checksum"] = manifest_digest(doc)
     _write(dataset, doc)
     result = runner.invoke(app, ["verify", str(dataset)])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    rows = _failed_rows(result)
-    assert len(rows) == len(doc["shards"]), result.stdout
-    assert all(r.split()[1:3] == ["shard", "corrupt"] and "source column" in r for r in rows)
+    first, *shards = _failed_rows(result)
+    assert first.split()[:3] == ["manifest.json", "dataset", "edited"] and "no sources" in first
+    assert len(shards) == len(doc["shards"]), result.stdout
+    assert all(r.split()[1:3] == ["shard", "corrupt"] and "source column" in r for r in shards)
 
 
 def test_a_dataset_without_its_manifest_is_named_so(dataset):
