@@ -22,7 +22,7 @@ from . import croissant as croissant_module
 from . import preview, split
 from .description import HF_SPLITS, Description, describe
 from .errors import EtlError
-from .shards import CHUNK, ShardSet
+from .shards import CHUNK, FIELDS, ShardSet
 
 CARD, CROISSANT, PREVIEW = "README.md", "croissant.json", "preview.png"
 #: The card's first body line: marks a README.md etlkit may rewrite.
@@ -32,11 +32,12 @@ GATE_PROMPT = ("These images derive from the ETL Character Database, which AIST 
                "for people who have registered and agreed to AIST's terms.")
 PREVIEW_CLASSES = 24  # rows of the preview, spread over the class table
 PREVIEW_RECORDS = 65536  # the preview reads at most this many training records (256 MiB at 64²)
-FIELDS = (
-    ("sjis", "int32", "Shift-JIS code of the character (e.g. 0x82A0 for あ; 0 for a script)"),
-    ("codes", "uint16", "the raw record's own label code (JIS X 0201 byte or JIS X 0208 word)"),
-    ("sheets", "int32", "the writer's sheet number (0 for digits and letters)"),
-)
+#: The shards' per-record codes, as the card describes them (their dtypes: shards.FIELDS).
+CODES = {
+    "sjis": "Shift-JIS code of the character (e.g. 0x82A0 for あ; 0 for a script)",
+    "codes": "the raw record's own label code (JIS X 0201 byte or JIS X 0208 word)",
+    "sheets": "the writer's sheet number (0 for digits and letters)",
+}
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ def front_matter(d: Description) -> dict:
             {"name": "images", "dtype": {"array2_d": {"shape": [side, side], "dtype": "uint8"}}},
             {"name": "labels", "dtype": {"class_label": {
                 "names": {str(i): name for i, (name, _) in enumerate(d.classes)}}}},
-            *({"name": name, "dtype": dtype} for name, dtype, _ in FIELDS),
+            *({"name": name, "dtype": FIELDS[name][0]} for name in CODES),
             {"name": "source", "list": "int32", "length": 2},
         ],
         "splits": [{"name": HF_SPLITS[name], "num_examples": doc["splits"][name],
@@ -207,7 +208,7 @@ def _licence(d: Description) -> str:
 
 def _contents(d: Description) -> str:
     doc, side = d.manifest, d.manifest.get("image_size", 64)
-    rows = [f"| `{name}` | {dtype} (N,) | {meaning} |" for name, dtype, meaning in FIELDS]
+    rows = [f"| `{name}` | {FIELDS[name][0]} (N,) | {meaning} |" for name, meaning in CODES.items()]
     empty = "".join(f" The {HF_SPLITS[k]} split is empty (one empty shard), so the front matter "
                     "does not list it: Hugging Face `datasets` refuses an empty split."
                     for k, v in doc["splits"].items() if not v)

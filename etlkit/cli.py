@@ -35,6 +35,7 @@ from . import (
     provenance,
     reader,
     remote,
+    repeats,
     synth,
     verify,
 )
@@ -164,20 +165,27 @@ def _raw_paths(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _summary(path: Path, fmt_name: str | None, allow_partial: bool, co59: Path | None) -> dict:
-    """Streamed statistics of one file (memory bounded by the chunk size)."""
+def _summary(path: Path, fmt_name: str | None, allow_partial: bool,
+             co59: Path | None) -> tuple[dict, repeats.HashedFile]:
+    """Streamed statistics of one file (memory bounded by the chunk size), and its records'
+    hashes."""
     fmt = reader.resolve_format(path, fmt_name)
     records = extra = unlabelled = 0
     classes: dict[int, str] = {}
     sheets: set[int] = set()
+    hashes, numbers = [], []
     for batch in reader.iter_read(path, fmt.name, allow_partial=allow_partial, co59_table=co59):
         records += len(batch)
+        hashes.append(batch.hashes)
+        numbers.append(batch.index)
         extra += int(batch.extra.sum())
         unlabelled += int((~batch.labelled).sum())
         codes, first = np.unique(batch.codes, return_index=True)
         classes.update(zip(codes.tolist(), batch.chars[first].tolist(), strict=True))
         sheets.update(np.unique(batch.sheets).tolist())
     scripts = Counter(labels.script_of(c) for c in set(classes.values()) if c)
+    hashed = repeats.HashedFile(path, fmt.record_size, np.concatenate(hashes),
+                                np.concatenate(numbers))
     return {
         "file": str(path), "format": fmt.name, "family": fmt.family,
         "record_size": fmt.record_size, "records": records,
@@ -185,7 +193,7 @@ def _summary(path: Path, fmt_name: str | None, allow_partial: bool, co59: Path |
         "classes": len({c for c in classes.values() if c}), "codes": len(classes),
         "scripts": dict(sorted(scripts.items())), "sheets": len(sheets),
         "extra_records": extra, "unlabelled": unlabelled,
-    }
+    }, hashed
 
 
 @app.command()
@@ -196,15 +204,22 @@ def info(
     co59: Co59Opt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
 ):
-    """Format, records, classes, writers and label warnings of raw ETL files."""
-    rows = []
+    """Format, records, classes, writers and label warnings of raw ETL files, and the first
+    record that repeats an earlier one (in its file or one listed before it), which extract
+    refuses."""
+    rows, hashed = [], []
     with _reported() as caught:
         for path in _raw_paths(paths):
-            row = _summary(path, format, allow_partial, co59)
+            row, hashes = _summary(path, format, allow_partial, co59)
             row["warnings"] = [str(w.message) for w in caught if issubclass(w.category,
                                                                             EtlWarning)]
             rows.append(row)
+            hashed.append(hashes)
             _print_warnings(caught)
+        repeat = repeats.first_repeat(hashed)
+        if repeat:
+            warnings.warn(EtlWarning(str(repeat)), stacklevel=1)
+            rows[[h.path for h in hashed].index(repeat.path)]["warnings"].append(str(repeat))
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=1))
         return

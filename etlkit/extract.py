@@ -2,10 +2,12 @@
 
 Two streaming passes keep memory bounded by a chunk: the first reads labels only (no image
 unpacking) to choose records, build the class table and assign splits, and keeps the chosen
-records' shard fields; the second reads only the chosen records' bytes, preprocesses their
-images on a thread pool and copies each chunk into per-split shard buffers. Shards and the
-manifest are written under temporary names and renamed, the manifest last, so an interrupted
-run leaves no dataset that looks complete.
+records' shard fields and every record's hash, so a record that appears twice (a file copied or
+joined twice: its copies would land in train and test) is refused before anything is written;
+the second reads only the chosen records' bytes, preprocesses their images on a thread pool and
+copies each chunk into per-split shard buffers. Shards and the manifest are written under
+temporary names and renamed, the manifest last, so an interrupted run leaves no dataset that
+looks complete.
 """
 
 import os
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats, labels, manifest, preprocess, reader, split, synth, tasks, verify
+from . import formats, labels, manifest, preprocess, reader, repeats, split, synth, tasks, verify
 from .errors import EtlError, EtlWarning, check_choice, check_integer
 from .shards import DatasetInfo, DatasetWriter, already_there, check_layout, check_output, sha256
 
@@ -80,6 +82,9 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
         chosen = list(pool.map(_choose, files, range(len(files)), [task] * len(files),
                                [options] * len(files)))
         digests = [pool.submit(sha256, p) for p in files]
+        repeat = repeats.first_repeat([c["hashed"] for c in chosen])
+        if repeat:
+            raise EtlError(str(repeat))
         labels_all = np.concatenate([c["labels"] for c in chosen])
         if not len(labels_all):
             raise EtlError(f"task {task.name}: no records in {', '.join(str(p) for p in raw)}")
@@ -169,15 +174,17 @@ def _holds_task_classes(entry: manifest.FileEntry, task: tasks.Task) -> bool:
 
 def _choose(path: Path, file_no: int, task: tasks.Task, options: Options) -> dict:
     """Pass 1: the records a task takes from one file, with labels, writer ids and the fields
-    shards keep (so pass 2 only has to read images)."""
+    shards keep (so pass 2 only has to read images), and every record's hash (`repeats`)."""
     fmt = reader.resolve_format(path)
     spw = manifest.dataset_info(fmt.name).get("sheets_per_writer", 1)
     dataset_no = list(formats.FORMATS).index(fmt.name)  # writer id: (dataset, sheet group)
     kept: dict[str, list] = {k: [] for k in ("index", "labels", "writers", "sjis", "codes",
                                               "sheets")}
-    records = 0
+    records, hashes, numbers = 0, [], []
     for batch in reader.iter_read(path, fmt.name, chunk_records=1 << 16, images=False):
         records += len(batch)
+        hashes.append(batch.hashes)
+        numbers.append(batch.index)
         keep = task.select(batch)
         chars = batch.chars[keep]
         if options.merge_small_kana:
@@ -191,7 +198,9 @@ def _choose(path: Path, file_no: int, task: tasks.Task, options: Options) -> dic
     arrays = {k: np.concatenate(v) for k, v in kept.items()}
     arrays["source"] = np.stack([np.full(len(arrays["index"]), file_no), arrays["index"]],
                                 1).astype(np.int32)
-    return {"dataset": fmt.name, "records": records, **arrays}
+    hashed = repeats.HashedFile(path, fmt.record_size, np.concatenate(hashes),
+                                np.concatenate(numbers))
+    return {"dataset": fmt.name, "records": records, "hashed": hashed, **arrays}
 
 
 def _chunks(files: list[Path], chosen: list[dict]) -> list[tuple]:

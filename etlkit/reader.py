@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats, labels, manifest, plausibility
+from . import formats, labels, manifest, plausibility, repeats
 from .errors import EtlError, EtlWarning
 from .formats import Format
 from .records import RecordBatch
@@ -195,7 +195,7 @@ def _decode(fmt: Format, raw: np.ndarray, index: np.ndarray, char_of,
         extra |= sheets == MODEL_SHEET
     return RecordBatch(dataset=fmt.name, images=images, codes=codes, chars=chars, sjis=sjis,
                        scripts=scripts, sheets=sheets, index=index.astype(np.int64), extra=extra,
-                       fields=fields)
+                       fields=fields, hashes=repeats.record_hashes(raw))
 
 
 def _size(path: Path) -> int:

@@ -13,7 +13,8 @@ class RecordBatch:
     hi << 6 | lo); `chars`, `sjis` and `scripts` derive from it alone ("" / 0 / "none" where the
     code stands for no character). `index` is the record number in the file, counting from 0
     (the B family's dummy record 0 is never returned). `extra` marks model records and extra
-    sets that are not part of the writer data. `fields` holds every header field.
+    sets that are not part of the writer data. `fields` holds every header field. `hashes` is a
+    64-bit hash of each record's bytes (`repeats`): a record read twice has the same hash.
     """
 
     dataset: str
@@ -26,6 +27,7 @@ class RecordBatch:
     index: np.ndarray  # int64 (N,)
     extra: np.ndarray  # bool (N,)
     fields: np.ndarray  # structured (N,)
+    hashes: np.ndarray  # uint64 (N,)
 
     def __len__(self) -> int:
         return len(self.codes)

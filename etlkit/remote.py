@@ -9,6 +9,7 @@ fsspec's: s3fs reads the usual AWS variables and files (AWS_ENDPOINT_URL for a n
 gcsfs Google's default credentials.
 """
 
+import errno
 import hashlib
 import os
 import posixpath
@@ -33,6 +34,8 @@ TEXT_LIMIT = 1 << 26
 READ_TIMEOUT = 60.0
 #: Environment variable naming a folder that keeps whole remote files between runs.
 CACHE_ENV = "ETLKIT_CACHE"
+#: What a path whose symbolic links go round in a loop is.
+LINK_LOOP = "a symbolic link loop, which leads to no file"
 
 Where = str | Path  # a local path, or a URL given as a string
 
@@ -68,13 +71,20 @@ def join(root: Where, relative: str) -> Where:
 
 
 def inside(root: Where, relative: str) -> bool:
-    """A relative path without `..` that stays inside `root` (links followed, on a disk)."""
+    """A relative path without `..` that stays inside `root` (links followed, on a disk).
+    A path whose links go round in a loop leads nowhere: one EtlError line naming it (Python
+    3.11's Path.resolve would raise RuntimeError for it)."""
     if "\0" in relative or Path(relative).is_absolute() or ".." in Path(relative).parts:
         return False
     if is_url(root):
         return True  # a URL has no links to follow
-    root = Path(root)
-    return (root / relative).resolve().is_relative_to(root.resolve())
+    root, path = Path(root), Path(root) / relative
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise EtlError(f"{path}: {LINK_LOOP}") from None
+    return path.resolve().is_relative_to(root.resolve())
 
 
 def _filesystem(url: str):

@@ -27,7 +27,12 @@ from . import split as split_module
 from .errors import EtlError, check_choice, is_integer
 
 CHUNK = 256  # images per HDF5 chunk: 1 MiB, the unit of block reads
-FIELDS = ("images", "labels", "sjis", "codes", "sheets", "source")
+#: Each shard's datasets: name -> (dtype, shape of one record), "side" standing for the manifest's
+#: image_size. What the writer allocates, verify requires and the card and README.md declare.
+FIELDS = {"images": ("uint8", ("side", "side")), "labels": ("int32", ()), "sjis": ("int32", ()),
+          "codes": ("uint16", ()), "sheets": ("int32", ()), "source": ("int32", (2,))}
+#: Each shard's attributes (JSON strings): the dataset's facts, etlkit's version and its split.
+ATTRIBUTES = ("task", "classes", "split_method", "preprocessing", "etlkit_version", "split")
 COMPRESSIONS = ("lzf", "gzip", "none")  # of the images
 #: What a manifest source file gave: images (the default), or labels or a class mapping (IDX).
 ROLES = ("images", "labels", "mapping")
@@ -36,6 +41,11 @@ STAGING = ".etlkit-staging"
 #: What a dataset folder holds (the only entries `--force` replaces): shards, manifest, card.
 DATASET_ENTRIES = ("manifest.json", *split_module.NAMES, "README.md", "croissant.json",
                    "preview.png")
+
+
+def field_shape(name: str, count: int, side: int) -> tuple[int, ...]:
+    """The shape of a shard's `name` dataset holding `count` records of side×side images."""
+    return (count, *(side if d == "side" else d for d in FIELDS[name][1]))
 
 
 def check_output(out: Path, force: bool = False) -> bool:
@@ -189,7 +199,7 @@ class DatasetWriter:
         attrs = {"task": info.task, "classes": info.classes, "split_method": info.split_method,
                  "preprocessing": info.preprocessing, "etlkit_version": __version__}
         self.splits = SplitWriter(self.staging, attrs, totals, shard_size, compression,
-                                  (info.image_size, info.image_size))
+                                  info.image_size)
 
     def add(self, arrays: dict, parts: np.ndarray) -> None:
         """A chunk's records (the FIELDS) and the split (0, 1, 2) of each."""
@@ -232,15 +242,15 @@ class SplitWriter:
     """Copies each chunk's records straight into per-split shard buffers (one copy, no
     concatenation) and writes a shard each time a buffer is full.
 
-    `totals` are the records each split (train, val, test) will get; `image_shape` the shape of
-    one image. `counts` and `shards` (the manifest's shard list) grow as shards are written.
+    `totals` are the records each split (train, val, test) will get; `side` the images' side.
+    `counts` and `shards` (the manifest's shard list) grow as shards are written.
     """
 
     def __init__(self, out: Path, attrs: dict, totals: list[int], shard_size: int,
-                 compression: str, image_shape: tuple[int, int] = (64, 64)):
+                 compression: str, side: int = 64):
         self.out, self.attrs = out, attrs
         self.compression = None if compression == "none" else compression
-        self.buffers = [_allocate(min(shard_size, total), image_shape) for total in totals]
+        self.buffers = [_allocate(min(shard_size, total), side) for total in totals]
         self.pending = [0, 0, 0]
         self.counts = [0, 0, 0]
         self.shards: list[dict] = []
@@ -277,11 +287,10 @@ class SplitWriter:
         self.pending[part] = 0
 
 
-def _allocate(n: int, image_shape: tuple[int, int]) -> dict:
+def _allocate(n: int, side: int) -> dict:
     """One shard's arrays (a split with no records still gets one empty shard)."""
-    return {"images": np.empty((n, *image_shape), np.uint8), "labels": np.empty(n, np.int32),
-            "sjis": np.empty(n, np.int32), "codes": np.empty(n, np.uint16),
-            "sheets": np.empty(n, np.int32), "source": np.empty((n, 2), np.int32)}
+    return {name: np.empty(field_shape(name, n, side), dtype)
+            for name, (dtype, _) in FIELDS.items()}
 
 
 def _write_manifest(out: Path, doc: dict) -> None:
@@ -524,7 +533,7 @@ class ShardSet:
         with self.open(numbers) as files:
             parts = [files.read_block(i, fields=fields) for i in numbers]
         if not parts:
-            empty = _allocate(0, (self.info.image_size, self.info.image_size))
+            empty = _allocate(0, self.info.image_size)
             return {k: empty[k] for k in fields}
         return {k: np.concatenate([p[k] for p in parts]) for k in fields}
 

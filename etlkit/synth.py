@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import formats, manifest, render
-from .errors import EtlError, check_integer, one_line
+from .errors import EtlError, check_integer, is_integer, one_line
 
 #: Datasets whose class lists are known well enough to synthesize.
 DATASETS = ("ETL1", "ETL4", "ETL5", "ETL7", "ETL8B2", "ETL8G", "ETL9B", "ETL9G")
@@ -101,8 +101,11 @@ def synthetic_files(folder: Path) -> dict[str, dict]:
     except (OSError, ValueError) as err:  # a folder, a FIFO's refusal, bad JSON or UTF-8
         raise EtlError(f"{marker}: unreadable etlkit synth record ({one_line(str(err))})"
                        ) from None
-    if not (isinstance(doc, dict) and all(isinstance(v, dict) for v in doc.values())):
-        raise EtlError(f"{marker}: not an etlkit synth record (a JSON object of file entries)")
+    if not (isinstance(doc, dict) and all(
+            isinstance(v, dict) and is_integer(v.get("writers")) and v["writers"] >= 1
+            and is_integer(v.get("seed")) for v in doc.values())):
+        raise EtlError(f"{marker}: not an etlkit synth record (a JSON object of file entries, "
+                       "each with its writers and seed)")
     return doc
 
 
@@ -112,52 +115,66 @@ def is_synthetic(path: Path) -> bool:
 
 def _plan(dataset, info, entries, writers, patterns):
     """[(file entry, the sheet numbers of its writers)], the files to write."""
-    spw = info.get("sheets_per_writer", 1)
     chosen = [e for e in entries
               if not patterns or any(fnmatch.fnmatch(e.name.upper(), p.upper()) for p in patterns)]
     if not chosen:
         raise EtlError(f"synth: no {dataset} file matches {', '.join(patterns or [])}")
+    if info["order"] != "writer-major":
+        return [(e, _sheets(info, entries, e, writers)) for e in chosen]
     plans = []
-    if info["order"] == "writer-major":
-        total = sum(e.writers for e in entries if not e.extra)
-        done = 0
-        for e in entries:
-            if e.extra:
-                sheets = [1 + (total + i) * spw for i in range(e.writers)]
-                if (patterns and e in chosen) or (not patterns and writers >= total):
-                    plans.append((e, sheets))
-                continue
-            n = min(e.writers, writers - done)
-            if n > 0 and e in chosen:
-                plans.append((e, [1 + (done + i) * spw for i in range(n)]))
-            done += max(n, 0)
-        return plans
-    for e in chosen:
-        first = 1
-        if dataset == "ETL1":
-            first = _ETL1_FIRST_SHEET["alnum" if e.writers == 1445 else "katakana"]
-        pool = first + np.arange(e.writers)
-        picks = np.unique(np.linspace(0, e.writers - 1, min(writers, e.writers)).round())
-        sheets = [int(s) for s in pool[picks.astype(int)]]
-        for _, sheet in e.missing:  # keep the real file's gaps reachable in small synth sets
-            if sheet not in sheets and len(sheets) > 2:
-                nearest = min(range(1, len(sheets) - 1), key=lambda i: abs(sheets[i] - sheet))
-                sheets[nearest] = sheet
-        plans.append((e, sorted(sheets)))
+    total = sum(e.writers for e in entries if not e.extra)
+    done = 0
+    for e in entries:
+        if e.extra:
+            if (patterns and e in chosen) or (not patterns and writers >= total):
+                plans.append((e, _sheets(info, entries, e, e.writers)))
+            continue
+        n = min(e.writers, writers - done)
+        if n > 0 and e in chosen:
+            plans.append((e, _sheets(info, entries, e, n)))
+        done += max(n, 0)
     return plans
+
+
+def _sheets(info, entries, entry, writers) -> list[int]:
+    """The sheet numbers of the writers synth writes into `entry`'s file when asked for
+    `writers`: writer-major files fill in order, so this one's writers follow all of the files
+    before it (an extra set's follow every file's); category-major files spread their writers
+    over the file's sheets, keeping the real file's gaps reachable in small sets."""
+    spw = info.get("sheets_per_writer", 1)
+    if info["order"] == "writer-major":
+        regular = [e for e in entries if not e.extra]
+        before = sum(e.writers for e in (regular if entry.extra else
+                                         regular[: regular.index(entry)]))
+        return [1 + (before + i) * spw for i in range(min(writers, entry.writers))]
+    first = 1
+    if entry.dataset == "ETL1":
+        first = _ETL1_FIRST_SHEET["alnum" if entry.writers == 1445 else "katakana"]
+    pool = first + np.arange(entry.writers)
+    picks = np.unique(np.linspace(0, entry.writers - 1, min(writers, entry.writers)).round())
+    sheets = [int(s) for s in pool[picks.astype(int)]]
+    for _, sheet in entry.missing:
+        if sheet not in sheets and len(sheets) > 2:
+            nearest = min(range(1, len(sheets) - 1), key=lambda i: abs(sheets[i] - sheet))
+            sheets[nearest] = sheet
+    return sorted(sheets)
+
+
+def records_written(name: str, writers: int) -> int:
+    """How many records synth writes into the file `name` (an ETL file name) holding `writers`
+    writers, as its marker records them: what `verify` expects of a synthetic file."""
+    entry = manifest.files()[name.upper()]
+    info = manifest.dataset_info(entry.dataset)
+    entries = [e for e in manifest.files().values() if e.dataset == entry.dataset]
+    sheets = _sheets(info, entries, entry, writers)
+    return (formats.FORMATS[entry.dataset].dummy_records + entry.extra_records
+            + len(_order(info, entry, sheets)))
 
 
 def _file_records(fmt, info, entry, sheets, seed) -> np.ndarray:
     """The whole file as (records, record_size) uint8."""
     classes = list(entry.classes)
-    missing = set(entry.missing)
-    order = []  # (class position, writer position, repeat)
-    if info["order"] == "writer-major":
-        order = [(c, w, 0) for w in range(len(sheets)) for c in range(len(classes))]
-    else:
-        order = [(c, w, r) for c in range(len(classes)) for w in range(len(sheets))
-                 for r in range(entry.repeats)]
-    order = [o for o in order if (classes[o[0]], sheets[o[1]]) not in missing]
+    order = _order(info, entry, sheets)
     spw = info.get("sheets_per_writer", 1)
     codes = np.array([classes[c] for c, _, _ in order], np.int64)
     sheet = np.array([sheets[w] + c * spw // len(classes) for c, w, _ in order], np.int64)
@@ -179,6 +196,18 @@ def _file_records(fmt, info, entry, sheets, seed) -> np.ndarray:
     if fmt.dummy_records:
         raw = np.concatenate([np.zeros((fmt.dummy_records, fmt.record_size), np.uint8), raw])
     return raw
+
+
+def _order(info, entry, sheets) -> list[tuple[int, int, int]]:
+    """The file's writer records in file order, as (class position, writer position, repeat),
+    without the records the real file lacks."""
+    classes, missing = list(entry.classes), set(entry.missing)
+    if info["order"] == "writer-major":
+        order = [(c, w, 0) for w in range(len(sheets)) for c in range(len(classes))]
+    else:
+        order = [(c, w, r) for c in range(len(classes)) for w in range(len(sheets))
+                 for r in range(entry.repeats)]
+    return [o for o in order if (classes[o[0]], sheets[o[1]]) not in missing]
 
 
 def _images(fmt, entry, chars, writer, sheets, seed) -> np.ndarray:

@@ -15,7 +15,16 @@ import numpy as np
 from . import card, formats, manifest, remote, split, synth
 from .errors import EtlError, EtlWarning, one_line
 from .labels import SMALL_KANA
-from .shards import FIELDS, DatasetInfo, ShardFiles, manifest_digest, read_manifest, stored_outside
+from .shards import (
+    ATTRIBUTES,
+    FIELDS,
+    DatasetInfo,
+    ShardFiles,
+    field_shape,
+    manifest_digest,
+    read_manifest,
+    stored_outside,
+)
 
 #: Threads hashing shards: hashlib releases the GIL, so hashing scales with cores and disks.
 HASH_WORKERS = min(8, os.cpu_count() or 1)
@@ -75,9 +84,14 @@ def verify_raw(root: str | Path) -> list[FileCheck]:
             continue
         size = path.stat().st_size
         n, rest = divmod(size, record_size)
+        expected = synth.records_written(key, made[key]["writers"]) if made[key] else None
         if rest:
             status, detail = "partial", (f"{size} bytes: record {n} at offset {n * record_size} "
                                          f"has {rest} of {record_size} bytes")
+        elif made[key] and n != expected:
+            status = "wrong-count"
+            detail = (f"{n} records, expected {expected}: etlkit synth writes that many for "
+                      f"the {made[key]['writers']} writer(s) {synth.MARKER} names")
         elif made[key] and n != entry.records:
             status = "synthetic"
             detail = (f"{n} records: etlkit synth wrote {made[key]['writers']} writer(s) "
@@ -116,7 +130,13 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1),
         number = numbers.get(shard["split"], 0)
         numbers[shard["split"]] = number + 1
         key = os.path.normpath(name)
-        if not remote.inside(root, name):
+        try:
+            within = remote.inside(root, name)
+        except EtlError:  # a link loop
+            seen.add(key)
+            checks.append(FileCheck(name, "shard", "missing", expected, None, remote.LINK_LOOP))
+            continue
+        if not within:
             checks.append(FileCheck(name, "shard", "outside", expected, None,
                                     "path leaves the dataset folder; not read"))
         elif key in seen:
@@ -185,6 +205,9 @@ def _manifest_checks(root: remote.Where, doc: dict) -> list[FileCheck]:
     elif manifest_digest(doc) != doc["checksum"]:
         checks.append(FileCheck("manifest.json", "dataset", "edited", n_shards, n_shards,
                                 "its checksum differs: edited after extraction"))
+    if not doc.get("sources"):  # the shards' file numbers index them
+        checks.append(FileCheck("manifest.json", "dataset", "edited", n_shards, n_shards,
+                                "no sources: etlkit lists the files every record came from"))
     if doc["num_classes"] != len(doc["classes"]):
         checks.append(FileCheck("manifest.json", "dataset", "edited", len(doc["classes"]),
                                 doc["num_classes"], f"num_classes is {doc['num_classes']}, "
@@ -259,6 +282,22 @@ def _label_codes(sjis: np.ndarray, merged: bool) -> np.ndarray:
     return out
 
 
+def _layout_problem(f: h5py.File, side: int) -> str | None:
+    """What in a shard's datasets is not the dtype and shape etlkit writes (`FIELDS`), which
+    the card declares to Hugging Face: a phrase, or None."""
+    for key, (dtype, _) in FIELDS.items():
+        data = f[key]
+        want = field_shape(key, data.shape[0] if data.ndim else 0, side)
+        if data.shape != want and key == "images" and data.ndim == 3:
+            return (f"images are {'×'.join(map(str, data.shape[1:]))}, manifest.json says "
+                    f"{side}×{side}")
+        if data.shape != want:
+            return f"{key} have shape {data.shape}, not {('N', *want[1:])}".replace("'", "")
+        if data.dtype != np.dtype(dtype):
+            return f"{key} are {data.dtype}, not {dtype}"
+    return None
+
+
 def _shard_check(root: remote.Where, doc: dict, shard: dict,
                  digest: str | None) -> tuple[FileCheck, np.ndarray | None]:
     """One listed shard: hash, folder, lengths, image size, labels and attributes; with its
@@ -282,14 +321,12 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
             if absent:
                 return FileCheck(name, "shard", "corrupt", expected, None,
                                  f"no {absent[0]} dataset"), None
-            flat = [k for k in FIELDS if k not in ("images", "source") and f[k].ndim != 1]
-            if flat or f["images"].ndim != 3:
-                return FileCheck(name, "shard", "corrupt", expected, None,
-                                 f"{(flat or ['images'])[0]} have shape "
-                                 f"{f[(flat or ['images'])[0]].shape}"), None
+            layout = _layout_problem(f, doc.get("image_size", 64))
+            if layout:
+                return FileCheck(name, "shard", "corrupt", expected, None, layout), None
             labels, sjis, sources = f["labels"][:], f["sjis"][:], f["source"][:]
+            sheets = f["sheets"][:]
             sizes = {len(f[k]) for k in FIELDS}
-            image_shape, image_dtype = f["images"].shape[1:], f["images"].dtype
             attrs = {}
             for key, value in f.attrs.items():
                 try:
@@ -300,22 +337,14 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
     except (OSError, KeyError, ValueError, TypeError) as err:
         return FileCheck(name, "shard", "corrupt", expected, None, str(err)), None
     found = len(labels)
-    wrong_types = [f"{key} are {dtype}, not {want}" for key, dtype, want in (
-        ("images", image_dtype, "uint8"), ("labels", labels.dtype, "integers"),
-        ("sjis", sjis.dtype, "integers"), ("source", sources.dtype, "integers"))
-        if not (dtype == np.uint8 if want == "uint8" else dtype.kind in "iu")]
-    if wrong_types:
-        return FileCheck(name, "shard", "corrupt", expected, found, wrong_types[0]), None
-    side = doc.get("image_size", 64)
-    if image_shape != (side, side):
-        return FileCheck(name, "shard", "corrupt", expected, found,
-                         f"images are {'×'.join(map(str, image_shape))}, manifest.json says "
-                         f"{side}×{side}"), None
     if found != expected or sizes != {found}:
         return FileCheck(name, "shard", "wrong-count", expected, found,
                          "dataset lengths disagree" if sizes != {found} else ""), None
     if len(labels) and (labels.min() < 0 or labels.max() >= len(doc["classes"])):
         return FileCheck(name, "shard", "corrupt", expected, found, "labels out of range"), None
+    if len(sheets) and sheets.min() < 0:
+        return FileCheck(name, "shard", "corrupt", expected, found,
+                         f"sheet number {sheets.min()}: sheet numbers are not negative"), None
     # each record's own character code against its label's class (classes that are not one
     # character, the script task's, have code 0; a merged small kana keeps its own code)
     class_sjis = np.array([code for _, code in doc["classes"]], np.int64)[labels]
@@ -325,14 +354,17 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
         return FileCheck(name, "shard", "corrupt", expected, found,
                          f"{len(wrong)} labels disagree with their records' Shift-JIS codes "
                          f"(first: record {wrong[0]})"), None
+    unset = [k for k in ATTRIBUTES if k not in attrs]
+    if unset:
+        return FileCheck(name, "shard", "corrupt", expected, found,
+                         f"no {', '.join(unset)} attribute{'s'[:len(unset) > 1]}"), None
     own = {**{k: v for k, v in doc.items() if k in attrs}, "split": shard["split"]}
     differ = sorted(k for k, v in attrs.items() if k in own and own[k] != v)
     if differ:
         return FileCheck(name, "shard", "edited", expected, found,
                          f"its {', '.join(differ)} differ from manifest.json's"), None
-    listed = len(doc.get("sources", [])) or None  # file numbers index the manifest's sources
-    if sources.shape != (found, 2) or (found and (
-            sources.min() < 0 or (listed and sources[:, 0].max() >= listed))):
+    listed = len(doc.get("sources", []))  # file numbers index the manifest's sources
+    if found and (sources.min() < 0 or sources[:, 0].max() >= listed):
         return FileCheck(name, "shard", "corrupt", expected, found,
                          "its source column is not (file, record) pairs of the manifest's "
                          "sources"), None

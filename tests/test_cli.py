@@ -73,6 +73,14 @@ def test_verify_explains_synthetic_files_and_reports_missing_and_partial(raw, tm
     broken.write_bytes((raw / "ETL8G_01").read_bytes()[:-100])
     result = runner.invoke(app, ["verify", str(tmp_path)])
     assert "partial" in result.stdout and f"record 955 at offset {955 * 8199}" in result.stdout
+    doubled = tmp_path / "doubled"  # a synth file joined to itself: its marker's writers say 24
+    shutil.copytree(raw, doubled)
+    with open(doubled / "ETL1C_07", "ab") as f:
+        f.write((raw / "ETL1C_07").read_bytes())
+    result = runner.invoke(app, ["verify", str(doubled)])
+    assert result.exit_code == 1
+    (row,) = [ln for ln in result.stdout.splitlines() if ln.startswith("ETL1C_07")]
+    assert row.split()[2] == "wrong-count" and "48 records, expected 24: etlkit synth" in row
 
 
 def test_partial_file_is_an_error_unless_allowed(raw, tmp_path):

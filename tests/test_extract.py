@@ -402,3 +402,49 @@ def test_read_records_is_random_access(raw):
     assert picked.chars.tolist() == whole.chars[[955, 3, 500]].tolist()
     with pytest.raises(etlkit.EtlError, match="record numbers must be in 0..955"):
         etlkit.read_records(raw / "ETL8G_02", [956])
+
+
+def _joined(raw, folder):
+    """ETL1C_13 joined to itself (`cat F F > F`)."""
+    (folder / "ETL1C_13").write_bytes((raw / "ETL1C_13").read_bytes() * 2)
+
+
+def _copied(raw, folder):
+    """ETL1C_13's bytes under ETL1C_12's name as well."""
+    (folder / "ETL1C_12").unlink()
+    os.symlink(raw / "ETL1C_13", folder / "ETL1C_12")
+
+
+def _one_record_again(raw, folder):
+    """ETL1C_13 with its record 3 appended."""
+    data = (raw / "ETL1C_13").read_bytes()
+    (folder / "ETL1C_13").write_bytes(data + data[3 * 2052: 4 * 2052])
+
+
+@pytest.mark.parametrize(("damage", "repeat"), [
+    (_joined, "ETL1C_13: record 18 repeats its record 0"),
+    (_copied, "ETL1C_13: record 0 repeats ETL1C_12 record 0"),
+    (_one_record_again, "ETL1C_13: record 18 repeats its record 3"),
+])
+def test_records_that_appear_twice_are_refused_before_anything_is_written(raw, tmp_path, damage,
+                                                                         repeat):
+    """AIST's records each carry their own serial numbers, so a record met twice is a copy
+    that would land in train and test at once (these were extracted without a word)."""
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for name in KATAKANA_FILES:
+        os.symlink(raw / name, folder / name)
+    (folder / "ETL1C_13").unlink()
+    shutil.copy(raw / "ETL1C_13", folder)
+    damage(raw, folder)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["extract", str(folder), "--task", "katakana", "--out", str(out)])
+    one_error_line(result, f"{folder / repeat} byte for byte (a file copied or joined twice?)")
+    assert not out.exists()
+    result = runner.invoke(app, ["info", str(folder), "--json"])  # info says so, and reads on
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["file"]).name: r["warnings"] for r in json.loads(result.stdout)}
+    assert [w for w in rows["ETL1C_13"] if "repeats" in w] == [str(folder / repeat) +
+                                                              " byte for byte (a file copied "
+                                                              "or joined twice?)"]
+    assert f"warning: {folder / repeat}" in result.stderr

@@ -314,7 +314,8 @@ def test_metrics_lines_that_are_not_objects_are_one_line(digits_run, tmp_path):
 
 
 def test_a_synth_record_that_is_not_one_is_one_line(hiragana_shards, tmp_path):
-    for n, text in enumerate(["null", "5", "[]", '"x"', "{"]):
+    entry = '{"ETL8G_01": {"dataset": "ETL8G", "writers": %s, "seed": 0}}'
+    for n, text in enumerate(["null", "5", "[]", '"x"', "{", entry % '"2"', entry % -1]):
         raw = shutil.copytree(hiragana_shards.parent / "raw", tmp_path / f"raw{n}")
         (raw / "ETLKIT-SYNTH.json").write_text(text, "utf-8")
         marker = str(raw / "ETLKIT-SYNTH.json")

@@ -15,7 +15,7 @@ from etlkit import verify
 from etlkit.card import write_card
 from etlkit.cli import app
 from etlkit.errors import EtlError
-from etlkit.shards import manifest_digest, open_shards, sha256
+from etlkit.shards import ATTRIBUTES, manifest_digest, open_shards, sha256
 from train.data import Part, eval_batches, train_groups
 
 runner = CliRunner()
@@ -162,9 +162,22 @@ def _truncate(path):
     os.truncate(path, path.stat().st_size // 2)
 
 
+def _link_to_itself(path):
+    """A shard replaced by a symbolic link to itself (resolving it was a RuntimeError)."""
+    os.remove(path)
+    os.symlink(path.name, path)
+
+
+def _split_folder_linked_to_itself(path):
+    shutil.rmtree(path.parent)
+    os.symlink(path.parent.name, path.parent)
+
+
 @pytest.mark.parametrize("damage, status", [
     (_flip_image_byte, "corrupt: SHA-256 differs"), (_change_first_label, "corrupt: SHA-256"),
     (os.remove, "missing"), (_truncate, "corrupt: SHA-256 differs"),
+    (_link_to_itself, "missing: a symbolic link loop"),
+    (_split_folder_linked_to_itself, "missing: a symbolic link loop"),
 ])
 def test_train_refuses_a_damaged_dataset_before_its_first_step(dataset, tmp_path, damage,
                                                                status):
@@ -215,6 +228,11 @@ def _group(path, name):
 def _set_attribute(path, key, text):
     with h5py.File(path, "r+") as f:
         f.attrs[key] = text
+
+
+def _delete_attribute(path, key):
+    with h5py.File(path, "r+") as f:
+        del f.attrs[key]
 
 
 def _outside(path, name, how):
@@ -278,6 +296,23 @@ SHARD_EDITS = {  # name: (edit of one shard, what verify and the loader say)
                               "its attribute zz is not JSON"),  # was a RecursionError
     "attribute not JSON": (lambda p: _set_attribute(p, "task", "hiragana"),
                            "its attribute task is not JSON"),
+    # every dataset's dtype is the one the card declares to Hugging Face
+    "labels int64": (lambda p: _rewrite(p, "labels", lambda v: v.astype("i8")),
+                     "labels are int64, not int32"),
+    "codes float": (lambda p: _rewrite(p, "codes", lambda v: v.astype("f4")),
+                    "codes are float32, not uint16"),
+    "codes strings": (lambda p: _rewrite(p, "codes", lambda v: np.full(len(v), b"zz")),
+                      "codes are |S2, not uint16"),
+    "sheets float": (lambda p: _rewrite(p, "sheets", lambda v: v.astype("f4") + 0.5),
+                     "sheets are float32, not int32"),
+    "sheets negative": (lambda p: _rewrite(p, "sheets", lambda v: -v),
+                        "sheet numbers are not negative"),
+    "source N×3": (lambda p: _rewrite(p, "source", lambda v: np.c_[v, v[:, :1]]),
+                   "source have shape (100, 3), not (N, 2)"),
+    "attributes deleted": (lambda p: [_delete_attribute(p, k) for k in ATTRIBUTES],
+                           "no task, classes, split_method, preprocessing, etlkit_version, "
+                           "split attributes"),
+    "split attribute deleted": (lambda p: _delete_attribute(p, "split"), "no split attribute"),
 }
 
 
@@ -365,6 +400,21 @@ def test_a_manifest_field_of_the_wrong_type_is_one_error_line(dataset, tmp_path,
     one_error_line(runner.invoke(app, ["card", str(dataset)]), manifest, needle)
     one_error_line(runner.invoke(app, ["train", str(dataset), "--out", str(tmp_path / "run"),
                                        "--no-verify"]), manifest, needle)
+
+
+def test_a_manifest_with_no_sources_fails_and_so_does_every_shard_s_source_check(dataset):
+    """The shards' file numbers index the manifest's sources: `sources: []` (checksum
+    recomputed) used to turn that check off and pass."""
+    doc = _manifest(dataset)
+    doc["sources"] = []
+    doc["checksum"] = manifest_digest(doc)
+    _write(dataset, doc)
+    result = runner.invoke(app, ["verify", str(dataset)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    first, *shards = _failed_rows(result)
+    assert first.split()[:3] == ["manifest.json", "dataset", "edited"] and "no sources" in first
+    assert len(shards) == len(doc["shards"]), result.stdout
+    assert all(r.split()[1:3] == ["shard", "corrupt"] and "source column" in r for r in shards)
 
 
 def test_a_dataset_without_its_manifest_is_named_so(dataset):
