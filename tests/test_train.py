@@ -400,9 +400,10 @@ def test_the_step_is_read_from_the_header_alone(reference, tmp_path):
 
 def test_metrics_records_drop_only_a_cut_off_last_line(tmp_path):
     run = Run(tmp_path)
-    run.metrics.write_text('{"step": 1, "epoch": 1, "train/loss": 2.5}\n{"step": 2, "ep')
-    assert run.records() == [{"step": 1, "epoch": 1, "train/loss": 2.5}]
-    run.metrics.write_text('{"step": 1}\n{"step": \n{"step": 3}\n')
+    record = {"step": 1, "epoch": 1, "train/loss": 2.5, "train/accuracy": 0.5}
+    run.metrics.write_text(json.dumps(record) + '\n{"step": 2, "ep')
+    assert run.records() == [record]
+    run.metrics.write_text(json.dumps(record) + '\n{"step": \n' + json.dumps(record) + "\n")
     with pytest.raises(EtlError, match="metrics.jsonl: line 2 is not JSON"):
         run.records()
 
