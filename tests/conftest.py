@@ -202,6 +202,36 @@ def hiragana_run(hiragana_shards, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def untested_run(digits_shards, tmp_path_factory):
+    """A run on a dataset without a test split, as `extract --test-frac 0` or too few writers
+    leave one: `digits_shards` written again (`DatasetWriter`) with its test records in train,
+    since the digits extractor keeps its fixed test split, then `etlkit train` of FF-baseline
+    for 1 epoch (a second or two). Tests only read it. (its folder, what the command
+    printed)."""
+    from typer.testing import CliRunner
+
+    from etlkit.cli import app
+    from etlkit.shards import FIELDS, DatasetWriter, open_shards
+
+    def make(root):
+        train, val, test = (open_shards(digits_shards, s) for s in ("train", "val", "test"))
+        writer = DatasetWriter(root / "digits", train.info,
+                               [len(train) + len(test), len(val), 0], 16384, "lzf")
+        for records, split in ((train, 0), (val, 1), (test, 0)):
+            writer.add(records.read(FIELDS), np.full(len(records), split, np.int8))
+        writer.finish("", train.manifest["options"], train.manifest["sources"], [])
+        result = CliRunner().invoke(app, ["train", str(root / "digits"), "--out",
+                                          str(root / "run"), "--model", "FF-baseline",
+                                          "--epochs", "1", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        (root / "cli.json").write_text(json.dumps(asdict(CliOutput(
+            result.exit_code, result.stdout, result.stderr))))
+
+    root = shared(tmp_path_factory, "untested-run", make)
+    return root / "run", CliOutput(**json.loads((root / "cli.json").read_text()))
+
+
+@pytest.fixture(scope="session")
 def browser(tmp_path_factory):
     """One headless Chromium for every page test."""
     from browser import chromium

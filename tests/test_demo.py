@@ -171,3 +171,18 @@ def test_a_model_without_conv_layers_skips_figs_6_and_7(digits_shards, tmp_path)
     written = sorted(p.name for p in (tmp_path / "ff" / "figures").iterdir())
     assert written == [n for n in FIGURES if n not in ("fig6-activations.png",
                                                         "fig7-filters.png")]
+
+
+def test_figures_of_a_run_without_a_test_split_skip_those_of_test_records(untested_run,
+                                                                          tmp_path):
+    """The figures that show test records are skipped with one warning naming them and why;
+    the training curves are still drawn."""
+    run, _ = untested_run
+    dataset = json.loads((run / "config.json").read_text())["dataset"]
+    result = runner.invoke(app, ["figures", str(run), "--out", str(tmp_path / "figs")])
+    assert result.exit_code == 0, result.output
+    warned = [ln for ln in result.stderr.splitlines() if ln.startswith("warning:")]
+    assert warned == [f"warning: Figs. 1, 2a, 2b, 5 and 6 skipped: they show test records, and "
+                      f"{dataset}'s test split is empty",
+                      "warning: Fig. 7 skipped: FF-baseline has no conv layers"]
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["fig4-curves.png"]

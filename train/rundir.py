@@ -17,9 +17,11 @@ A run folder holds:
     split), `epoch/lr`, `epoch/seconds`, `epoch/best` (true when this epoch's model became
     `best`);
   - test, last: `step`, `test/loss`, `test/accuracy`, `test/top5` (the best model on the test
-    split), `test/best_epoch`, `compiles/train`, `compiles/eval`, `compiles/calibrate` (how
-    often each step function was compiled).
-  A killed run may leave a cut-off last line; `records` drops it.
+    split; null without a test split, as nothing was tested), `test/best_epoch`,
+    `compiles/train`, `compiles/eval`, `compiles/calibrate` (how often each step function was
+    compiled).
+  A killed run may leave a cut-off last line; `records` drops it. A null is never a TensorBoard
+  scalar.
 - `events.out.tfevents.*`: the same numbers as TensorBoard scalars (tag = key, at `step`), so
   `tensorboard --logdir RUN` shows the run; a resumed run adds a file that tells TensorBoard
   to drop what the killed one logged after its checkpoint.
@@ -53,6 +55,17 @@ CHECKPOINTS = ("best", "latest")
 #: What every config.json holds (`fit` writes more: devices, versions, parameter count).
 CONFIG_KEYS = ("config", "dataset", "dataset_checksum", "task", "classes", "num_classes",
                "image_size", "split_method", "preprocessing", "framing", "steps_per_epoch")
+
+
+#: The keys each kind of record must hold: those its readers (curves, figures, table, demo)
+#: use. Of these, only the NULLABLE ones may be null (no validation or no test split).
+RECORD_KEYS = {
+    "train": ("epoch", "train/loss", "train/accuracy"),
+    "epoch": ("epoch", "train/epoch_loss", "train/epoch_accuracy", "val/loss", "val/accuracy"),
+    "test": ("test/loss", "test/accuracy", "test/top5", "test/best_epoch"),
+}
+TEST_NUMBERS = ("test/loss", "test/accuracy", "test/top5")
+NULLABLE = ("val/loss", "val/accuracy", *TEST_NUMBERS)
 
 
 def kind_of(record: dict) -> str:
@@ -258,16 +271,28 @@ class Run:
 
 def _record_problem(record: dict) -> str | None:
     """What makes a metrics.jsonl object unusable as a record (None when nothing does): the
-    readers divide its step, format its numbers and show the test accuracy as a percentage."""
+    readers divide its step, read its kind's keys, format its numbers and show the test
+    accuracy as a percentage."""
     if not (is_integer(record.get("step")) and is_integer(record.get("epoch", 0))):
         return "its step and epoch must be whole numbers"
+    kind = kind_of(record)
+    missing = [key for key in RECORD_KEYS[kind] if key not in record]
+    if missing:
+        return f"no {', '.join(missing)}"
     for key, value in record.items():
         if "/" in key and not (value is None or isinstance(value, bool | int | float)):
             return f"{key} must be a number, not {shown(value)}"
-    if kind_of(record) == "test":
-        for key in ("test/accuracy", "test/top5"):
-            if not (is_finite_number(record.get(key)) and 0 <= record[key] <= 1):
-                return f"{key} must be a number in [0, 1], not {shown(record.get(key))}"
+    for key in RECORD_KEYS[kind]:
+        if record[key] is None and key not in NULLABLE:
+            return f"{key} must be a number, not null"
+    if kind == "test":
+        tested = [record[key] is not None for key in TEST_NUMBERS]
+        if any(tested) and not all(tested):
+            return (f"{', '.join(TEST_NUMBERS)} must be all numbers, or all null (no test "
+                    "split)")
+        for key in ("test/accuracy", "test/top5") if all(tested) else ():
+            if not (is_finite_number(record[key]) and 0 <= record[key] <= 1):
+                return f"{key} must be a number in [0, 1], not {shown(record[key])}"
     return None
 
 

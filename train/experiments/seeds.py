@@ -67,6 +67,6 @@ def markdown(doc: dict) -> str:
         reported = (f"{r['document'][0]:.2f} % ({r['document'][1]})" if r["document"]
                     else "not in our sources")
         name = r["model"] + (" + augment" if r["augment"] else "")
-        lines.append(f"| {name} | {r['parameters']:,} | {r['recipe']} | "
-                     f"{100 * r['test_accuracy']:.2f} % | {reported} |")
+        ours = "—" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f} %"
+        lines.append(f"| {name} | {r['parameters']:,} | {r['recipe']} | {ours} | {reported} |")
     return "\n".join(lines) + "\n"

@@ -79,7 +79,8 @@ def run_grid(models: list[str], tasks: list[str], out: Path, base: Config, *,
 
 def markdown(doc: dict, models: list[str], tasks: list[str]) -> str:
     """Table 3 as markdown: ours, with the paper's number in brackets; numbers on synthetic
-    data are marked and set beside no paper number, since they are not comparable."""
+    data are marked and set beside no paper number, since they are not comparable; a dash for
+    a run whose dataset has no test split (nothing was tested)."""
     cell = {(r["model"], r["task"]): r for r in doc["results"]}
     synthetic = {t for t, d in doc["datasets"].items() if d.get("synthetic")}
     lines = ["| model | " + " | ".join(f"{t}{' (synthetic)' if t in synthetic else ''}"
@@ -88,11 +89,12 @@ def markdown(doc: dict, models: list[str], tasks: list[str]) -> str:
         row = []
         for t in tasks:
             r = cell[(m, t)]
+            ours = "—" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}"
             if t in synthetic:
-                row.append(f"{100 * r['test_accuracy']:.2f}*")
+                row.append(ours if r["test_accuracy"] is None else f"{ours}*")
                 continue
             paper = f" ({r['paper']:.2f})" if r["paper"] is not None else " (—)"
-            row.append(f"{100 * r['test_accuracy']:.2f}{paper}")
+            row.append(f"{ours}{paper}")
         lines.append(f"| {m} | " + " | ".join(row) + " |")
     sizes = ", ".join(f"{t} {d['classes']} classes / {d['train']} train"
                       for t, d in doc["datasets"].items())
@@ -100,6 +102,9 @@ def markdown(doc: dict, models: list[str], tasks: list[str]) -> str:
     recipe += "" if doc["batch_size"] is None else f", batch {doc['batch_size']}"
     lines += ["", f"Test accuracy %, ours (paper's Table 3 in brackets; — where the paper has "
                   f"no such network). Split: {doc['split']}; {recipe}; {sizes}."]
+    if any(r["test_accuracy"] is None for r in doc["results"]):
+        lines += ["", "— in place of ours: the task's dataset has no test split, so the run's "
+                      "best model was not tested."]
     if synthetic:
         lines += ["", "\\* Synthetic data (`etlkit synth`: KanjiVG renders, not ETL "
                       "handwriting): these numbers show that the pipeline works and are not "
@@ -137,7 +142,9 @@ def train_or_resume(config: Config, run: Path, say, progress: bool) -> dict:
     folder = Run(run)
     finished = folder.history().test
     if finished:
-        say(f"{run.name}: done ({100 * finished['test/accuracy']:.2f} %)")
+        accuracy = finished["test/accuracy"]
+        say(f"{run.name}: done (" + ("not tested: no test split)" if accuracy is None
+                                     else f"{100 * accuracy:.2f} %)"))
         return finished
     say(f"{run.name}: {'resuming' if folder.started() else 'training'}")
     return fit(config, run, resume=True, say=say, progress=progress)  # or starts it over

@@ -165,7 +165,8 @@ def gallery(images: np.ndarray, captions: list[tuple[str, str, float]], heading:
 
 def curves(history: History, steps_per_epoch: int) -> Image.Image:
     """Loss and accuracy against epochs: train per logging step and per epoch, validation per
-    epoch; the test result, when there is one, in the title."""
+    epoch; the test result, when there is one, in the title (or that the best model was not
+    tested: no test split)."""
     train, epochs, test = history.train, history.epochs, history.test
     x_max = max([r["epoch"] for r in epochs + train] + [1])
     panels = []
@@ -179,7 +180,9 @@ def curves(history: History, steps_per_epoch: int) -> Image.Image:
         y_max = 1.0 if key == "accuracy" else _nice(max(values + [1e-3]))
         panels.append(_panel(key, series, x_max, y_max))
     title = "training curves"
-    if test:
+    if test and test["test/accuracy"] is None:
+        title += f"; the best model, epoch {test['test/best_epoch']}, not tested (no test split)"
+    elif test:
         title += (f"; test accuracy {test['test/accuracy']:.2%} (top-5 {test['test/top5']:.2%}) "
                   f"with the best model, epoch {test['test/best_epoch']}")
     w, h = panels[0].size

@@ -28,17 +28,18 @@ KERNELS = 64  # kernels shown per layer in Fig. 7
 def write(root: str | Path, out: str | Path | None = None, say: Callable[[str], None] = print,
           evaluation: evaluate.Evaluation | None = None) -> list[Path]:
     """Every figure the run allows into `out` (default RUN/figures); returns the paths written.
-    Figures that cannot be drawn (raw files gone, no conv layers) are skipped with a warning.
-    `evaluation`: the run's test-split evaluation with its best model, when the caller has
-    it already (Fig. 5 draws its mistakes), so it is not computed twice."""
+    Figures that cannot be drawn (raw files gone, no test split, no conv layers) are skipped
+    with a warning. `evaluation`: the run's test-split evaluation with its best model, when the
+    caller has it already (Fig. 5 draws its mistakes), so it is not computed twice."""
     root = Path(root)
     run = Run(root)
     out = Path(out) if out else run.figures
-    doc = run.read_config()  # before anything is written, so a run it refuses is left as it was
+    # read before anything is written, so a run they refuse is left as it was
+    doc, history = run.read_config(), run.history()
     out.mkdir(parents=True, exist_ok=True)
-    shards = doc["dataset"]
-    test = open_shards(shards, "test")
+    test = open_shards(doc["dataset"], "test")
     data = test.read(("images", "labels", "sheets"))
+    has_test = len(test) > 0  # Figs. 1, 2a, 2b, 5 and 6 show test records
     written = []
 
     def put(name: str, image: Image.Image) -> None:
@@ -46,26 +47,31 @@ def write(root: str | Path, out: str | Path | None = None, say: Callable[[str], 
         written.append(out / name)
         say(f"wrote {out / name}")
 
-    put("fig1-samples.png", preview.titled(samples(data, test.classes),
-                                           "Fig. 1: test samples per script (or per class)"))
-    put("fig2a-styles.png", preview.titled(styles(data, test.classes),
-                                           "Fig. 2a: one character by many writers"))
-    try:
-        put("fig2b-gray-vs-otsu.png", preview.gray_vs_otsu(test))
-    except EtlError as err:
-        warnings.warn(f"Fig. 2b skipped: {err}", EtlWarning, stacklevel=2)
-    history = run.history()
+    if has_test:
+        put("fig1-samples.png", preview.titled(samples(data, test.classes),
+                                               "Fig. 1: test samples per script (or per class)"))
+        put("fig2a-styles.png", preview.titled(styles(data, test.classes),
+                                               "Fig. 2a: one character by many writers"))
+        try:
+            put("fig2b-gray-vs-otsu.png", preview.gray_vs_otsu(test))
+        except EtlError as err:
+            warnings.warn(f"Fig. 2b skipped: {err}", EtlWarning, stacklevel=2)
+    else:
+        warnings.warn(f"Figs. 1, 2a, 2b, 5 and 6 skipped: they show test records, and "
+                      f"{test.root}'s test split is empty", EtlWarning, stacklevel=2)
     if history.train or history.epochs:
         put("fig4-curves.png", figures.curves(history, doc["steps_per_epoch"]))
     else:
         warnings.warn(f"Fig. 4 skipped: {run.metrics} missing", EtlWarning, stacklevel=2)
-    put("fig5-misclassified.png", misclassified(evaluation or evaluate.evaluate(root, "test")))
+    if has_test:
+        put("fig5-misclassified.png", misclassified(evaluation or evaluate.evaluate(root, "test")))
     model, _ = load_model(root)
     if not model.conv_kernels():
-        warnings.warn(f"Figs. 6-7 skipped: {doc['config']['model']} has no conv layers",
-                      EtlWarning, stacklevel=2)
+        warnings.warn(f"{'Figs. 6-7' if has_test else 'Fig. 7'} skipped: "
+                      f"{doc['config']['model']} has no conv layers", EtlWarning, stacklevel=2)
         return written
-    put("fig6-activations.png", activations(model, data["images"][0]))
+    if has_test:
+        put("fig6-activations.png", activations(model, data["images"][0]))
     put("fig7-filters.png", filters(model))
     return written
 
