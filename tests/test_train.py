@@ -272,6 +272,11 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert result.exit_code == 1
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "loss became nan" in lines[0], result.stderr
+    # the cause named is the decay, warned about from the start (it blamed --lr)
+    assert lines[0].endswith("; --lr-decay made the learning rate grow to 1e+33: keep it at "
+                             "most 1"), lines[0]
+    assert ("warning: --lr-decay 1e+36 is above 1: it multiplies the learning rate up every 1 "
+            "epoch(s)\n") in result.stderr
     assert json.loads((out / "config.json").read_text())["steps_per_epoch"] == 35
     assert f"{out / 'checkpoints' / 'latest.msgpack'} (step 35)" in lines[0]
     assert [e["epoch"] for e in Run(out).history().epochs] == [1]
@@ -282,6 +287,18 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     # what is left is usable, and every command that uses it says it is unfinished
     evaluated = runner.invoke(app, ["evaluate", str(out)])
     assert evaluated.exit_code == 0 and f"warning: {out}: {unfinished}" in evaluated.stderr
+
+
+@pytest.mark.parametrize("extra", [["--lr-step-epochs", "100000000000"],
+                                   ["--schedule", "cosine", "--warmup-epochs", "1e308"]])
+def test_schedule_periods_longer_than_the_run_change_nothing_in_it(digits_shards, tmp_path,
+                                                                     extra):
+    """They overflowed the step count compiled as int32: OverflowError tracebacks."""
+    out = tmp_path / "long"
+    result = runner.invoke(app, _args(digits_shards, out, *extra, epochs=1, model="FF-baseline"))
+    assert result.exit_code == 0, result.output
+    (epoch,) = Run(out).history().epochs  # the step decay never came; the warm-up took the run
+    assert epoch["epoch/lr"] == pytest.approx(Run(out).read_config()["config"]["lr"], rel=1e-6)
 
 
 def test_early_stopping_follows_patience(digits_shards, tmp_path):

@@ -8,6 +8,7 @@ never stopped.
 
 import math
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 from jax.experimental import multihost_utils
 
 from etlkit import __version__, remote
-from etlkit.errors import EtlError, is_finite_number, is_integer
+from etlkit.errors import EtlError, EtlWarning, is_finite_number, is_integer
 from etlkit.shards import dataset_checksum, open_shards
 from etlkit.verify import check_dataset
 
@@ -43,6 +44,10 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
     (`etlkit.verify`), so a corrupt dataset is refused before the run folder is touched."""
     config = config.with_recipe()
     config.check()
+    if config.schedule == "step" and config.lr_step_epochs and config.lr_decay > 1:
+        warnings.warn(EtlWarning(f"--lr-decay {config.lr_decay:g} is above 1: it multiplies the "
+                                 f"learning rate up every {config.lr_step_epochs} epoch(s)"),
+                      stacklevel=2)
     if verify:
         check_dataset(config.shards, (jax.process_index(), jax.process_count()))
     train_set = open_shards(config.shards, "train")
@@ -228,7 +233,14 @@ class _Meter:
             raise Diverged(f"loss became {loss} at step {loop['step']} (epoch {self.epoch + 1}); "
                            f"stopped. The last good checkpoint is {self.run.checkpoint('latest')}"
                            + (f" (step {good})" if good is not None else " (none saved yet)")
-                           + "; try a lower --lr")
+                           + self._advice(loop["step"]))
+
+    def _advice(self, step: int) -> str:
+        """What to lower: --lr, or --lr-decay where it made the learning rate grow."""
+        lr = float(self.schedule(max(step - 1, 0)))
+        if lr > float(self.schedule(0)) > 0:
+            return f"; --lr-decay made the learning rate grow to {lr:.3g}: keep it at most 1"
+        return "; try a lower --lr"
 
     def log(self, loop: dict) -> None:
         """One metrics.jsonl line for the steps since the last one."""
