@@ -256,7 +256,7 @@ def _resume(digits_run, run: Path) -> list[str]:
 
 
 def _rewrite_checkpoint(path: Path, *, format_4: bool = False, edit_meta=None,
-                        edit_table=None, sha256=True) -> None:
+                        edit_table=None, sha256=True, meta_text=None) -> None:
     """Rewrite the checkpoint at `path` with its meta and table edited, its arrays' bytes
     as they were. With `format_4`, as format 4 wrote it (its SHA-256 covering the arrays
     alone, recomputed), else with the format-5 header as saved; `sha256=False` nulls it."""
@@ -272,7 +272,7 @@ def _rewrite_checkpoint(path: Path, *, format_4: bool = False, edit_meta=None,
         edit_meta(meta)
     if edit_table:
         edit_table(table)
-    header["meta"] = json.dumps(meta)
+    header["meta"] = json.dumps(meta) if meta_text is None else meta_text
     if format_4:
         header.update(format="etlkit-checkpoint-4", sha256=hashlib.sha256(body).hexdigest())
     if not sha256:
@@ -291,7 +291,9 @@ def _float_to_int(table: list) -> None:
     ({"format_4": True, "edit_table": _float_to_int}, "is int32, the model needs float32"),
     ({"sha256": False}, "its header has no SHA-256 of its data"),
     ({"format_4": True, "sha256": False}, "its header has no SHA-256 of its data"),
-], ids=["meta", "dtype", "dtype-format-4", "no-sha256", "no-sha256-format-4"])
+    # a bit flipped in the meta's JSON was "not an etlkit checkpoint of this version"
+    ({"meta_text": '{"epoch": 2'}, "corrupt checkpoint: its header's meta is not a JSON object"),
+], ids=["meta", "dtype", "dtype-format-4", "no-sha256", "no-sha256-format-4", "meta-not-json"])
 def test_a_checkpoint_whose_header_or_table_changed_is_refused(digits_run, tmp_path, edit,
                                                                needle):
     """Format 4's SHA-256 left the meta and the table out: an epoch edited there skipped

@@ -88,13 +88,17 @@ def _header(f, path: Path, limit: int) -> tuple[_Header, msgpack.Unpacker]:
     unpacker = msgpack.Unpacker(f, read_size=min(limit, 1 << 16), max_buffer_size=limit)
     try:
         header = unpacker.unpack()
-        known = header.get("format") in READABLE and isinstance(header["meta"], str)
-        meta = json.loads(header["meta"]) if known else None
-    except Exception:  # msgpack and json raise several types on bytes that are not a header
-        meta = None
-    if not isinstance(meta, dict):
+    except Exception:  # msgpack raises several types on bytes that are not a header
+        header = None
+    if not (isinstance(header, dict) and header.get("format") in READABLE):
         raise EtlError(f"{path}: not an etlkit checkpoint of this version ({FORMAT}); "
                        "train the run again with this etlkit")
+    try:  # a header of a known format whose meta does not parse was damaged, not old
+        meta = json.loads(header["meta"]) if isinstance(header.get("meta"), str) else None
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise EtlError(f"{path}: corrupt checkpoint: its header's meta is not a JSON object")
     digest = header.get("sha256")
     if header["format"] == UNHASHED:
         digest = None
