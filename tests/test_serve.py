@@ -180,6 +180,8 @@ def test_bad_requests_get_a_status_and_one_line(server, capsys):
              "\nContent-Length: 3\n", b"abc"), 415, "not a form"),
         (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nContent-Type: multipart/mixed\n"
              "Content-Length: 3\n", b"abc"), 415, "curl --data-binary @FILE"),
+        (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nExpect: 200-ok\n"
+             "Content-Length: 3\n", b"abc"), 417, "cannot meet Expect: 200-ok"),
         (raw(server, "GET / HTTP/1.1\nHost: 127.0.0.1\n folded\n"), 400,
          "a header is folded over two lines"),
         (post(server, png_header(4100, 4100)), 400, "4100×4100 pixels"),  # bounded memory

@@ -232,6 +232,10 @@ class Handler(BaseHTTPRequestHandler):
         if any("\n" in value for value in self.headers.values()):
             self.send_error(HTTPStatus.BAD_REQUEST, "a header is folded over two lines")
             return False
+        expect = self.headers.get("Expect")
+        if expect is not None and expect.strip().lower() != "100-continue":  # RFC 9110 10.1.1
+            self.send_error(HTTPStatus.EXPECTATION_FAILED, f"cannot meet Expect: {expect[:40]}")
+            return False
         return True
 
     def _local(self) -> bool:
