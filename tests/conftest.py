@@ -185,19 +185,29 @@ def hiragana_run(hiragana_shards, tmp_path_factory):
     `hiragana_shards`, 2 epochs of 14 steps with the paper's recipe, metrics every 5 steps; its
     dataset's raw files are in ../../hiragana/raw, which paper Fig. 2b reads. (its folder, what
     the command printed)."""
+    def make(root):
+        _train_recorded(root, [str(hiragana_shards), "--model", "M6-1", "--epochs", "2",
+                               "--log-every", "5"])
+
+    return _recorded_run(shared(tmp_path_factory, "hiragana-run", make))
+
+
+def _train_recorded(root: Path, args: list[str]) -> None:
+    """`etlkit train ARGS --out ROOT/run --no-progress` through the CLI, which must succeed;
+    what it printed is kept in ROOT/cli.json for every xdist worker."""
     from typer.testing import CliRunner
 
     from etlkit.cli import app
 
-    def make(root):
-        result = CliRunner().invoke(app, ["train", str(hiragana_shards), "--out",
-                                          str(root / "run"), "--model", "M6-1", "--epochs", "2",
-                                          "--log-every", "5", "--no-progress"])
-        assert result.exit_code == 0, result.output
-        (root / "cli.json").write_text(json.dumps(asdict(CliOutput(
-            result.exit_code, result.stdout, result.stderr))))
+    result = CliRunner().invoke(app, ["train", *args, "--out", str(root / "run"),
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    (root / "cli.json").write_text(json.dumps(asdict(CliOutput(
+        result.exit_code, result.stdout, result.stderr))))
 
-    root = shared(tmp_path_factory, "hiragana-run", make)
+
+def _recorded_run(root: Path) -> tuple[Path, CliOutput]:
+    """The run `_train_recorded` made in `root`, and what its command printed."""
     return root / "run", CliOutput(**json.loads((root / "cli.json").read_text()))
 
 
@@ -208,9 +218,6 @@ def untested_run(digits_shards, tmp_path_factory):
     since the digits extractor keeps its fixed test split, then `etlkit train` of FF-baseline
     for 1 epoch (a second or two). Tests only read it. (its folder, what the command
     printed)."""
-    from typer.testing import CliRunner
-
-    from etlkit.cli import app
     from etlkit.shards import FIELDS, DatasetWriter, open_shards
 
     def make(root):
@@ -220,15 +227,9 @@ def untested_run(digits_shards, tmp_path_factory):
         for records, split in ((train, 0), (val, 1), (test, 0)):
             writer.add(records.read(FIELDS), np.full(len(records), split, np.int8))
         writer.finish("", train.manifest["options"], train.manifest["sources"], [])
-        result = CliRunner().invoke(app, ["train", str(root / "digits"), "--out",
-                                          str(root / "run"), "--model", "FF-baseline",
-                                          "--epochs", "1", "--no-progress"])
-        assert result.exit_code == 0, result.output
-        (root / "cli.json").write_text(json.dumps(asdict(CliOutput(
-            result.exit_code, result.stdout, result.stderr))))
+        _train_recorded(root, [str(root / "digits"), "--model", "FF-baseline", "--epochs", "1"])
 
-    root = shared(tmp_path_factory, "untested-run", make)
-    return root / "run", CliOutput(**json.loads((root / "cli.json").read_text()))
+    return _recorded_run(shared(tmp_path_factory, "untested-run", make))
 
 
 @pytest.fixture(scope="session")
