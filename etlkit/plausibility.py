@@ -66,7 +66,7 @@ def misnamed(entry: manifest.FileEntry, n_records: int, expected: int) -> str | 
     judges raw files by their size alone."""
     fmt = formats.FORMATS[entry.dataset]
     reasons, namesakes = _count_misfit(fmt, entry, n_records, expected)
-    return f"{reasons[0]}: {_misnamed(namesakes, entry.name)}" if namesakes else None
+    return f"{reasons[0]}; {_misnamed(namesakes, entry.name)}" if namesakes else None
 
 
 def expected_records(path: Path, entry: manifest.FileEntry) -> int:
