@@ -40,7 +40,16 @@ from . import (
     verify,
 )
 from .card import write_card
-from .errors import EtlError, EtlWarning, check_integer, is_finite_number, is_integer, one_line
+from .errors import (
+    EtlError,
+    EtlWarning,
+    check_integer,
+    check_items,
+    is_finite_number,
+    is_integer,
+    one_line,
+)
+from .options import out_option
 from .records import RecordBatch
 from .shards import no_manifest, open_shards, unfinished
 
@@ -237,7 +246,7 @@ def info(
 def preview_cmd(
     path: Annotated[str, typer.Argument(help="A raw ETL file, or a dataset written by extract "
                                         "(a folder or an https://, s3:// or gs:// URL).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write (a raw file), or folder "
+    out: Annotated[Path, out_option("PNG to write (a raw file), or folder "
                                       "(a dataset).")] = Path("preview.png"),
     count: Annotated[int, typer.Option(help="Records to show (raw file).")] = 60,
     columns: Annotated[int, typer.Option(help="Tiles per row (raw file), up to "
@@ -342,7 +351,7 @@ def card_cmd(
 @app.command(name="synth")
 def synth_cmd(
     dataset: Annotated[str, typer.Option(help=f"One of {', '.join(synth.DATASETS)}.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the raw files in.")],
+    out: Annotated[Path, out_option("Folder to write the raw files in.")],
     writers: Annotated[int, typer.Option(help="Writers per file (category-major datasets) or "
                                          "in all (writer-major ones).")] = 5,
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
@@ -351,6 +360,7 @@ def synth_cmd(
 ):
     """Write synthetic raw ETL files (real names, layouts, order and classes; KanjiVG strokes)."""
     with _reported():
+        check_items("files", files)
         written = synth.synth(dataset, out, writers=writers, seed=seed, files=files,
                               progress=lambda name, n: typer.echo(f"wrote {out / name} ({n} "
                                                                   "records)"))
@@ -425,7 +435,7 @@ _PIPELINE_TYPES = {
 
 @app.command(name="extract")
 def extract_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
+    out: Annotated[Path, out_option("Dataset folder to write.")],
     raw: Annotated[list[Path] | None, typer.Argument(
         help="Raw ETL files or folders, or IDX files (MNIST/EMNIST images and labels, train and "
              "t10k/test).", show_default=False)] = None,
@@ -469,6 +479,7 @@ def extract_cmd(
              "allow_missing": allow_missing}
     manifest = _ManifestWatch(out / "manifest.json")
     with _reported(manifest.stopped_line):
+        check_items("scripts", scripts)
         if dataset is not None or mapping is not None or any(map(idx.is_idx_name, raw)):
             doc = _extract_digits(raw, out, dataset, mapping, pipeline, given, force)
         else:

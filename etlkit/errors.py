@@ -13,6 +13,23 @@ def check_choice(option: str, value, allowed: tuple[str, ...]) -> None:
         raise EtlError(f"--{option} must be one of {', '.join(allowed)}, not {value!r}")
 
 
+def check_items(option: str, items: list[str] | None) -> None:
+    """A list option's values (None: not given) must not be empty: `--models ""` must not mean
+    every model, nor `--files ""` a pattern that matches no file; `option` is its CLI flag
+    without the dashes."""
+    if items is not None and not any(item.strip() for item in items):
+        raise EtlError(f"--{option} is empty")
+    if items is not None and not all(item.strip() for item in items):
+        raise EtlError(f"--{option} has an empty item")
+
+
+def comma_list(option: str, value: str) -> list[str]:
+    """A comma-separated option's items, refusing an empty list or item (`check_items`)."""
+    items = [item.strip() for item in value.split(",")]
+    check_items(option, items)
+    return items
+
+
 def is_integer(value) -> bool:
     """An int, not a bool (JSON's and YAML's true is one to Python)."""
     return isinstance(value, int) and not isinstance(value, bool)

@@ -1,7 +1,9 @@
 """Does a raw file fit the name it is read under, and which format do its bytes fit better?
 
 A file read as ETL8G_01 (by its name or --format) is judged on its size, its record count
-against data_manifest.yaml's, the share of its sampled label codes that are in the dataset's
+against data_manifest.yaml's (a count that is exactly another file's of the same record format
+names that file: ETL-4 and ETL-7 hold hiragana under katakana codes, so only the name tells them
+from ETL-5 and ETL-1), the share of its sampled label codes that are in the dataset's
 class set, and whether its bytes are text. Everything is judged on a bounded sample with
 vectorized checks, so the cost does not grow with the file.
 """
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats, labels, manifest
+from . import formats, labels, manifest, synth
 from .formats import Format
 
 #: Below this share of sampled codes in the dataset's class set, the codes do not fit it.
@@ -29,10 +31,10 @@ _PRINTABLE[[9, 10, 13, *range(32, 127), *range(128, 256)]] = True
 
 def misfit(path: Path, fmt: Format, entry: manifest.FileEntry | None, n_records: int,
            codes: np.ndarray) -> str | None:
-    """Why the file does not fit `fmt` (and its manifest `entry`), naming the format it is
-    more likely to be; None when it fits. `codes` are its first records' label codes."""
+    """Why the file does not fit `fmt` (and its manifest `entry`), naming the format or file it
+    is more likely to be; None when it fits. `codes` are its first records' label codes."""
     size = os.path.getsize(path)
-    reasons = []
+    reasons, namesakes = [], []
     if looks_like_text(path):
         reasons.append("its bytes are text")
     if size % fmt.record_size:
@@ -41,7 +43,9 @@ def misfit(path: Path, fmt: Format, entry: manifest.FileEntry | None, n_records:
             reasons.append(f"its size is a whole number of {'/'.join(others)} records, "
                            f"not of {fmt.name}'s")
     if entry is not None:
-        reasons += _count_misfit(fmt, entry, n_records)
+        count_reasons, namesakes = _count_misfit(fmt, entry, n_records,
+                                                 expected_records(path, entry))
+        reasons += count_reasons
     share = in_set_share(fmt, codes)
     if share is not None and share < MIN_IN_SET_SHARE:
         reasons.append(f"{round((1 - share) * len(codes))} of its first {len(codes)} records "
@@ -49,8 +53,27 @@ def misfit(path: Path, fmt: Format, entry: manifest.FileEntry | None, n_records:
     if not reasons:
         return None
     name = entry.name if entry is not None else f"{fmt.name} data"
-    likely = better_format(path, exclude=fmt) or "no other ETL format fits it better"
+    if namesakes:
+        likely = _misnamed(namesakes, name)
+    else:
+        likely = better_format(path, exclude=fmt) or "no other ETL format fits it better"
     return f"does not fit {name}: {'; '.join(reasons)}; {likely}"
+
+
+def misnamed(entry: manifest.FileEntry, n_records: int, expected: int) -> str | None:
+    """Where a whole file's record count is not `expected` (see `expected_records`) but exactly
+    another file's of the same record format: which file it likely is. For `verify`, which
+    judges raw files by their size alone."""
+    fmt = formats.FORMATS[entry.dataset]
+    reasons, namesakes = _count_misfit(fmt, entry, n_records, expected)
+    return f"{reasons[0]}; {_misnamed(namesakes, entry.name)}" if namesakes else None
+
+
+def expected_records(path: Path, entry: manifest.FileEntry) -> int:
+    """The records a file read as `entry` should have: as many as `etlkit synth` wrote where its
+    marker beside the file names it (as `verify` judges it), else data_manifest.yaml's."""
+    made = synth.synthetic_files(path.parent).get(path.name.upper())
+    return synth.records_written(entry.name, made["writers"]) if made else entry.records
 
 
 def looks_like_text(path: Path) -> bool:
@@ -101,13 +124,43 @@ def better_format(path: Path, exclude: Format | None = None) -> str | None:
     return f"its bytes fit {name} better (its codes are {name} classes{size_note})"
 
 
-def _count_misfit(fmt: Format, entry: manifest.FileEntry, n_records: int) -> list[str]:
-    """A record count no subset of the named file's writers gives."""
+def _count_misfit(fmt: Format, entry: manifest.FileEntry, n_records: int,
+                  expected: int) -> tuple[list[str], list[manifest.FileEntry]]:
+    """Reasons a record count is not the named file's, and the other files of the same record
+    format whose count it is exactly (the file is likely one of them): a count no subset of the
+    named file's writers gives, or exactly another file's."""
+    if n_records == expected:
+        return [], []
+    namesakes = [e for e in manifest.files().values()
+                 if e.records == n_records != entry.records
+                 and _record_format(formats.FORMATS[e.dataset]) == _record_format(fmt)]
+    if namesakes:
+        dataset = namesakes[0].dataset
+        holds = manifest.dataset_info(dataset)["content"]
+        return [f"its {n_records} records are exactly the count of {_either(namesakes)} "
+                f"({dataset}: {holds}), not the {expected} of {entry.name}"], namesakes
     if n_records > entry.records:
-        return [f"{n_records} records, more than the {entry.records} of {entry.name}"]
+        return [f"{n_records} records, more than the {entry.records} of {entry.name}"], []
     if entry.classes:
         one_writer = len(entry.classes) * entry.repeats
         data = n_records - fmt.dummy_records
         if data < one_writer - len(entry.missing):
-            return [f"{data} records, fewer than one writer's {one_writer} in {entry.name}"]
-    return []
+            return [f"{data} records, fewer than one writer's {one_writer} in {entry.name}"], []
+    return [], []
+
+
+def _record_format(fmt: Format) -> tuple[str, int]:
+    """What decides whether one dataset's file can be read under another's name."""
+    return fmt.family, fmt.record_size
+
+
+def _misnamed(namesakes: list[manifest.FileEntry], name: str) -> str:
+    return f"an {_either(namesakes)} file named {name}?"
+
+
+def _either(entries: list[manifest.FileEntry]) -> str:
+    """ETL7LC_1 or ETL7SC_1; ETL9G_01, ETL9G_02 or 48 other ETL9G files."""
+    names = [e.name for e in entries]
+    if len(names) > 3:
+        names = [*names[:2], f"{len(names) - 2} other {entries[0].dataset} files"]
+    return " or ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} or {names[-1]}"

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import card, formats, manifest, remote, split, synth
+from . import card, formats, manifest, plausibility, remote, split, synth
 from .errors import EtlError, EtlWarning, one_line
 from .labels import SMALL_KANA
 from .shards import (
@@ -31,6 +31,11 @@ HASH_WORKERS = min(8, os.cpu_count() or 1)
 #: Statuses that fail a check (the rest: ok, unverified-count, synthetic).
 FAILED = ("missing", "partial", "wrong-count", "corrupt", "edited", "outside", "duplicate",
           "unlisted", "mismatch")
+
+
+#: A count off an unconfirmed expected count by more than this share is warned about: too far
+#: for a miscount in data_manifest.yaml, so more likely another file or a cut one.
+FAR_FROM_UNVERIFIED = 0.1
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,24 @@ def verify_raw(root: str | Path) -> list[FileCheck]:
                 detail += " (the expected count is not confirmed by AIST)"
         else:
             status, detail = "ok", "synthetic (etlkit synth)" if made[key] else ""
+        if not rest:
+            _warn_of_count(path, entry, n, expected or entry.records, status)
         checks.append(FileCheck(entry.name, entry.dataset, status, entry.records, n, detail))
     return checks
+
+
+def _warn_of_count(path: Path, entry: manifest.FileEntry, n: int, expected: int,
+                   status: str) -> None:
+    """Warn of a whole file whose count is exactly another file's (ETL-4 named ETL5C reads as
+    katakana), or far from an unconfirmed count, which passes as unverified-count."""
+    why = plausibility.misnamed(entry, n, expected)
+    if why is None and status == "unverified-count" \
+            and abs(n - expected) > FAR_FROM_UNVERIFIED * expected:
+        why = (f"{n} records, {abs(n - expected) / expected:.0%} off the {expected} of "
+               f"{entry.name}: too far for a miscount of its unconfirmed count (another file, "
+               "or a cut one?)")
+    if why:
+        warnings.warn(EtlWarning(f"{path}: does not fit {entry.name}: {why}"), stacklevel=3)
 
 
 def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1),

@@ -12,7 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from etlkit.cli import app
-from etlkit.synth import MARKER, synth
+from etlkit.synth import MARKER, mark_synthetic, synth
+from etlkit.verify import FAILED
 
 runner = CliRunner()
 
@@ -141,6 +142,65 @@ def test_etl1_bytes_under_an_etl8g_name_name_etl1(raw, tmp_path):
     result = runner.invoke(app, ["info", str(path), "--allow-partial"])
     (line,) = _warnings(result, path)
     assert "whole number of ETL1/ETL6/ETL7 records" in line and "fit ETL1 better" in line
+
+
+def _whole_file(one_writer: bytes, record_size: int, records: int) -> bytes:
+    """`records` records tiled from a synth file's, each made distinct (extract refuses repeated
+    records) by a serial number written into its last four image bytes: the size of a whole
+    AIST file in milliseconds, where synthesizing its writers takes seconds."""
+    tile = np.frombuffer(one_writer, np.uint8).reshape(-1, record_size)
+    whole = np.resize(tile, (records, record_size))
+    whole[:, -4:] = np.arange(records, dtype=">u4").view(np.uint8).reshape(-1, 4)
+    return whole.tobytes()
+
+
+@pytest.mark.parametrize(("dataset", "source", "named", "records", "status", "needle"), [
+    ("ETL4", "ETL4C", "ETL5C", 6120, "unverified-count",
+     "its 6120 records are exactly the count of ETL4C (ETL4: 51 hiragana sheet positions (48 "
+     "distinct codes) x 120 writers, stored as katakana codes), not the 10608 of ETL5C; an "
+     "ETL4C file named ETL5C?"),
+    ("ETL5", "ETL5C", "ETL4C", 10608, "unverified-count",
+     "its 10608 records are exactly the count of ETL5C (ETL5: 51 katakana sheet positions"),
+    ("ETL7", "ETL7LC_1", "ETL1C_07", 9600, "wrong-count",
+     "exactly the count of ETL7LC_1 or ETL7SC_1 (ETL7: 48 classes (46 hiragana, ゛, ゜) x 175 "
+     "writers, written twice per sheet, stored as katakana codes), not the 11288 of ETL1C_07; "
+     "an ETL7LC_1 or ETL7SC_1 file named ETL1C_07?"),
+    ("ETL5", "ETL5C", "ETL5C", 153, "unverified-count",  # 3 writers of 208, no synth marker
+     "153 records, 99% off the 10608 of ETL5C: too far for a miscount of its unconfirmed count"),
+])
+def test_a_whole_file_under_another_files_name_is_warned_about(
+        tmp_path, dataset, source, named, records, status, needle):
+    """Hostile pass 5, G16: ETL-4 and ETL-7 hold hiragana under katakana codes, so only the name
+    tells them from ETL-5 and ETL-1; a count that is exactly another file's names that file."""
+    synth(dataset, tmp_path / "synth", writers=1, files=[source])
+    record_size = 2952 if dataset in ("ETL4", "ETL5") else 2052
+    path = tmp_path / "raw" / named
+    path.parent.mkdir()
+    path.write_bytes(_whole_file((tmp_path / "synth" / source).read_bytes(), record_size,
+                                 records))
+    info = runner.invoke(app, ["info", str(path)])
+    assert info.exit_code == 0, info.output
+    verify = runner.invoke(app, ["verify", str(path.parent)])
+    assert verify.exit_code == (status in FAILED), verify.output
+    (row,) = [ln for ln in verify.stdout.splitlines() if ln.startswith(named)]
+    assert row.split()[2] == status
+    for result in (info, verify) if "exactly" in needle else (verify,):
+        (line,) = _warnings(result, path)
+        assert needle in line, line
+
+
+def test_a_synth_file_with_another_files_count_is_what_its_marker_says(tmp_path):
+    """75 writers of ETL7LC_1 are 7200 records, ETL7LC_2's count: synth's marker says why."""
+    synth("ETL7", tmp_path, writers=1, files=["ETL7LC_1"])
+    path = tmp_path / "ETL7LC_1"
+    path.write_bytes(_whole_file(path.read_bytes(), 2052, 7200))
+    mark_synthetic(path, "ETL7", 75, 0)
+    for args in (["info", str(path)], ["verify", str(tmp_path)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and result.stderr == "", result.output
+    (tmp_path / MARKER).unlink()  # the same bytes as if from AIST: ETL7LC_2 named ETL7LC_1?
+    (line,) = _warnings(runner.invoke(app, ["info", str(path)]), path)
+    assert "an ETL7LC_2 or ETL7SC_2 file named ETL7LC_1?" in line
 
 
 def test_files_that_fit_their_names_get_no_warning(raw):

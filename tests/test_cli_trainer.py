@@ -62,6 +62,39 @@ def test_unknown_names_are_refused_before_any_work(tmp_path):
     assert not grid.exists()
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["seeds", "--models", ""], "--models is empty"),
+    (["seeds", "--models", " , "], "--models is empty"),
+    (["table", "--models", ""], "--models is empty"),
+    (["table", "--tasks", ""], "--tasks is empty"),
+    (["table", "--models", "M6-1,"], "--models has an empty item"),
+    (["synth", "--dataset", "ETL1", "--files", ""], "--files is empty"),
+    (["extract", "raw", "--scripts", ""], "--scripts is empty"),
+])
+def test_an_empty_list_option_is_refused_not_read_as_every_item(tmp_path, args, message):
+    """Hostile pass 5: `seeds --models ""` trained every default seed network."""
+    out = tmp_path / "out"
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    one_error_line(result, message)
+    assert result.stderr.strip() == f"error: {message}" and not out.exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["preview", "raw"], ["synth", "--dataset", "ETL1"], ["extract", "raw"], ["train", "data"],
+    ["export", "run"], ["recognize", "run", "line.png"], ["table"], ["seeds"],
+    ["figures", "run"], ["demo"],
+])
+def test_an_empty_out_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch,
+                                                                command):
+    """Hostile pass 5: `figures RUN --out ""` wrote into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, [*command, "--out", ""])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--out' / '-o': is empty; name the file or folder to write" in \
+        " ".join(result.output.replace("│", " ").split())
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("--seed", "-1", "--seed must be a non-negative integer up to 9223372036854775807, not -1"),
     ("--steps-per-call", "-1", "--steps-per-call must be a non-negative integer, not -1"),

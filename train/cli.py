@@ -12,7 +12,8 @@ from typing import Annotated
 import typer
 import typer.core
 
-from etlkit.errors import EtlError, one_line
+from etlkit.errors import EtlError, comma_list, one_line
+from etlkit.options import out_option
 
 
 class _RecipeHelp(typer.core.TyperCommand):
@@ -57,7 +58,7 @@ def register(app: typer.Typer, reported) -> None:
     def train_cmd(
         shards: Annotated[str, typer.Argument(help="Dataset from `etlkit extract`: a folder, or "
                                               "an https://, s3:// or gs:// URL.")],
-        out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")],
+        out: Annotated[Path, out_option("Run folder to write.")],
         model: Annotated[str, typer.Option(help="M3, M6-1, M6-2, M7-1, M7-2, M8, M9, M11, "
                                            "M12, M13, M16, a seed network, or ResNet-64, "
                                            "ResNet-28, WideResNet-28.")] = "M7-2",
@@ -230,7 +231,7 @@ def register(app: typer.Typer, reported) -> None:
     @app.command(name="export")
     def export_cmd(
         run: Annotated[Path, typer.Argument(help="Run folder from `etlkit train`.")],
-        out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
+        out: Annotated[Path, out_option("Folder to write.")],
         format: Annotated[str, typer.Option("--format", help="onnx (model.onnx, classes.json, "
                                             "README.md), stablehlo (model.stablehlo, "
                                             "metadata.json) or web (a static drawing page).")
@@ -267,7 +268,7 @@ def register(app: typer.Typer, reported) -> None:
     def recognize_cmd(
         image: Annotated[Path, typer.Argument(help="PNG or JPEG of one handwritten line.")],
         run: Annotated[Path, typer.Option(help="Run folder from `etlkit train`.")],
-        out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG with the boxes and "
+        out: Annotated[Path | None, out_option("PNG with the boxes and "
                                                  "predictions (default: IMAGE.boxes.png "
                                                  "beside the image).")] = None,
         which: Annotated[str, typer.Option(help="best or latest checkpoint.")] = "best",
@@ -298,7 +299,7 @@ def register(app: typer.Typer, reported) -> None:
         raw: Annotated[list[Path] | None, typer.Argument(help="Raw ETL files or folders; each "
                                                          "task's dataset is extracted from "
                                                          "them.")] = None,
-        out: Annotated[Path, typer.Option("--out", "-o", help="Grid folder: data/, runs/, "
+        out: Annotated[Path, out_option("Grid folder: data/, runs/, "
                                           "table.md, table.json.")] = Path("table"),
         models: Annotated[str, typer.Option(help="Comma-separated models.")] = (
             "M3,M6-1,M6-2,M7-1,M7-2,M8,M9,M11,M12,M13,M16"),
@@ -333,14 +334,14 @@ def register(app: typer.Typer, reported) -> None:
                 given[task] = Path(path)
             base = Config(shards="", epochs=epochs, batch_size=batch_size, lr=lr,
                           patience=patience, precision=precision, seed=seed)
-            run_grid([m.strip() for m in models.split(",")], [t.strip() for t in tasks.split(",")],
+            run_grid(comma_list("models", models), comma_list("tasks", tasks),
                      out, base, raw=raw or [], shards=given, split=split,
                      say=lambda m: typer.echo(m, err=True))
         typer.echo((out / "table.md").read_text("utf-8"), nl=False)
 
     @app.command(name="seeds")
     def seeds_cmd(
-        out: Annotated[Path, typer.Option("--out", "-o", help="Folder: data/, runs/, seeds.md, "
+        out: Annotated[Path, out_option("Folder: data/, runs/, seeds.md, "
                                           "seeds.json.")] = Path("seeds"),
         shards: Annotated[Path | None, typer.Option(help="28×28 digit shards to use instead "
                                                     "of importing mnist-5k.")] = None,
@@ -354,14 +355,14 @@ def register(app: typer.Typer, reported) -> None:
         real MNIST digits (4,000 train / 1,000 test); table beside their documents' figures."""
         from .experiments.seeds import run_seeds
         with reported():
-            wanted = [m.strip() for m in models.split(",")] if models else None
+            wanted = comma_list("models", models) if models is not None else None
             run_seeds(out, shards, wanted, epochs, say=lambda m: typer.echo(m, err=True))
         typer.echo((out / "seeds.md").read_text("utf-8"), nl=False)
 
     @app.command(name="figures")
     def figures_cmd(
         run: Annotated[Path, typer.Argument(help="Run folder from `etlkit train`.")],
-        out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the PNGs. "
+        out: Annotated[Path | None, out_option("Folder for the PNGs. "
                                                  "[RUN/figures]")] = None,
     ):
         """The paper's figures for a run: samples per script (Fig. 1), writing styles (2a),
@@ -373,7 +374,7 @@ def register(app: typer.Typer, reported) -> None:
 
     @app.command(name="demo")
     def demo_cmd(
-        out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder (a previous demo's "
+        out: Annotated[Path, out_option("Demo folder (a previous demo's "
                                           "is replaced).")] = Path("demo"),
         epochs: Annotated[int, typer.Option(help="Epochs per task.")] = 3,
         writers: Annotated[int, typer.Option(hidden=True, help="ETL-1 writers.")] = 20,

@@ -1,0 +1,20 @@
+"""Option parsers shared by the data commands (etlkit/cli.py) and the trainer's (train/cli.py)."""
+
+from pathlib import Path
+
+import typer
+
+
+def out_path(value: str | Path) -> Path:
+    """An --out path. An empty one is refused: pathlib reads "" as the current folder, so
+    `--out ""` would write into wherever the command was started."""
+    if isinstance(value, Path):  # a default
+        return value
+    if value == "":
+        raise typer.BadParameter("is empty; name the file or folder to write")
+    return Path(value)
+
+
+def out_option(help: str):
+    """The --out/-o option of a command that writes, refusing an empty path (`out_path`)."""
+    return typer.Option("--out", "-o", parser=out_path, metavar="<path>", help=help)
