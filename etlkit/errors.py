@@ -17,9 +17,11 @@ def check_items(option: str, items: list[str] | None) -> None:
     """A list option's values (None: not given) must not be empty: `--models ""` must not mean
     every model, nor `--files ""` a pattern that matches no file; `option` is its CLI flag
     without the dashes."""
-    if items is not None and not any(item.strip() for item in items):
+    if items is None:
+        return
+    if not any(item.strip() for item in items):
         raise EtlError(f"--{option} is empty")
-    if items is not None and not all(item.strip() for item in items):
+    if not all(item.strip() for item in items):
         raise EtlError(f"--{option} has an empty item")
 
 

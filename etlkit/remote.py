@@ -98,7 +98,7 @@ def _filesystem(url: str):
                                          **{scheme: options})
         return fsspec.core.url_to_fs(url, **options)
     except ImportError as err:
-        extra = {"s3": "s3", "gs": "gcs"}.get(url.partition("://")[0].lower(), "")
+        extra = {"s3": "s3", "gs": "gcs"}.get(scheme, "")
         hint = f"; pip install 'etlkit[{extra}]'" if extra else ""
         raise EtlError(f"{url}: cannot read this location ({err}){hint}") from None
 
