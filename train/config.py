@@ -142,15 +142,17 @@ def build(config: Config, num_classes: int):
 
 def optimizer(model, config: Config, steps_per_epoch: int) -> nnx.Optimizer:
     """The recipe's optimizer with its schedule (Adam and AdamW: β 0.9/0.999, ε 1e-8)."""
-    # periods longer than the run change nothing in it; cut to the run, they stay within the
-    # int32 a step count is compiled as (--lr-step-epochs 10**9 overflowed it)
+    # periods longer than the run change nothing in it: a warm-up is cut to the run and a step
+    # decay that never comes is a constant, so no period outgrows the int32 a step count is
+    # compiled as (--lr-step-epochs 10**9 overflowed it), and runs of any length on the same
+    # shapes compile the same step
     if config.schedule == "cosine":
         total = config.epochs * steps_per_epoch
         warmup = min(round(min(config.warmup_epochs, config.epochs) * steps_per_epoch), total - 1)
         schedule = optax.warmup_cosine_decay_schedule(0.0, config.lr, warmup, total)
-    elif config.lr_step_epochs:
-        period = min(config.lr_step_epochs, config.epochs) * steps_per_epoch
-        schedule = optax.exponential_decay(config.lr, period, config.lr_decay, staircase=True)
+    elif config.lr_step_epochs and config.lr_step_epochs < config.epochs:
+        schedule = optax.exponential_decay(config.lr, config.lr_step_epochs * steps_per_epoch,
+                                           config.lr_decay, staircase=True)
     else:
         schedule = optax.constant_schedule(config.lr)
     if config.optimizer == "sgd":
