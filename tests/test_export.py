@@ -201,10 +201,8 @@ def test_bf16_run_exports_in_fp32_and_says_so(run, test_set, tmp_path):
     fit(Config(shards=str(run.parent / "mnist"), model="FF-baseline", epochs=1, batch_size=64,
                lr=1e-3, precision="bf16"), bf16, say=lambda m: None, progress=False)
     out = tmp_path / "onnx"
-    result = subprocess.run([sys.executable, "-c", "from etlkit.cli import main; main()",
-                             "export", str(bf16), "--out", str(out)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    result = runner.invoke(app, ["export", str(bf16), "--out", str(out)])
+    assert result.exit_code == 0, result.output
     assert result.stderr.startswith(f"warning: {bf16} was trained in bf16; exported in fp32")
     predictor = OnnxPredictor(out)
     assert predictor.meta["precision"] == "fp32" and predictor.meta["trained_precision"] == "bf16"

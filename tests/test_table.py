@@ -31,25 +31,34 @@ def grid(raw, tmp_path_factory):
     return out, args, result
 
 
-def _check_cells(out, result, split):
-    """table.json, table.md and stdout agree with the runs; each network trained with its own
-    recipe; synthetic numbers are marked and set beside no paper number, while the same
-    numbers from AIST's files are set beside the paper's (a dash for the residual network)."""
+def _check_cells(out, result, split, models):
+    """table.json, table.md and stdout agree with the runs of `models`; synthetic numbers are
+    marked and set beside no paper number."""
     doc = json.loads((out / "table.json").read_text())
     assert doc["split"] == split
     assert doc["datasets"]["hiragana"]["classes"] == 75
     assert doc["datasets"]["hiragana"]["synthetic"] is True
     cells = {r["model"]: r for r in doc["results"]}
-    assert sorted(cells) == ["M6-1", "ResNet-64"]
+    assert sorted(cells) == models
     for model, r in cells.items():
         test = Run(out / "runs" / f"hiragana-{model}").history().test
         assert r["test_accuracy"] == test["test/accuracy"]
         assert r["best_epoch"] == test["test/best_epoch"] == 1
         row = f"| {model} | {100 * r['test_accuracy']:.2f}* |"
         assert row in result.stdout and row in (out / "table.md").read_text()
-    assert cells["M6-1"]["paper"] == PAPER["M6-1"][1] and cells["ResNet-64"]["paper"] is None
+    assert cells["M6-1"]["paper"] == PAPER["M6-1"][1]
     assert "| model | hiragana (synthetic) |" in result.stdout
     assert "not comparable with the paper's" in result.stdout
+    return doc, cells
+
+
+def test_grid_from_raw_files_writes_table_3_and_resumes(grid):
+    """Each network trained with its own recipe; the same numbers from AIST's files are set
+    beside the paper's (a dash for the residual network); the command again trains nothing."""
+    out, args, result = grid
+    assert "training M6-1" in result.stderr and "training ResNet-64" in result.stderr
+    doc, cells = _check_cells(out, result, "random", ["M6-1", "ResNet-64"])
+    assert cells["ResNet-64"]["paper"] is None
     real = {**doc, "datasets": {"hiragana": {**doc["datasets"]["hiragana"], "synthetic": False}}}
     table = markdown(real, ["M6-1", "ResNet-64"], ["hiragana"])
     assert f"| ResNet-64 | {100 * cells['ResNet-64']['test_accuracy']:.2f} (—) |" in table
@@ -61,26 +70,20 @@ def _check_cells(out, result, split):
         "adamw", "cosine", 0.995, 1)
     assert run["parameters"] == 1_244_267
     assert Run(out / "runs" / "hiragana-M6-1").read_config()["config"]["lr"] == 1e-4
-
-
-def test_grid_from_raw_files_writes_table_3_and_resumes(grid):
-    out, args, result = grid
-    assert "training M6-1" in result.stderr and "training ResNet-64" in result.stderr
-    _check_cells(out, result, "random")
     # the same command again reads the finished runs back instead of training
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "hiragana-M6-1: done" in again.stderr
     assert "training" not in again.stderr and again.stdout == result.stdout
 
 
-def test_a_writer_split_grid_trains_both_networks_in_one_command(raw, tmp_path):
+def test_a_writer_split_grid_extracts_and_trains_on_a_writer_split(raw, tmp_path):
     out = tmp_path / "grid"
-    result = runner.invoke(app, ["table", str(raw), "--out", str(out), "--models",
-                                 "M6-1,ResNet-64", "--tasks", "hiragana", "--split", "writer",
-                                 "--epochs", "1"])
+    result = runner.invoke(app, ["table", str(raw), "--out", str(out), "--models", "M6-1",
+                                 "--tasks", "hiragana", "--split", "writer", "--epochs", "1"])
     assert result.exit_code == 0, result.output
-    assert "training M6-1" in result.stderr and "training ResNet-64" in result.stderr
-    _check_cells(out, result, "writer")
+    _check_cells(out, result, "writer", ["M6-1"])
+    manifest = json.loads((out / "data" / "hiragana" / "manifest.json").read_text())
+    assert manifest["options"]["split_method"] == "writer"
 
 
 @pytest.mark.parametrize("extra, needle", [

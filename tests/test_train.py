@@ -115,7 +115,8 @@ def test_a_run_trains_logs_checkpoints_and_reports_test_accuracy(reference):
     model, _ = load_model(out)
     from etlkit.shards import open_shards
     data = open_shards(config["config"]["shards"], "test").read()
-    predicted = np.asarray(model(data["images"] / 255.0, train=False)).argmax(1)
+    logits = nnx.jit(lambda m, x: m(x / 255.0, train=False))(model, data["images"])
+    predicted = np.asarray(logits).argmax(1)
     assert np.mean(predicted == data["labels"]) == pytest.approx(test["test/accuracy"])
 
 
