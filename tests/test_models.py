@@ -84,6 +84,25 @@ RESNET_PARAMS = {
 WITH_DROPOUT = {"M6-1", "MNIST-CNN-2", "MNIST-CNN-3", "MNIST-CNN-5", "MNIST-CNN-6", "EMNIST-CNN"}
 
 
+#: A model's forward pass compiled as one program, as training and inference run it: a few
+#: compilations per network instead of one per operation and shape (seconds a test).
+_forward = nnx.jit(lambda model, x, train, key: model(x, train=train, key=key),
+                   static_argnames="train")
+
+
+def _activation_shapes(model: models.Model,
+                       x: jax.Array) -> list[tuple[str, jax.ShapeDtypeStruct]]:
+    """`model.activations(x)` as (name, shape and dtype), traced without computing anything."""
+    names = []
+
+    def arrays():
+        named = model.activations(x)
+        names.extend(name for name, _ in named)
+        return [a for _, a in named]
+
+    return list(zip(names, nnx.eval_shape(arrays), strict=True))
+
+
 def _images(size: int, batch: int = 2, seed: int = 0) -> jax.Array:
     return jax.random.uniform(jax.random.key(seed), (batch, size, size))
 
@@ -152,16 +171,15 @@ def test_resnet_forward_blocks_and_batch_norm():
     x = _images(28, batch=3)
     stats = _batch_stats(model)
     assert len(stats) == 2 * (1 + 2 + 2 + 2 + 1)  # stem, two per block, the closing BN
-    logits = model(x, train=False)
+    logits = _forward(model, x, train=False, key=None)
     assert logits.shape == (3, 10) and logits.dtype == jnp.float32
     # no dropout: train mode differs from eval mode only by batch statistics, not by key
-    train1 = model(x, train=True, key=jax.random.key(1))
-    np.testing.assert_array_equal(train1, model(x, train=True, key=jax.random.key(2)))
+    train1 = _forward(model, x, train=True, key=jax.random.key(1))
+    np.testing.assert_array_equal(train1, _forward(model, x, train=True, key=jax.random.key(2)))
     assert not np.allclose(train1, logits)
     assert all(not np.array_equal(b, a)
                for b, a in zip(stats, _batch_stats(model), strict=True))
-    acts = model.activations(x)
-    assert [(n, a.shape) for n, a in acts] == [
+    assert [(n, a.shape) for n, a in _activation_shapes(model, x)] == [
         ("conv1", (3, 28, 28, 32)), ("block1", (3, 28, 28, 32)), ("block2", (3, 14, 14, 64)),
         ("block3", (3, 7, 7, 128))]
     assert [k.shape for k in model.conv_kernels()] == [
@@ -170,8 +188,14 @@ def test_resnet_forward_blocks_and_batch_norm():
     # the identity shortcut: with both convolutions of block1 zeroed it passes its input on
     block = model.layers[1]
     block.conv2.kernel[...] = jnp.zeros_like(block.conv2.kernel[...])
-    stem = model.layers[0](x[..., None], train=False, key=None)
-    np.testing.assert_array_equal(block(stem, train=False, key=None), stem)
+
+    @nnx.jit
+    def stem_and_block1(model, x):
+        stem = model.layers[0](x[..., None], train=False, key=None)
+        return stem, model.layers[1](stem, train=False, key=None)
+
+    stem, passed = stem_and_block1(model, x)
+    np.testing.assert_array_equal(passed, stem)
 
 
 @pytest.mark.parametrize("name", M_SERIES)
@@ -219,20 +243,20 @@ def test_m6_1_forward_train_and_eval():
     x = _images(64)
     stats = _batch_stats(model)
 
-    logits = model(x, train=False)
+    logits = _forward(model, x, train=False, key=None)
     assert logits.shape == (2, 75)
     assert logits.dtype == jnp.float32
-    np.testing.assert_array_equal(logits, model(x, train=False, key=jax.random.key(5)))
-    np.testing.assert_array_equal(logits, model(x[..., None], train=False))
+    np.testing.assert_array_equal(logits, _forward(model, x, train=False, key=jax.random.key(5)))
+    np.testing.assert_array_equal(logits, _forward(model, x[..., None], train=False, key=None))
     for before, after in zip(stats, _batch_stats(model), strict=True):
         np.testing.assert_array_equal(before, after)
 
     key = jax.random.key(1)
-    train1 = model(x, train=True, key=key)
+    train1 = _forward(model, x, train=True, key=key)
     assert train1.shape == (2, 75)
     assert train1.dtype == jnp.float32
     assert not np.array_equal(train1, logits)
-    assert not np.array_equal(train1, model(x, train=True, key=jax.random.key(2)))
+    assert not np.array_equal(train1, _forward(model, x, train=True, key=jax.random.key(2)))
     changed = [not np.array_equal(b, a) for b, a in zip(stats, _batch_stats(model), strict=True)]
     assert all(changed)
     with pytest.raises(ValueError, match="dropout key"):
@@ -263,9 +287,9 @@ def test_bf16_compute_float32_params_and_logits():
     x = _images(64)
     params = jax.tree.leaves(nnx.state(model, nnx.Param))
     assert {p.dtype for p in params} == {jnp.dtype(jnp.float32)}
-    assert model(x, train=False).dtype == jnp.float32
-    assert model(x, train=True, key=jax.random.key(0)).dtype == jnp.float32
-    assert {a.dtype for _, a in model.activations(x)} == {jnp.dtype(jnp.bfloat16)}
+    assert _forward(model, x, train=False, key=None).dtype == jnp.float32
+    assert _forward(model, x, train=True, key=jax.random.key(0)).dtype == jnp.float32
+    assert {a.dtype for _, a in _activation_shapes(model, x)} == {jnp.dtype(jnp.bfloat16)}
     assert {s.dtype for s in _batch_stats(model)} == {np.dtype(np.float32)}
 
 
@@ -275,14 +299,14 @@ def test_seed_forward(name):
     model = models.build(name, num_classes, rngs=nnx.Rngs(0))
     x = _images(28, batch=3)
 
-    logits = model(x, train=False)
+    logits = _forward(model, x, train=False, key=None)
     assert logits.shape == (3, num_classes)
     assert logits.dtype == jnp.float32
-    np.testing.assert_array_equal(logits, model(x, train=False, key=jax.random.key(9)))
+    np.testing.assert_array_equal(logits, _forward(model, x, train=False, key=jax.random.key(9)))
 
-    train1 = model(x, train=True, key=jax.random.key(1))
-    np.testing.assert_array_equal(train1, model(x, train=True, key=jax.random.key(1)))
-    train2 = model(x, train=True, key=jax.random.key(2))
+    train1 = _forward(model, x, train=True, key=jax.random.key(1))
+    np.testing.assert_array_equal(train1, _forward(model, x, train=True, key=jax.random.key(1)))
+    train2 = _forward(model, x, train=True, key=jax.random.key(2))
     if name in WITH_DROPOUT:
         assert not np.array_equal(train1, train2)
     else:  # no dropout and no batch norm: train mode is eval mode
@@ -291,7 +315,7 @@ def test_seed_forward(name):
     assert _batch_stats(model) == []
 
     convs = [(k.shape[0], k.shape[1]) for k in model.conv_kernels()]
-    assert len(model.activations(x)) == len(convs)
+    assert len(_activation_shapes(model, x)) == len(convs)
     assert set(convs) <= {(5, 5) if name == "LeNet-5" else (3, 3)}
 
 

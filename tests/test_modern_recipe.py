@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from etlkit.cli import app
 from train import ema, recipes, targets
-from train.augment import distort
+from train.augment import distort as distort_op_by_op
 from train.config import RECIPE_OPTIONS, Config, build, optimizer
 from train.rundir import Run, load_model
 from train.steps import StepOptions, Steps
@@ -30,6 +30,10 @@ runner = CliRunner()
 def digits(digits_shards):
     """scikit-learn's 1,797 digits at 28×28: 1,150 train, 287 val, 360 test."""
     return digits_shards
+
+
+#: Compiled once per setting, as the train step runs it, rather than operation by operation.
+distort = jax.jit(distort_op_by_op, static_argnums=(2, 3))
 
 
 def _ink(size=28, batch=4):
