@@ -166,15 +166,20 @@ def digits_shards(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def hiragana_shards(tmp_path_factory):
-    """Synthetic ETL-8G hiragana from 5 writers (raw files beside it, in ../raw): 225 train
-    images in 3 shards, 75 val, 75 test. Shared by every test: read it, never change it."""
+def hiragana_shards(etl_raw, tmp_path_factory):
+    """Synthetic ETL-8G hiragana from 5 writers, `etl_raw`'s ETL8G_01 (a copy with its synth
+    record in ../raw): 225 train images in 3 shards, 75 val, 75 test. Shared by every test:
+    read it, never change it."""
     from etlkit.extract import Options, extract
-    from etlkit.synth import synth
+    from etlkit.synth import mark_synthetic, synthetic_files
 
     def make(root):
-        synth("ETL8G", root / "raw", writers=5, files=["ETL8G_01"])
-        extract([root / "raw"], root / "hiragana", Options(task="hiragana", shard_size=100))
+        raw = root / "raw"
+        raw.mkdir()
+        shutil.copy(etl_raw / "ETL8G_01", raw)
+        origin = synthetic_files(etl_raw)["ETL8G_01"]
+        mark_synthetic(raw / "ETL8G_01", origin["dataset"], origin["writers"], origin["seed"])
+        extract([raw], root / "hiragana", Options(task="hiragana", shard_size=100))
 
     return shared(tmp_path_factory, "hiragana", make) / "hiragana"
 
