@@ -49,7 +49,7 @@ from .errors import (
     is_integer,
     one_line,
 )
-from .options import out_option
+from .options import local_path, out_option
 from .records import RecordBatch
 from .shards import no_manifest, open_shards, unfinished
 
@@ -75,8 +75,8 @@ def _options(version: Annotated[bool, typer.Option("--version", callback=_print_
     """Decode the ETL Character Database into correctly labelled arrays."""
 
 
-Co59Opt = Annotated[Path | None, typer.Option("--co59", help="AIST's euc_co59.dat, for ETL-2 "
-                                              "labels.")]
+Co59Opt = Annotated[Path | None, typer.Option("--co59", parser=local_path,
+                                              help="AIST's euc_co59.dat, for ETL-2 labels.")]
 
 
 INTERRUPTED = entry.INTERRUPTED  # the exit status of a command stopped by Ctrl-C
@@ -207,7 +207,8 @@ def _summary(path: Path, fmt_name: str | None, allow_partial: bool,
 
 @app.command()
 def info(
-    paths: Annotated[list[Path], typer.Argument(help="Raw ETL files or folders.")],
+    paths: Annotated[list[Path], typer.Argument(parser=local_path,
+                                                help="Raw ETL files or folders.")],
     format: FormatOpt = None,
     allow_partial: PartialOpt = False,
     co59: Co59Opt = None,
@@ -290,13 +291,17 @@ def verify_cmd(root: Annotated[str, typer.Argument(
         help="Folder of raw ETL files, or a dataset written by extract (a folder or an "
              "https://, s3:// or gs:// URL).")],
         against: Annotated[Path | None, typer.Option(
-            "--against", help="Folder of the raw ETL files the dataset was made from: extract "
+            "--against", parser=local_path,
+            help="Folder of the raw ETL files the dataset was made from: extract "
             "them again with its options and compare every record (catches a dataset "
             "relabelled with its checksums recomputed).")] = None):
     """Check raw ETL files against data_manifest.yaml, or a dataset's shards against its
     manifest.json (SHA-256, counts, labels); a URL's shards are hashed as they stream in."""
     with _reported():
         location = remote.as_location(remote.check_location(root))
+        if against is not None and remote.is_url(location):
+            raise EtlError(f"--against: {root} is a URL; the records are compared in a local "
+                           "dataset folder (download it, or verify the URL without --against)")
         if remote.is_url(location):
             checks = verify.verify_dataset(location)
         elif not location.is_dir():
@@ -313,7 +318,7 @@ def verify_cmd(root: Annotated[str, typer.Argument(
                 raise EtlError(no_manifest(location))  # a dataset that lost its manifest
             raise EtlError(f"{root}: no ETL files (names such as ETL1C_07, ETL8G_01) in it")
         if against is not None:
-            if remote.is_url(location) or not (location / "manifest.json").is_file():
+            if not (location / "manifest.json").is_file():
                 raise EtlError(f"--against: {root} is not a dataset folder written by extract")
             if not any(c.failed for c in checks):  # records are compared in sound shards only
                 checks += provenance.verify_against_raw(location, against)
@@ -333,7 +338,8 @@ def verify_cmd(root: Annotated[str, typer.Argument(
 
 @app.command(name="card")
 def card_cmd(
-    root: Annotated[Path, typer.Argument(help="A dataset written by extract.")],
+    root: Annotated[Path, typer.Argument(parser=local_path, help="A dataset folder written by "
+                                         "extract (the card is written into it).")],
     synthetic: Annotated[bool, typer.Option(
         "--synthetic", help="The raw ETL files came from `etlkit synth`: the licence is "
         "KanjiVG's CC BY-SA 3.0, not the ETL database's terms.")] = False,
@@ -437,14 +443,17 @@ _PIPELINE_TYPES = {
 def extract_cmd(
     out: Annotated[Path, out_option("Dataset folder to write.")],
     raw: Annotated[list[Path] | None, typer.Argument(
+        parser=local_path,
         help="Raw ETL files or folders, or IDX files (MNIST/EMNIST images and labels, train and "
              "t10k/test).", show_default=False)] = None,
     dataset: Annotated[str | None, typer.Option(
         help=f"A digits dataset installed with a package: {', '.join(digits.DATASETS)} "
              "(no RAW).")] = None,
     mapping: Annotated[Path | None, typer.Option(
+        parser=local_path,
         help="EMNIST's *-mapping.txt (label -> character) for EMNIST IDX files.")] = None,
-    pipeline: Annotated[Path | None, typer.Option(help="A recipe (pipelines/*.yaml); options "
+    pipeline: Annotated[Path | None, typer.Option(parser=local_path,
+                                                  help="A recipe (pipelines/*.yaml); options "
                                                   "given here override it.")] = None,
     task: Annotated[str | None, typer.Option(help="script, hiragana, katakana, kanji or "
                                              "all.")] = None,

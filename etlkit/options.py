@@ -4,14 +4,29 @@ from pathlib import Path
 
 import typer
 
+from .remote import has_scheme
+
+
+def local_path(value: str | Path) -> Path:
+    """A file or folder on this machine. A URL is refused as typed: Path would fold its `//`
+    (`http:/host/run`) and the command would then call a file that is there missing."""
+    if not isinstance(value, Path) and has_scheme(value):  # a Path is a default
+        raise typer.BadParameter(f"{value} is a URL; give a local file or folder (train, "
+                                 "verify and preview read a dataset from a URL)")
+    return Path(value)
+
 
 def out_path(value: str | Path) -> Path:
     """An --out path. An empty one is refused: pathlib reads "" as the current folder, so
-    `--out ""` would write into wherever the command was started."""
+    `--out ""` would write into wherever the command was started; a URL (`local_path`) too,
+    as etlkit writes only on this machine."""
     if isinstance(value, Path):  # a default
         return value
     if value == "":
         raise typer.BadParameter("is empty; name the file or folder to write")
+    if has_scheme(value):
+        raise typer.BadParameter(f"{value} is a URL; etlkit writes on this machine only: give "
+                                 "a local path")
     return Path(value)
 
 

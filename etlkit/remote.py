@@ -13,6 +13,10 @@ import errno
 import hashlib
 import os
 import posixpath
+import re
+import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,8 +34,14 @@ CACHED_BLOCKS = 32
 #: The most bytes `read_text` reads (a kanji manifest is a few MB): a larger file, such as a link
 #: to /dev/zero or a server's endless answer, is refused rather than read until memory runs out.
 TEXT_LIMIT = 1 << 26
-#: Seconds a server may take to accept a connection, or to send the next bytes of an answer.
+#: Seconds a server may take to accept a connection, to answer a fetch (all its requests
+#: together), or to send the next bytes of an answer; and the time a body has before MIN_RATE
+#: is enforced (`http_bounds`).
 READ_TIMEOUT = 60.0
+#: Bytes a second a server must keep up, averaged from the request, once READ_TIMEOUT has
+#: passed: slower is a trickle that would hold a read for days (a 1 MB manifest at a byte a
+#: second), faster is a slow link that still brings a shard in.
+MIN_RATE = 1024
 #: Environment variable naming a folder that keeps whole remote files between runs.
 CACHE_ENV = "ETLKIT_CACHE"
 #: What a path whose symbolic links go round in a loop is.
@@ -46,6 +56,12 @@ def is_url(location: Where) -> bool:
         return False
     scheme, sep, _ = str(location).partition("://")
     return bool(sep) and scheme.lower() in SCHEMES
+
+
+def has_scheme(text: str) -> bool:
+    """Whether `text` starts like a URL (`scheme://`), whatever the scheme."""
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) is not None
 
 
 def check_location(location: str) -> str:
@@ -91,7 +107,10 @@ def _filesystem(url: str):
     """The fsspec filesystem and path of a URL (cached whole under ETLKIT_CACHE, if set)."""
     cache = os.environ.get(CACHE_ENV)
     scheme = url.partition("://")[0].lower()
-    options = _http_options() if scheme in ("http", "https") else {}
+    options = {}
+    if scheme in ("http", "https"):
+        from . import http_bounds  # aiohttp, imported only when a URL is read
+        options = {"client_kwargs": http_bounds.client_options()}
     try:
         if cache:
             return fsspec.core.url_to_fs(f"filecache::{url}", filecache={"cache_storage": cache},
@@ -103,22 +122,69 @@ def _filesystem(url: str):
         raise EtlError(f"{url}: cannot read this location ({err}){hint}") from None
 
 
-def _http_options() -> dict:
-    """A server that stops sending fails after READ_TIMEOUT seconds without a byte, not after
-    aiohttp's 5 minutes for a whole answer (a large shard may take longer than that)."""
-    import aiohttp
+#: When the server's answer to the current fetch must have come (`answer_bound`); None: each
+#: request has READ_TIMEOUT. A context variable: fsspec runs the requests in its own thread,
+#: in a copy of the asking thread's context.
+_answer_deadline: ContextVar[float | None] = ContextVar("answer_deadline", default=None)
 
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=READ_TIMEOUT,
-                                    sock_read=READ_TIMEOUT)
-    return {"client_kwargs": {"timeout": timeout}}
+
+@contextmanager
+def answer_bound():
+    """The requests made inside share READ_TIMEOUT for their answers: fsspec asks a file's size
+    with HEAD and, if that fails, with GET, so a silent server took twice the time it was
+    said to have."""
+    token = _answer_deadline.set(time.monotonic() + READ_TIMEOUT)
+    try:
+        yield
+    finally:
+        _answer_deadline.reset(token)
+
+
+def answer_time_left() -> float:
+    """Seconds the current request may wait for the server's answer (its status and headers)."""
+    deadline = _answer_deadline.get()
+    return READ_TIMEOUT if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _failed(url: str, err: Exception) -> EtlError:
     """One line naming the URL and what went wrong, whatever the filesystem raised."""
+    from . import http_bounds
+    if isinstance(err, http_bounds.TooSlow) and err.stalled:
+        return EtlError(f"{url}: nothing from the server for {READ_TIMEOUT:g} s after "
+                        f"{err.received} bytes")
+    if isinstance(err, http_bounds.TooSlow):
+        return EtlError(f"{url}: under {MIN_RATE / 1024:g} KiB/s from the server; stopped "
+                        f"after {round(err.seconds, 1):g} s ({err.received} bytes)")
     if isinstance(err, (TimeoutError, FSTimeoutError)):  # aiohttp's are TimeoutErrors too
         return EtlError(f"{url}: no answer within {READ_TIMEOUT:g} s")
+    if (said := _server_said(err)) is not None:
+        return EtlError(f"{url}: {said}")
     detail = " ".join(str(err).split())[:200] or type(err).__name__
     return EtlError(f"{url}: unreachable ({type(err).__name__}: {detail})")
+
+
+def _server_said(err: Exception) -> str | None:
+    """The HTTP status a server answered with, in words, where it refused (not 404 or 410,
+    which say the file is not there)."""
+    status = getattr(err, "status", None)
+    if type(err).__name__ == "TooManyRedirects":  # aiohttp's, after 10 redirects
+        return "too many redirects"
+    if type(err).__module__.startswith("aiohttp") and isinstance(status, int) \
+            and status not in (404, 410):
+        return f"HTTP {status} from the server"
+    return None
+
+
+def _not_found(url: str, err: FileNotFoundError) -> Exception:
+    """What fsspec's "not found" was: the file is not there (the error itself, for the caller
+    to name), or the server never answered, or answered with an error status (one EtlError
+    line): fsspec raises FileNotFoundError from whatever failed as it asked the file's size."""
+    cause = err.__cause__
+    if isinstance(cause, Exception) and (isinstance(cause, TimeoutError)
+                                         or _server_said(cause) is not None
+                                         or _never_answered(cause)):
+        return _failed(url, cause)
+    return err
 
 
 def open_binary(url: str) -> BinaryIO:
@@ -128,10 +194,11 @@ def open_binary(url: str) -> BinaryIO:
     one EtlError line naming it."""
     fs, inner = _filesystem(url)
     try:
-        return fs.open(inner, "rb", block_size=BLOCK_SIZE, cache_type="blockcache",
-                       cache_options={"maxblocks": CACHED_BLOCKS})
-    except FileNotFoundError:
-        raise
+        with answer_bound():
+            return fs.open(inner, "rb", block_size=BLOCK_SIZE, cache_type="blockcache",
+                           cache_options={"maxblocks": CACHED_BLOCKS})
+    except FileNotFoundError as err:
+        raise _not_found(url, err) from None
     except Exception as err:  # noqa: BLE001 - aiohttp, botocore and gcsfs raise their own types
         raise _failed(url, err) from None
 
@@ -151,14 +218,14 @@ def read_text(path: Where) -> str:
     else:
         fs, inner = _filesystem(str(path))
         try:
-            with fs.open(inner, "rb") as f:
+            with answer_bound():
+                f = fs.open(inner, "rb")
+            with f:
                 stated = getattr(f, "size", None)
                 # an answer of no stated length is read no further than the limit
                 data = b"" if (stated or 0) > TEXT_LIMIT else _read_at_most(f, TEXT_LIMIT + 1)
         except FileNotFoundError as err:
-            if _never_answered(err):
-                raise _failed(str(path), err.__cause__) from None
-            raise  # the caller names it
+            raise _not_found(str(path), err) from None  # not there: the caller names it
         except Exception as err:  # noqa: BLE001 - see open_binary
             raise _failed(str(path), err) from None
     if max(len(data), stated or 0) > TEXT_LIMIT:
@@ -166,12 +233,10 @@ def read_text(path: Where) -> str:
     return data.decode("utf-8")
 
 
-def _never_answered(err: FileNotFoundError) -> bool:
-    """Whether fsspec's HTTP filesystem said "not found" of a server it could not reach (it
-    raises FileNotFoundError from the connection error when it asks a file's length)."""
-    cause = err.__cause__
-    return isinstance(cause, Exception) and type(cause).__module__.startswith("aiohttp") \
-        and getattr(cause, "status", None) is None
+def _never_answered(cause: Exception) -> bool:
+    """Whether an error under fsspec's "not found" is aiohttp's for a server it could not reach
+    (a connection error has no HTTP status)."""
+    return type(cause).__module__.startswith("aiohttp") and getattr(cause, "status", None) is None
 
 
 def _read_at_most(f: BinaryIO, size: int) -> bytes:
@@ -189,8 +254,11 @@ def is_file(path: Where) -> bool:
         return Path(path).is_file()
     fs, inner = _filesystem(str(path))
     try:
-        return fs.isfile(inner)
-    except FileNotFoundError:
+        with answer_bound():  # fs.info, not fs.isfile, which says False for any failure
+            return fs.info(inner)["type"] == "file"
+    except FileNotFoundError as err:
+        if isinstance(failure := _not_found(str(path), err), EtlError):
+            raise failure from None
         return False
     except Exception as err:  # noqa: BLE001 - see open_binary
         raise _failed(str(path), err) from None
@@ -224,11 +292,13 @@ def sha256(path: Where, chunk: int = 1 << 22) -> str:
         return h.hexdigest()
     fs, inner = _filesystem(str(path))
     try:
-        with fs.open(inner, "rb", block_size=chunk, cache_type="none") as f:
+        with answer_bound():
+            f = fs.open(inner, "rb", block_size=chunk, cache_type="none")
+        with f:
             for block in iter(lambda: f.read(chunk), b""):
                 h.update(block)
-    except FileNotFoundError:
-        raise
+    except FileNotFoundError as err:
+        raise _not_found(str(path), err) from None
     except Exception as err:  # noqa: BLE001 - see open_binary
         raise _failed(str(path), err) from None
     return h.hexdigest()

@@ -2,13 +2,14 @@
 
 `http_folder` serves a folder over HTTP with HEAD and single byte-range GETs (the stdlib's
 SimpleHTTPRequestHandler ignores Range, so every read would fetch the whole file) and counts the
-body bytes it sends and the files asked for. `s3_server` starts moto's S3 server, `upload`
-copies a folder into a bucket of it.
+body bytes it sends and the files asked for. `misbehaving_server` trickles, fails and redirects
+in a loop. `s3_server` starts moto's S3 server, `upload` copies a folder into a bucket of it.
 """
 
 import http.server
 import re
 import threading
+import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,3 +119,57 @@ def _keys() -> dict:
     return {"aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
             "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
             "region_name": env["AWS_DEFAULT_REGION"]}
+
+
+class _Misbehaving(http.server.BaseHTTPRequestHandler):
+    """/trickle: a 1 MB answer sent a byte every 50 ms; /status/N: status N; /loop: a
+    redirect to itself."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+        self._answer(body=False)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._answer(body=True)
+
+    def _answer(self, body: bool) -> None:
+        path = urlparse(self.path).path
+        if path.startswith("/trickle"):
+            self.send_response(200)
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            try:
+                while body:
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:  # the client gave up
+                return
+        elif path.startswith("/loop"):
+            self.send_response(302)
+            self.send_header("Location", path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            status = re.fullmatch(r"/status/(\d+)(/.*)?", path)
+            self.send_response(int(status[1]) if status else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+@contextmanager
+def misbehaving_server():
+    """A server that answers as `_Misbehaving` says, at http://127.0.0.1:PORT: yields that URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

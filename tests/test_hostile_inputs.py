@@ -339,3 +339,42 @@ def test_verify_against_the_raw_files_compares_the_synthetic_flag(hiragana_shard
                                  str(hiragana_shards.parent / "raw")])
     assert result.exit_code == 1
     assert "synthetic is false, the raw files give true" in result.stdout
+
+
+@pytest.mark.parametrize("command", [
+    ["card", "URL/digits"], ["info", "URL/raw/ETL8G_01"], ["extract", "URL/raw", "--out", "x"],
+    ["extract", "raw", "--pipeline", "URL/p.yaml", "--out", "x"], ["evaluate", "URL/run"],
+    ["predict", "URL/run", "d.png"], ["predict", "--model", "URL/m.onnx", "d.png"],
+    ["export", "URL/run", "--out", "x"], ["figures", "URL/run"], ["serve", "URL/run"],
+    ["recognize", "URL/line.png", "--run", "run"], ["verify", "raw", "--against", "URL/raw"],
+    ["table", "URL/raw", "--tasks", "hiragana"],
+])
+def test_a_url_where_a_local_path_is_needed_is_refused_as_typed(tmp_path, monkeypatch, command):
+    """Hostile pass 7 (H3): a Path folded the URL's // and the command said `http:/host/run`
+    was missing. Refused before any work, naming the URL as typed."""
+    monkeypatch.chdir(tmp_path)
+    url = "http://127.0.0.1:9/data"
+    result = runner.invoke(app, [w.replace("URL", url) for w in command])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.replace("│", " ").split())
+    assert f"{url}/" in said and "is a URL; give a local file or folder" in said, said
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_out_url_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["synth", "--dataset", "ETL1", "--out", "http://host/x"])
+    assert result.exit_code == 2
+    assert "http://host/x is a URL; etlkit writes on this machine only" in \
+        " ".join(result.output.replace("│", " ").split())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_against_needs_a_local_dataset(hiragana_shards):
+    """It said a dataset URL "is not a dataset folder written by extract"; refused before
+    anything is fetched (nothing answers on port 9)."""
+    url = "http://127.0.0.1:9/hiragana"
+    one_error_line(runner.invoke(app, ["verify", url, "--against",
+                                       str(hiragana_shards.parent / "raw")]),
+                   f"--against: {url} is a URL; the records are compared in a local dataset "
+                   "folder")

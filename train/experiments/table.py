@@ -10,7 +10,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from etlkit import preprocess
+from etlkit import preprocess, remote
 from etlkit.errors import EtlError
 from etlkit.extract import Options, extract
 from etlkit.shards import open_shards
@@ -38,9 +38,11 @@ TASKS = ("script", "hiragana", "katakana", "kanji", "all")
 
 
 def run_grid(models: list[str], tasks: list[str], out: Path, base: Config, *,
-             raw: list[Path] = (), shards: dict[str, Path] | None = None, split: str = "random",
+             raw: list[Path] = (), shards: dict[str, remote.Where] | None = None,
+             split: str = "random",
              say=print, progress: bool = False) -> dict:
-    """Train every model on every task; write out/table.md and out/table.json."""
+    """Train every model on every task; write out/table.md and out/table.json. `shards`: a
+    task's dataset given as a folder or URL, instead of extracting it from `raw`."""
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         raise EtlError(f"unknown task {unknown[0]!r}; the paper's tasks are {', '.join(TASKS)}")
