@@ -49,15 +49,16 @@ from .errors import (
     is_integer,
     one_line,
 )
-from .options import local_path, out_option
+from .options import format_name, local_path, out_option
 from .records import RecordBatch
 from .shards import no_manifest, open_shards, unfinished
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Decode the ETL Character Database into correctly labelled arrays.")
 
-FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="Dataset (ETL1 ... ETL9G) "
-                                               "when the file name does not say it.")]
+FormatOpt = Annotated[str | None, typer.Option("--format", "-f", parser=format_name,
+                                               help="Dataset (ETL1 ... ETL9G) when the file "
+                                               "name does not say it.")]
 PartialOpt = Annotated[bool, typer.Option("--allow-partial", help="Read the whole records of a "
                                           "file whose size is not a whole number of records.")]
 

@@ -33,3 +33,12 @@ def out_path(value: str | Path) -> Path:
 def out_option(help: str):
     """The --out/-o option of a command that writes, refusing an empty path (`out_path`)."""
     return typer.Option("--out", "-o", parser=out_path, metavar="<path>", help=help)
+
+
+def format_name(value: str) -> str:
+    """A --format name. An empty one is refused, as every unknown name is: the reader takes
+    an empty name for no name, so `--format ""` would detect the format without a word."""
+    if value == "":
+        raise typer.BadParameter("is empty; name the dataset (ETL1 ... ETL9G) or leave the "
+                                 "option out")
+    return value

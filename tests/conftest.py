@@ -223,18 +223,37 @@ def untested_run(digits_shards, tmp_path_factory):
     since the digits extractor keeps its fixed test split, then `etlkit train` of FF-baseline
     for 1 epoch (a second or two). Tests only read it. (its folder, what the command
     printed)."""
-    from etlkit.shards import FIELDS, DatasetWriter, open_shards
-
     def make(root):
-        train, val, test = (open_shards(digits_shards, s) for s in ("train", "val", "test"))
-        writer = DatasetWriter(root / "digits", train.info,
-                               [len(train) + len(test), len(val), 0], 16384, "lzf")
-        for records, split in ((train, 0), (val, 1), (test, 0)):
-            writer.add(records.read(FIELDS), np.full(len(records), split, np.int8))
-        writer.finish("", train.manifest["options"], train.manifest["sources"], [])
+        _without_test_split(digits_shards, root / "digits")
         _train_recorded(root, [str(root / "digits"), "--model", "FF-baseline", "--epochs", "1"])
 
     return _recorded_run(shared(tmp_path_factory, "untested-run", make))
+
+
+@pytest.fixture(scope="session")
+def untested_hiragana_shards(hiragana_shards, tmp_path_factory):
+    """`hiragana_shards` without a test split, its test records in val: the same 225 train
+    images, so a network trains on it with the compiled steps of runs on `hiragana_shards`
+    (150 val, 0 test). Read it, never change it."""
+    return shared(tmp_path_factory, "untested-hiragana",
+                  lambda root: _without_test_split(hiragana_shards, root / "hiragana",
+                                                   into="val")) / "hiragana"
+
+
+def _without_test_split(source: Path, dest: Path, into: str = "train") -> None:
+    """`source` written again into `dest` (`DatasetWriter`) with its test records in the
+    `into` split, as `extract --test-frac 0` or too few writers leave a dataset."""
+    from etlkit.shards import FIELDS, DatasetWriter, open_shards
+
+    train, val, test = (open_shards(source, s) for s in ("train", "val", "test"))
+    target = ("train", "val").index(into)
+    counts = [len(train), len(val), 0]
+    counts[target] += len(test)
+    writer = DatasetWriter(dest, train.info, counts, 16384, "lzf")
+    for records, split in ((train, 0), (val, 1), (test, target)):
+        writer.add(records.read(FIELDS), np.full(len(records), split, np.int8))
+    writer.finish("", train.manifest["options"], train.manifest["sources"], [],
+                  synthetic=bool(train.manifest.get("synthetic")))
 
 
 @pytest.fixture(scope="session")

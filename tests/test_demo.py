@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from assertions import one_error_line
 from flax import nnx
 from PIL import Image
 from typer.testing import CliRunner
@@ -149,6 +150,17 @@ def test_demo_replaces_only_its_own_folders(tmp_path):
     result = runner.invoke(app, ["demo", "--out", str(other)])
     assert result.exit_code == 1 and "not a previous demo folder" in result.output
     assert (other / "keep.txt").exists()
+
+
+@pytest.mark.parametrize("option, value", [("--etl8-writers", "0"), ("--etl8-writers", "-1"),
+                                           ("--writers", "0"), ("--epochs", "0")])
+def test_demo_counts_are_checked_before_any_work(tmp_path, option, value):
+    """Hostile pass 7, H5: `--etl8-writers 0` was refused by synth only after the katakana half
+    had trained, and under --writers' name."""
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out), option, value])
+    one_error_line(result, f"error: {option} must be at least 1, not {value}")
+    assert "synthesizing" not in result.output and not out.exists()
 
 
 def test_fig1_has_a_row_per_script_when_there_are_several():

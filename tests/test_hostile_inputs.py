@@ -86,6 +86,19 @@ def test_preview_options_are_checked_before_any_work(hiragana_shards, tmp_path, 
         assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["info", "preview"])
+def test_an_empty_format_is_refused_not_read_as_detect(hiragana_shards, tmp_path, command):
+    """Hostile pass 7: `preview FILE --format ''` detected the format and exited 0, where
+    every other unknown name is refused."""
+    out = tmp_path / "p.png"
+    result = runner.invoke(app, [command, str(hiragana_shards.parent / "raw" / "ETL8G_01"),
+                                 "--format", "", *(["--out", str(out)] * (command == "preview"))])
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    assert "Invalid value for '--format' / '-f': is empty" in \
+        " ".join(result.output.replace("│", " ").split())
+    assert not out.exists()
+
+
 def test_extract_into_a_folder_below_a_file_is_one_line(tmp_path):
     (tmp_path / "afile").write_text("notes\n")
     one_error_line(runner.invoke(app, ["extract", "--dataset", "sklearn-digits", "--out",

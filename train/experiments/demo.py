@@ -43,6 +43,7 @@ def run(out: Path, epochs: int = 3, writers: int = 20, etl8_writers: int = 10,
         say: Callable[[str], None] = print) -> dict:
     """Run the demo into `out`; returns the report's numbers per task."""
     started = time.monotonic()
+    _check_counts(epochs=epochs, writers=writers, etl8_writers=etl8_writers)
     _fresh(out)
     tasks = [Task("katakana", "ETL1", KATAKANA_FILES, writers),
              Task("hiragana", "ETL8G", None, etl8_writers)]
@@ -58,6 +59,15 @@ def run(out: Path, epochs: int = 3, writers: int = 20, etl8_writers: int = 10,
         say(f"{name}: test accuracy {r['accuracy']:.2%} over {r['test_images']} images "
             f"(chance {1 / r['classes']:.2%})")
     return results_doc
+
+
+def _check_counts(**counts: int) -> None:
+    """Every count at least 1, before anything is written: `synth` and `fit` would refuse a
+    bad one only when its half of the demo is reached, after minutes of the other half, and
+    under their own option's name."""
+    for name, value in counts.items():
+        if value < 1:
+            raise EtlError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
 
 
 def _fresh(out: Path) -> None:

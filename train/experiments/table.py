@@ -11,9 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from etlkit import preprocess, remote
-from etlkit.errors import EtlError
+from etlkit.errors import EtlError, check_choice
 from etlkit.extract import Options, extract
-from etlkit.shards import open_shards
+from etlkit.shards import DatasetInfo, open_shards
+from etlkit.split import METHODS as SPLIT_METHODS
 
 from ..config import Config
 from ..loop import fit
@@ -42,10 +43,12 @@ def run_grid(models: list[str], tasks: list[str], out: Path, base: Config, *,
              split: str = "random",
              say=print, progress: bool = False) -> dict:
     """Train every model on every task; write out/table.md and out/table.json. `shards`: a
-    task's dataset given as a folder or URL, instead of extracting it from `raw`."""
+    task's dataset given as a folder or URL, instead of extracting it from `raw`. Every option
+    and every given dataset is checked before any extraction or training."""
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         raise EtlError(f"unknown task {unknown[0]!r}; the paper's tasks are {', '.join(TASKS)}")
+    check_choice("split", split, SPLIT_METHODS)
     for model in models:  # every name, before hours of training on the first ones
         try:
             network_spec(model)
@@ -56,8 +59,12 @@ def run_grid(models: list[str], tasks: list[str], out: Path, base: Config, *,
     if missing and not raw:
         raise EtlError(f"no shards for {', '.join(missing)}: give raw ETL files, or "
                        "--shards TASK=DIR for each task")
-    _check_sizes(models, {t: open_shards(shards[t], "train").info.image_size
-                          if t in shards else preprocess.SIZE for t in tasks})
+    given = {t: open_shards(shards[t], "train").info for t in tasks if t in shards}
+    for task, info in given.items():
+        if (unfit := _unfit(info, task, split)) is not None:
+            raise EtlError(f"{shards[task]} {unfit}")
+    _check_sizes(models, {t: given[t].image_size if t in given else preprocess.SIZE
+                          for t in tasks})
     for task in missing:
         shards[task] = _dataset(raw, task, out / "data" / task, split, say)
     results = {}
@@ -128,12 +135,23 @@ def _paper(model: str, task: str) -> float | None:
     return PAPER[model][TASKS.index(task)] if model in PAPER else None
 
 
+def _unfit(info: DatasetInfo, task: str, split_method: str) -> str | None:
+    """Why a dataset cannot stand in the grid for `task` split by `split_method` (its numbers
+    would be printed under that task's name, beside the paper's); None when it can."""
+    if info.task != task:
+        return f"is a {info.task} dataset, not {task}"
+    if info.split_method != split_method:
+        return f"has a {info.split_method} split; the grid's --split is {split_method}"
+    return None
+
+
 def _dataset(raw: list[Path], task: str, out: Path, split_method: str, say) -> Path:
-    if (out / "manifest.json").exists():
-        saved = open_shards(out, "train").manifest
-        if (saved["task"], saved["split_method"]) == (task, split_method):
-            say(f"{task}: using {out}")
-            return out
+    """The task's dataset in `out`: one extracted there before for this task and split is
+    reused, anything else extracted (again) from `raw`."""
+    if (out / "manifest.json").exists() and _unfit(open_shards(out, "train").info, task,
+                                                   split_method) is None:
+        say(f"{task}: using {out}")
+        return out
     say(f"{task}: extracting into {out}")
     extract(list(raw), out, Options(task=task, split_method=split_method), force=True)
     return out
