@@ -9,6 +9,7 @@ input, a hand-edited export's metadata included, gets one error line. Needs the 
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -29,9 +30,10 @@ from train import models
 from train.config import Config
 from train.inference import export as ex
 from train.inference.images import framing
+from train.inference.model_facts import classes_checksum
 from train.inference.onnx_predict import OnnxPredictor
 from train.loop import fit
-from train.rundir import Run
+from train.rundir import Run, run_identity
 
 runner = CliRunner()
 NO_JAX = "import sys; sys.modules['jax'] = None; sys.modules['flax'] = None; "
@@ -263,10 +265,39 @@ METADATA_EDITS = [
 ]
 
 
+def _run_with_config(run: Path, out: Path, edit) -> Path:
+    """A copy of the run folder whose config.json `edit` changed in place."""
+    shutil.copytree(run, out)
+    doc = json.loads((out / "config.json").read_text("utf-8"))
+    edit(doc)
+    (out / "config.json").write_text(json.dumps(doc), "utf-8")
+    return out
+
+
+def _swap_1_and_8_and_recompute_the_checksum(doc: dict) -> None:
+    classes = doc["classes"]
+    classes[1], classes[8] = classes[8], classes[1]
+    doc["classes_checksum"] = classes_checksum(classes)
+
+
+def _another_seed(doc: dict) -> None:
+    """config.json of the same training with --seed 1, its checkpoints left as they were."""
+    doc["config"]["seed"] = 1
+    doc["run_id"] = run_identity(doc["config"], doc["dataset_checksum"])
+
+
 def test_bad_input_gets_one_error_line(run, onnx_dir, tmp_path):
     edited = [(_with_metadata(onnx_dir, tmp_path / f"edit{n}.onnx", edit), message)
               for n, (edit, message) in enumerate(METADATA_EDITS)]
+    swapped = _run_with_config(run, tmp_path / "swapped", _swap_1_and_8_and_recompute_the_checksum)
+    reseeded = _run_with_config(run, tmp_path / "reseeded", _another_seed)
     cases = [
+        # a silent mislabel: the table's own checksum matches, its dataset's table does not
+        (["export", str(swapped), "--out", str(tmp_path / "x")],
+         f"{swapped / 'config.json'}: classes differ from those of the dataset it was trained on"),
+        # the weights of another run, which evaluate scored below metrics.jsonl's number
+        (["export", str(reseeded), "--out", str(tmp_path / "x")],
+         f"{reseeded / 'checkpoints' / 'best.msgpack'}: belongs to another run"),
         (["export", str(tmp_path), "--out", str(tmp_path / "x")], "not a training run"),
         (["export", str(run), "--format", "tflite", "--out", str(tmp_path / "x")],
          "--format must be one of onnx, stablehlo, web, not 'tflite'"),

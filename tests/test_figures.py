@@ -1,10 +1,17 @@
 """The evaluation's confusion figure stays readable at any class count: up to LABELLED classes
 every row and column carries its character; beyond, the classes of the most confused pairs
 get a labelled matrix of their own under the full one, and a colour scale says what the
-shades mean."""
+shades mean. `etlkit figures` of a run pointed at another dataset writes nothing."""
+
+import json
+import shutil
 
 import numpy as np
+import pytest
+from assertions import one_error_line
+from typer.testing import CliRunner
 
+from etlkit.cli import app
 from train.reports import figures
 from train.reports.evaluate import most_confused
 
@@ -44,3 +51,22 @@ def test_few_classes_need_no_second_matrix_and_show_a_scale():
     red = legend[..., 0] - legend[..., 2] > 100
     blue = legend[..., 2] - legend[..., 0] > 100
     assert red.any() and blue.any()  # the two bars of the scale, at full shade
+
+
+@pytest.mark.parametrize("other", ["another-dataset", "no-test-split"])
+def test_figures_of_a_run_pointed_at_another_dataset_are_refused_before_any_write(
+        digits_run, tmp_path, request, other):
+    """config.json's dataset set to another one with the run's classes: figures wrote Figs. 1,
+    2a, 2b and 4 of its records before Fig. 5's evaluation refused it, and with one without a
+    test split exited 0. Now it refuses both at once, as evaluate does."""
+    dataset = (request.getfixturevalue("digits_shards") if other == "another-dataset" else
+               request.getfixturevalue("untested_run")[0].parent / "digits")
+    run = shutil.copytree(digits_run, tmp_path / "run")
+    doc = json.loads((run / "config.json").read_text("utf-8"))
+    doc["dataset"] = str(dataset)
+    (run / "config.json").write_text(json.dumps(doc), "utf-8")
+    needle = f"{dataset}: not the dataset {run} was trained on"
+    runner = CliRunner()
+    one_error_line(runner.invoke(app, ["figures", str(run)]), needle)
+    one_error_line(runner.invoke(app, ["evaluate", str(run)]), needle)
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in digits_run.iterdir())

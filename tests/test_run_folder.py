@@ -1,8 +1,9 @@
 """Run folders never end in a dead end: a train that fails on its input leaves no folder, one
 killed before its first checkpoint is started over by the same command (with or without
 --resume), and a folder of anything else, or a file, is refused before any work. A run folder
-edited by hand (config.json values, checkpoint bytes) is refused with one line naming what is
-wrong, never used to print tracebacks or NaN probabilities."""
+edited by hand (config.json values, checkpoint bytes) or put together from parts of other
+runs (another run's checkpoint) is refused with one line naming what is wrong, never used to
+print tracebacks, NaN probabilities or wrong labels."""
 
 import hashlib
 import json
@@ -26,7 +27,8 @@ from etlkit.cli import app
 from etlkit.errors import EtlError
 from etlkit.remote import TEXT_LIMIT
 from etlkit.shards import load_manifest, open_shards
-from train.rundir import Run, check_for_inference
+from train.inference.model_facts import classes_checksum
+from train.rundir import Run, check_for_inference, run_identity
 
 runner = CliRunner()
 
@@ -147,18 +149,23 @@ def test_a_hand_edited_config_is_refused_naming_the_key(digits_run, tmp_path, ke
 
 
 @pytest.mark.parametrize("dataset", ["reachable", "gone"])
-def test_a_config_without_classes_checksum_is_checked_against_its_dataset(digits_run, tmp_path,
-                                                                           dataset):
-    """A run trained before config.json pinned its class table (no classes_checksum), two whole
-    entries swapped, which keeps each valid: refused by every command that loads the run when
-    the dataset it was trained on is there to compare with; used with a warning that says so
-    when it is not."""
+@pytest.mark.parametrize("checksum", ["removed", "recomputed"])
+def test_a_swapped_class_table_is_checked_against_its_dataset(digits_run, tmp_path, dataset,
+                                                              checksum):
+    """Two whole entries of config.json's class table swapped, which keeps each valid, in a run
+    trained before config.json pinned its table (no classes_checksum) or with the checksum
+    recomputed to match: refused by every command that loads the run when the dataset it was
+    trained on is there to compare with. When it is not, a run without a checksum is used with
+    a warning that says so, one with a checksum as it is (it passes its own)."""
     run = _copy(digits_run, tmp_path)
     config = run / "config.json"
     doc = json.loads(config.read_text("utf-8"))
-    del doc["classes_checksum"]
     classes = doc["classes"]
     classes[1], classes[8] = classes[8], classes[1]
+    if checksum == "removed":
+        del doc["classes_checksum"]
+    else:
+        doc["classes_checksum"] = classes_checksum(classes)
     if dataset == "gone":
         doc["dataset"] = str(tmp_path / "moved")
     config.write_text(json.dumps(doc), "utf-8")
@@ -166,16 +173,21 @@ def test_a_config_without_classes_checksum_is_checked_against_its_dataset(digits
     if dataset == "gone":
         result = runner.invoke(app, ["predict", str(run), digit, "--top", "1"])
         assert result.exit_code == 0 and result.stdout.startswith(f"{digit}\n  1. ")
-        assert result.stderr == (f"warning: {config}: no classes_checksum (an older etlkit "
+        assert result.stderr == ("" if checksum == "recomputed" else
+                                 f"warning: {config}: no classes_checksum (an older etlkit "
                                  "wrote it), so a swapped class table cannot be detected\n")
         return
     manifest = digits_run.parent / "mnist" / "manifest.json"
     for args in (["predict", str(run), digit], ["export", str(run), "--out", str(tmp_path / "x")],
-                 ["serve", str(run), "--port", "0"]):
+                 ["serve", str(run), "--port", "0"], ["evaluate", str(run)],
+                 ["figures", str(run)]):
         one_error_line(runner.invoke(app, args), f"{config}: classes differ from those of the "
                        f"dataset it was trained on ({manifest}): the class table was edited")
     assert not (tmp_path / "x").exists()
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in digits_run.iterdir())
     classes[1], classes[8] = classes[8], classes[1]  # the table as trained: no word about it
+    if checksum == "recomputed":
+        doc["classes_checksum"] = classes_checksum(classes)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_for_inference(doc, config)
@@ -199,6 +211,29 @@ def test_a_checkpoint_whose_bytes_changed_is_refused(digits_run, tmp_path):
     result = runner.invoke(app, ["predict", str(run), str(tmp_path / "digit.png"),
                                  "--which", "latest"])
     assert result.exit_code == 0, result.output  # the other checkpoint is whole
+
+
+def test_a_checkpoint_of_another_run_is_refused(digits_run, tmp_path):
+    """Checkpoints copied from another run of the same model (another --seed: the same shapes)
+    loaded, and evaluate's accuracy then disagreed with metrics.jsonl's: refused by every
+    command that loads one, train --resume included. Here the checkpoints are digits_run's
+    and config.json is that of the same training with --seed 1."""
+    run = _copy(digits_run, tmp_path)
+    doc = json.loads((run / "config.json").read_text("utf-8"))
+    doc["config"]["seed"] = 1
+    doc["run_id"] = run_identity(doc["config"], doc["dataset_checksum"])
+    (run / "config.json").write_text(json.dumps(doc), "utf-8")
+    best, latest = run / "checkpoints" / "best.msgpack", run / "checkpoints" / "latest.msgpack"
+    digit = str(tmp_path / "digit.png")
+    for args, path in ((["predict", str(run), digit], best), (["evaluate", str(run)], best),
+                       (["export", str(run), "--out", str(tmp_path / "x")], best),
+                       (["figures", str(run)], best),
+                       (["predict", str(run), digit, "--which", "latest"], latest),
+                       ([*_resume(digits_run, run), "--seed", "1"], latest)):
+        one_error_line(runner.invoke(app, args), f"{path}: belongs to another run (its run_id "
+                       f"is not that of {run / 'config.json'})")
+    assert not (tmp_path / "x").exists()
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in digits_run.iterdir())
 
 
 def _edit_config(run: Path, key: str, value) -> None:
@@ -333,8 +368,11 @@ def test_format_4_and_3_checkpoints_still_load_and_format_3_is_checked_for_nan(d
     at all) with a warning that says so; NaN weights in a format-3 file, which nothing can
     tell from a relabelled newer file, are refused rather than printed as nan."""
     run = _copy(digits_run, tmp_path)
+    doc = json.loads((run / "config.json").read_text("utf-8"))
+    del doc["run_id"]  # as old as its checkpoints: neither has one
+    (run / "config.json").write_text(json.dumps(doc), "utf-8")
     latest = run / "checkpoints" / "latest.msgpack"
-    _rewrite_checkpoint(latest, format_4=True)
+    _rewrite_checkpoint(latest, format_4=True, edit_meta=lambda m: m.pop("run_id"))
     predict = ["predict", str(run), str(tmp_path / "digit.png"), "--which", "latest"]
     result = runner.invoke(app, predict)
     assert result.exit_code == 0, result.output

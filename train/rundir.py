@@ -3,9 +3,13 @@
 A run folder holds:
 
 - `config.json`: what was trained on what (options, classes, dataset, devices), written first;
-  its `classes_checksum` key pins the class table (a run trained before that key was written
-  has its table checked against its dataset's manifest when that is reachable), and
-  `load_model` refuses one whose values inference cannot use (`check_for_inference`).
+  its `classes_checksum` key pins the class table, which is also compared with its dataset's
+  manifest when that is reachable (a swapped table with its checksum recomputed passes its
+  own), and `load_model` refuses one whose values inference cannot use
+  (`check_for_inference`). Its `run_id` (`run_identity`) is stamped into every checkpoint's
+  meta, and a checkpoint whose stamp differs is refused: one copied from another run of the
+  same model would load, with this run's class table and numbers beside it. Runs trained
+  before `run_id` was written have it neither there nor in their checkpoints, and load.
 - `metrics.jsonl`: one JSON object per line with flat keys namespaced by what they measure (the
   shape big_vision and TensorBoard use). Every record has `step` (optimizer steps done); there
   are three kinds, told apart by their keys (`kind_of`):
@@ -26,7 +30,8 @@ A run folder holds:
   `tensorboard --logdir RUN` shows the run; a resumed run adds a file that tells TensorBoard
   to drop what the killed one logged after its checkpoint.
 - `checkpoints/latest.msgpack` (model, optimizer and loop position) and
-  `checkpoints/best.msgpack` (the model at its best validation accuracy); see `checkpoint`.
+  `checkpoints/best.msgpack` (the model at its best validation accuracy), each meta with the
+  run's `run_id`; see `checkpoint`.
 - What `etlkit evaluate` writes (`evaluation_files`): `eval.json`, `confusion.png` and
   `misclassified.png` for the test split with the best model, `eval-SPLIT-WHICH.json`,
   `confusion-SPLIT-WHICH.png` and `misclassified-SPLIT-WHICH.png` for any other split or
@@ -34,6 +39,7 @@ A run folder holds:
   metrics.jsonl. `etlkit figures` writes into `figures/`.
 """
 
+import hashlib
 import json
 import os
 import warnings
@@ -45,13 +51,14 @@ from tensorboardX import SummaryWriter
 
 from etlkit import remote
 from etlkit.errors import EtlError, EtlWarning, is_finite_number, is_integer, one_line
-from etlkit.shards import dataset_checksum, read_manifest
+from etlkit.shards import ShardSet, dataset_checksum, read_manifest
 
 from . import checkpoint, ema, models
 from .config import Config, build, optimizer
 from .inference.model_facts import check_classes, check_framing, check_pinned, refuse, shown
 
 CHECKPOINTS = ("best", "latest")
+RUN_ID = "run_id"  # the key of a run's identity in config.json and in its checkpoints' meta
 #: What every config.json holds (`fit` writes more: devices, versions, parameter count).
 CONFIG_KEYS = ("config", "dataset", "dataset_checksum", "task", "classes", "num_classes",
                "image_size", "split_method", "preprocessing", "framing", "steps_per_epoch")
@@ -106,6 +113,7 @@ class Run:
         self.curves = self.root / "curves.png"
         self.figures = self.root / "figures"
         self._events = None
+        self._run_id = _UNREAD
 
     # --- config.json ------------------------------------------------------------------------
 
@@ -139,6 +147,13 @@ class Run:
     def write_config(self, doc: dict) -> None:
         if self.primary:
             write_json(doc, self.config)
+        self._run_id = doc.get(RUN_ID)
+
+    def run_id(self) -> str | None:
+        """config.json's run_id (read once), or None for a run trained before it was written."""
+        if self._run_id is _UNREAD:
+            self._run_id = self.read_config().get(RUN_ID)
+        return self._run_id
 
     # --- metrics.jsonl and TensorBoard events -----------------------------------------------
 
@@ -219,12 +234,20 @@ class Run:
         return self.checkpoints / f"{which}.msgpack"
 
     def save(self, which: str, state, meta: dict) -> None:
+        """Write the `which` checkpoint, its meta stamped with the run's run_id."""
         if self.primary:
-            checkpoint.save(self.checkpoint(which), state, meta)
+            stamp = {} if self.run_id() is None else {RUN_ID: self.run_id()}
+            checkpoint.save(self.checkpoint(which), state, {**meta, **stamp})
 
     def load(self, which: str, like) -> tuple[object, dict]:
-        """(state shaped like `like`, meta) of the `which` checkpoint."""
-        return checkpoint.load(self.checkpoint(which), like)
+        """(state shaped like `like`, meta without its stamp) of the `which` checkpoint,
+        refused when its run_id is not config.json's: a checkpoint of another run."""
+        path = self.checkpoint(which)
+        state, meta = checkpoint.load(path, like)
+        if meta.pop(RUN_ID, None) != self.run_id():
+            raise EtlError(f"{path}: belongs to another run (its run_id is not that of "
+                           f"{self.config}): copy a run folder whole, not a checkpoint alone")
+        return state, meta
 
     def started(self) -> bool:
         """Whether the run has a checkpoint to continue from."""
@@ -267,6 +290,18 @@ class Run:
         tag += f"-tta{views}" if views > 1 else ""
         return EvaluationFiles(self.root / f"eval{tag}.json", self.root / f"confusion{tag}.png",
                                self.root / f"misclassified{tag}.png")
+
+
+_UNREAD = object()  # Run._run_id before config.json was read
+
+
+def run_identity(options: dict, dataset_sum: str) -> str:
+    """A run's run_id: the SHA-256 of its options (config.json's `config`) and its dataset's
+    checksum, so runs that differ in any of them (another seed) have different ones. Derived,
+    not random, so the same training writes the same bytes (and a resumed run keeps it, since
+    --resume must repeat the options)."""
+    text = json.dumps({"config": options, "dataset_checksum": dataset_sum}, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _record_problem(record: dict) -> str | None:
@@ -326,7 +361,8 @@ def check_for_inference(doc: dict, path: Path) -> None:
     a hand edit leaves them: the model's name, the class table and the framing, each against
     what the network is (an EtlError naming the key, rather than a traceback or a silently
     wrong framing later). The class table and framing get the checks an export's metadata gets
-    (`model_facts`)."""
+    (`model_facts`); the class table is also compared with the trained-on dataset's, when that
+    is reachable, since a swapped table with its checksum recomputed passes its own."""
     model = doc["config"].get("model") if isinstance(doc["config"], dict) else None
     if not isinstance(model, str):
         refuse(path, "config.model", "a model name", model)
@@ -342,18 +378,18 @@ def check_for_inference(doc: dict, path: Path) -> None:
         refuse(path, "dataset", "the dataset's location", dataset)
     check_classes(doc["classes"], count, "num_classes", path)
     pinned = doc.get("classes_checksum")
-    if pinned is None:  # runs trained before it was written
-        check_classes_against_dataset(doc, path)
-    else:
+    if pinned is not None:  # runs trained before it was written have none
         check_pinned(doc["classes"], pinned, path)
+    check_classes_against_dataset(doc, path, warn_unreachable=pinned is None)
     check_framing(doc["framing"], spec.input_size, f"{model}'s input side", path)
 
 
-def check_classes_against_dataset(doc: dict, path: Path) -> None:
-    """A config.json without `classes_checksum` (`doc`, read from `path`): its class table
-    against the manifest of the dataset it was trained on, when that is reachable and still the
-    one trained on (its checksum is the run's `dataset_checksum`); else a warning that a swapped
-    table, whose every entry stays valid, cannot be detected."""
+def check_classes_against_dataset(doc: dict, path: Path, warn_unreachable: bool) -> None:
+    """A config.json's class table (`doc`, read from `path`) against the manifest of the
+    dataset it was trained on, when that is reachable and still the one trained on (its checksum
+    is the run's `dataset_checksum`): the manifest alone is read, so this costs a small file.
+    Else, with `warn_unreachable` (a config.json without `classes_checksum`), a warning that a
+    swapped table, whose every entry stays valid, cannot be detected."""
     try:
         manifest = read_manifest(doc["dataset"])
     except (OSError, EtlError):
@@ -364,8 +400,21 @@ def check_classes_against_dataset(doc: dict, path: Path) -> None:
                            f"({remote.join(doc['dataset'], 'manifest.json')}): the class table "
                            "was edited (entries swapped or changed) after training")
         return
-    warnings.warn(EtlWarning(f"{path}: no classes_checksum (an older etlkit wrote it), so a "
-                             "swapped class table cannot be detected"), stacklevel=3)
+    if warn_unreachable:
+        warnings.warn(EtlWarning(f"{path}: no classes_checksum (an older etlkit wrote it), so a "
+                                 "swapped class table cannot be detected"), stacklevel=3)
+
+
+def check_trained_on(shards: ShardSet, doc: dict, root: str | Path) -> None:
+    """Refuse `shards` unless they are of the dataset the run at `root` (its config.json
+    `doc`) was trained on, as their manifest's checksum says: another extraction, or a
+    config.json pointed at another dataset, would give numbers and pictures of something else.
+    (Its class table was compared with that dataset's when the run was loaded:
+    `check_for_inference`.)"""
+    if dataset_checksum(shards.manifest) != doc["dataset_checksum"]:
+        raise EtlError(f"{shards.root}: not the dataset {root} was trained on (its manifest "
+                       "changed since: extracted again?); its numbers and figures would mean "
+                       "nothing")
 
 
 def load_model(root: str | Path, which: str = "best"):

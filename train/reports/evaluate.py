@@ -14,12 +14,12 @@ import numpy as np
 
 from etlkit.errors import EtlError, EtlWarning, check_choice
 from etlkit.labels import sjis_hex
-from etlkit.shards import dataset_checksum, open_shards
+from etlkit.shards import open_shards
 from etlkit.verify import check_dataset
 
 from ..data import Part, eval_batches
 from ..inference.predictor import Predictor
-from ..rundir import Run, write_json
+from ..rundir import Run, check_trained_on, write_json
 from . import figures
 
 SPLITS = ("test", "val", "train")
@@ -62,11 +62,7 @@ def evaluate(root: str | Path, split: str = "test", which: str = "best",
     shards = open_shards(doc["dataset"], split)
     if verify:
         check_dataset(shards.root, splits=(split,))
-    if dataset_checksum(shards.manifest) != doc["dataset_checksum"]:
-        raise EtlError(f"{shards.root}: not the dataset {root} was trained on (its manifest "
-                       "changed since: extracted again?); its numbers would mean nothing")
-    if shards.classes != predictor.classes:
-        raise EtlError(f"{shards.root}: its class table is not the one {root} was trained on")
+    check_trained_on(shards, doc, root)
     if not len(shards):
         raise EtlError(f"{shards.root}: split {split} is empty")
     labels, top_index, top_prob, wrong_images, loss_sum = [], [], [], [], 0.0

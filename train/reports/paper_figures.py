@@ -16,7 +16,7 @@ from etlkit import labels, preview
 from etlkit.errors import EtlError, EtlWarning
 from etlkit.shards import open_shards
 
-from ..rundir import Run, load_model
+from ..rundir import Run, check_trained_on, load_model
 from . import evaluate, figures
 
 PER_ROW = 12  # samples per row of Figs. 1 and 2a
@@ -34,11 +34,14 @@ def write(root: str | Path, out: str | Path | None = None, say: Callable[[str], 
     root = Path(root)
     run = Run(root)
     out = Path(out) if out else run.figures
-    # read before anything is written, so a run they refuse is left as it was
+    # read and checked before anything is written, so a run they refuse is left as it was:
+    # the model as evaluate loads it, the dataset as the one it was trained on
     doc, history = run.read_config(), run.history()
-    out.mkdir(parents=True, exist_ok=True)
+    model, _ = load_model(root)
     test = open_shards(doc["dataset"], "test")
+    check_trained_on(test, doc, root)
     data = test.read(("images", "labels", "sheets"))
+    out.mkdir(parents=True, exist_ok=True)
     has_test = len(test) > 0  # Figs. 1, 2a, 2b, 5 and 6 show test records
     written = []
 
@@ -65,7 +68,6 @@ def write(root: str | Path, out: str | Path | None = None, say: Callable[[str], 
         warnings.warn(f"Fig. 4 skipped: {run.metrics} missing", EtlWarning, stacklevel=2)
     if has_test:
         put("fig5-misclassified.png", misclassified(evaluation or evaluate.evaluate(root, "test")))
-    model, _ = load_model(root)
     if not model.conv_kernels():
         warnings.warn(f"{'Figs. 6-7' if has_test else 'Fig. 7'} skipped: "
                       f"{doc['config']['model']} has no conv layers", EtlWarning, stacklevel=2)
