@@ -210,12 +210,12 @@ def test_a_server_that_refuses_is_named_by_its_status(served):
 def test_table_and_seeds_take_a_dataset_url(served, tmp_path):
     """`table --shards T=URL` and `seeds --shards URL` folded the URL's // (http:/host/...) and
     called the manifest missing; seeds said "training" first. Both read the URL now: table's
-    size check (before any training) reads the digits' manifest from it."""
+    check of the given datasets (before any training) reads the digits' manifest from it."""
     server, _, _ = served
     one_error_line(runner.invoke(app, ["table", "--models", "M3", "--tasks", "hiragana",
                                        "--shards", f"hiragana={server.url}/digits",
                                        "--out", str(tmp_path / "t")]),
-                   "M3 takes 64×64 images; the hiragana task's are 28×28")
+                   f"{server.url}/digits is a sklearn-digits dataset, not hiragana")
     result = runner.invoke(app, ["seeds", "--models", "FF-baseline", "--shards",
                                  f"{server.url}/none", "--out", str(tmp_path / "s")])
     one_error_line(result, f"{server.url}/none/manifest.json: no manifest.json")
