@@ -69,14 +69,16 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
             progress: Callable[[str], None] | None = None, force: bool = False) -> dict:
     """Run the extraction; return the manifest written to out/manifest.json. `force` replaces
     a dataset already in `out`; without it, only this extraction's own dataset is there (a
-    rerun), which is kept when it verifies (its manifest is returned) and else made again."""
+    rerun), which is kept when it verifies (its manifest is returned) and else made again.
+    The manifest says `synthetic` when a synth marker lists a source file or any source record
+    carries synth's signature (a synth file copied without its marker)."""
     holds_dataset = check_output(out, force)
     task = options.resolved_task()
     files, absent = _raw_files(raw, task, options.allow_missing)
     say = progress or (lambda _msg: None)
     if holds_dataset and (done := already_there(out, asdict(options), files, say)):
         return done
-    synthetic = any(synth.is_synthetic(p) for p in files)  # a bad marker stops it here
+    listed = any(synth.is_synthetic(p) for p in files)  # a bad marker stops it here
     with ThreadPoolExecutor(WORKERS) as pool:
         say(f"pass 1: labels of {len(files)} files")
         chosen = list(pool.map(_choose, files, range(len(files)), [task] * len(files),
@@ -117,8 +119,8 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
     sources = [{"file": p.name, "path": str(p.resolve()), "dataset": c["dataset"],
                 "sha256": digest, "records": c["records"], "used": len(c["index"])}
                for p, c, digest in zip(files, chosen, digests, strict=True)]
-    doc = writer.finish(command, asdict(options), sources, absent,
-                        synthetic=synthetic)
+    synthetic = listed or any(c["synthetic"] for c in chosen)  # signed records: copied files
+    doc = writer.finish(command, asdict(options), sources, absent, synthetic=synthetic)
     verify.warn_empty_splits(out, doc)
     return doc
 
@@ -180,9 +182,10 @@ def _choose(path: Path, file_no: int, task: tasks.Task, options: Options) -> dic
     dataset_no = list(formats.FORMATS).index(fmt.name)  # writer id: (dataset, sheet group)
     kept: dict[str, list] = {k: [] for k in ("index", "labels", "writers", "sjis", "codes",
                                               "sheets")}
-    records, hashes, numbers = 0, [], []
+    records, signed, hashes, numbers = 0, 0, [], []
     for batch in reader.iter_read(path, fmt.name, chunk_records=1 << 16, images=False):
         records += len(batch)
+        signed += int(batch.synthetic.sum())
         hashes.append(batch.hashes)
         numbers.append(batch.index)
         keep = task.select(batch)
@@ -200,7 +203,8 @@ def _choose(path: Path, file_no: int, task: tasks.Task, options: Options) -> dic
                                 1).astype(np.int32)
     hashed = repeats.HashedFile(path, fmt.record_size, np.concatenate(hashes),
                                 np.concatenate(numbers))
-    return {"dataset": fmt.name, "records": records, "hashed": hashed, **arrays}
+    return {"dataset": fmt.name, "records": records, "synthetic": signed > 0, "hashed": hashed,
+            **arrays}
 
 
 def _chunks(files: list[Path], chosen: list[dict]) -> list[tuple]:

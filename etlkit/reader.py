@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats, labels, manifest, plausibility, repeats
+from . import formats, labels, manifest, plausibility, repeats, synth
 from .errors import EtlError, EtlWarning
 from .formats import Format
 from .records import RecordBatch
@@ -108,7 +108,9 @@ def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int
     `format` is a dataset name (ETL1 ... ETL9G), inferred when omitted. A file whose size is not
     a whole number of records is an error unless `allow_partial`, which reads the whole records
     and warns. `co59_table` is AIST's euc_co59.dat (a path or a loaded dict), needed for ETL-2
-    labels. Records whose code stands for no character are kept, counted and warned about.
+    labels. Records whose code stands for no character are kept, counted and warned about;
+    records `etlkit synth` wrote (`RecordBatch.synthetic`) are warned about when no synth marker
+    beside the file lists it.
     `images=False` skips unpacking the images (they come back as (N, 0, 0)): labels only.
     """
     path = Path(path)
@@ -129,12 +131,13 @@ def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int
         _check_dummy(path, fmt)
     step = chunk_records or max(n_records - start, 1)
     _check_plausible(path, fmt, char_of, entry, start, n_records, step, judge_labels=not no_table)
-    unlabelled, first_unlabelled, models = 0, None, 0
+    unlabelled, first_unlabelled, models, signed = 0, None, 0, 0
     for lo in range(start, n_records, step):
         hi = min(lo + step, n_records)
         batch = _decode(fmt, _raw(path, fmt, lo, hi), np.arange(lo, hi), char_of, entry,
                         images)
         models += int(batch.extra.sum())
+        signed += int(batch.synthetic.sum())
         missing = ~batch.labelled
         if missing.any():
             unlabelled += int(missing.sum())
@@ -147,6 +150,8 @@ def iter_read(path: str | Path, format: str | None = None, *, chunk_records: int
         warnings.warn(EtlWarning(f"{path}: {unlabelled} records have codes that stand for no "
                                  f"character (first: record {rec}, code {code:#x}); kept with "
                                  "empty chars"), stacklevel=2)
+    if signed:
+        synth.warn_if_unmarked(path)
     if entry is not None and entry.extra_records and n_records == entry.records \
             and models != entry.extra_records:
         warnings.warn(EtlWarning(f"{path}: {models} records carry the model records' sheet "
@@ -195,7 +200,8 @@ def _decode(fmt: Format, raw: np.ndarray, index: np.ndarray, char_of,
         extra |= sheets == MODEL_SHEET
     return RecordBatch(dataset=fmt.name, images=images, codes=codes, chars=chars, sjis=sjis,
                        scripts=scripts, sheets=sheets, index=index.astype(np.int64), extra=extra,
-                       fields=fields, hashes=repeats.record_hashes(raw))
+                       synthetic=fmt.synth_signed(raw), fields=fields,
+                       hashes=repeats.record_hashes(raw))
 
 
 def _size(path: Path) -> int:

@@ -13,7 +13,9 @@ class RecordBatch:
     hi << 6 | lo); `chars`, `sjis` and `scripts` derive from it alone ("" / 0 / "none" where the
     code stands for no character). `index` is the record number in the file, counting from 0
     (the B family's dummy record 0 is never returned). `extra` marks model records and extra
-    sets that are not part of the writer data. `fields` holds every header field. `hashes` is a
+    sets that are not part of the writer data. `synthetic` marks records that carry the
+    signature `etlkit synth` writes into every record it makes (`formats.SYNTH_SIGNATURE`),
+    never found in AIST's. `fields` holds every header field. `hashes` is a
     64-bit hash of each record's bytes (`repeats`): a record read twice has the same hash.
     """
 
@@ -26,6 +28,7 @@ class RecordBatch:
     sheets: np.ndarray  # int64 (N,)
     index: np.ndarray  # int64 (N,)
     extra: np.ndarray  # bool (N,)
+    synthetic: np.ndarray  # bool (N,)
     fields: np.ndarray  # structured (N,)
     hashes: np.ndarray  # uint64 (N,)
 

@@ -5,12 +5,17 @@ module writes. Images are pseudo-handwriting (`render`) with one style per write
 the family's bit depth with scanner-like noise; labels and header fields follow the manifest,
 including ETL-1's two missing records, the B family's dummy record and model records, and
 ETL8G_33's extra set. Everything derives from the seed: same arguments, same bytes.
+
+The files have AIST's names and layouts, so they say what they are twice: every record carries
+`formats.SYNTH_SIGNATURE` (it travels with the bytes, through `cp` and `cat`), and the folder's
+MARKER lists each file with its writers and seed (what `verify` counts its records by).
 """
 
 import fnmatch
 import json
 import os
 import unicodedata
+import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import formats, manifest, render
-from .errors import EtlError, check_integer, is_integer, one_line
+from .errors import EtlError, EtlWarning, check_integer, is_integer, one_line
 
 #: Datasets whose class lists are known well enough to synthesize.
 DATASETS = ("ETL1", "ETL4", "ETL5", "ETL7", "ETL8B2", "ETL8G", "ETL9B", "ETL9G")
@@ -72,8 +77,8 @@ def synth(dataset: str, out: str | Path, *, writers: int, seed: int = 0,
     return written
 
 
-#: Beside files that `synth` wrote: which ones, so that extract, verify and the card never
-#: take them for AIST's (they have AIST's names and layouts).
+#: Beside files that `synth` wrote: which ones, with their writers and seed, so that verify
+#: judges their counts by what synth wrote (their records' signature says only "synthetic").
 MARKER = "ETLKIT-SYNTH.json"
 
 
@@ -110,7 +115,34 @@ def synthetic_files(folder: Path) -> dict[str, dict]:
 
 
 def is_synthetic(path: Path) -> bool:
+    """Whether the MARKER beside `path` lists it (its records' signature aside)."""
     return path.name.upper() in synthetic_files(path.parent)
+
+
+#: Records `signed` looks at: synth signs every record, so the first few tell.
+SIGNED_SAMPLE = 16
+
+
+def signed(path: Path, fmt: formats.Format) -> bool:
+    """Whether any of a raw file's first SIGNED_SAMPLE records (after the B family's dummy)
+    carries synth's signature: for `verify`, which otherwise reads only sizes."""
+    count = (fmt.dummy_records + SIGNED_SAMPLE) * fmt.record_size
+    try:
+        head = np.fromfile(path, np.uint8, count=count)
+    except OSError as err:
+        raise EtlError(f"{path}: unreadable ({err.strerror or err})") from None
+    whole = len(head) // fmt.record_size * fmt.record_size
+    records = head[:whole].reshape(-1, fmt.record_size)[fmt.dummy_records :]
+    return bool(fmt.synth_signed(records).any())
+
+
+def warn_if_unmarked(path: Path) -> None:
+    """For a file whose records carry synth's signature: a warning when no MARKER beside it
+    lists it (copied out of synth's folder), so its records are not taken for AIST's."""
+    if not is_synthetic(path):
+        warnings.warn(EtlWarning(f"{path}: records written by etlkit synth: synthetic, not "
+                                 f"AIST's (they carry its signature; no {MARKER} beside the "
+                                 "file lists it)"), stacklevel=3)
 
 
 def _plan(dataset, info, entries, writers, patterns):
@@ -193,6 +225,7 @@ def _file_records(fmt, info, entry, sheets, seed) -> np.ndarray:
     rng = np.random.default_rng([seed, _id(entry.name)])
     fields = _header(fmt, codes, sheet, chars, images, rng)
     raw = fmt.layout.encode(fields, images)
+    fmt.synth_sign(raw)
     if fmt.dummy_records:
         raw = np.concatenate([np.zeros((fmt.dummy_records, fmt.record_size), np.uint8), raw])
     return raw
@@ -268,7 +301,7 @@ def _header(fmt, codes, sheets, chars, images, rng) -> np.ndarray:
     if "name" in names:  # M: kana romaji right-justified, alphanumerics left-justified
         fields["name"] = [r.upper().rjust(2)[:2] if r else ((c if c.isascii() else "?") + " ")[:2]
                           for r, c in zip(romaji, chars, strict=True)]
-    if "reading" in names:
+    if "reading" in names and fmt.layout.synth_mark_field != "reading":  # B: the signature
         width = fields.dtype["reading"].itemsize
         fields["reading"] = [(r.upper() + ".HIRA")[:width] if r else "" for r in romaji]
     if "ebcdic" in names:

@@ -66,7 +66,8 @@ def find_raw_files(root: Path) -> dict[str, Path]:
 def verify_raw(root: str | Path) -> list[FileCheck]:
     """One check per manifest file of every dataset that has at least one file under `root`.
     Files that `etlkit synth` wrote hold only the writers it was asked for: their counts (and
-    the files it did not write) are explained as "synthetic", not failed."""
+    the files it did not write) are explained as "synthetic", not failed. A file whose records
+    carry synth's signature that no marker lists is judged as AIST's, with a warning."""
     root = Path(root)
     found = find_raw_files(root)
     present = {manifest.files()[name].dataset for name in found}
@@ -108,6 +109,8 @@ def verify_raw(root: str | Path) -> list[FileCheck]:
                 detail += " (the expected count is not confirmed by AIST)"
         else:
             status, detail = "ok", "synthetic (etlkit synth)" if made[key] else ""
+        if not made[key] and synth.signed(path, formats.FORMATS[entry.dataset]):
+            synth.warn_if_unmarked(path)
         if not rest:
             _warn_of_count(path, entry, n, expected or entry.records, status)
         checks.append(FileCheck(entry.name, entry.dataset, status, entry.records, n, detail))

@@ -122,6 +122,20 @@ _OCTET = {"M": (_M_FIELDS, _M_IMAGE), "B8": (_B_FIELDS, _B_IMAGE), "B9": (_B_FIE
 _SIXBIT = {"C": (_C_FIELDS, _C_IMAGE), "K": (_K_FIELDS, _K_IMAGE)}
 
 
+# --- etlkit synth's signature, spec §2.6: where it starts, 1-based (bytes for M, B and G, 6-bit
+# characters for C and K), never shared with a field the reference reports except B's reading.
+SYNTH_SIGNATURE = b"SYN\xff"
+_SIGNATURE_AT = {"M": 29, "B8": 5, "B9": 5, "G8": 31, "G9": 31, "C": 121, "K": 33}
+
+
+def synth_signed(variant: str, record: bytes) -> bool:
+    """Whether one raw record carries etlkit synth's signature."""
+    bits = _bits(variant, record)
+    unit = 6 if variant in _SIXBIT else 8
+    start = (_SIGNATURE_AT[variant] - 1) * unit
+    return bits[start : start + 8 * len(SYNTH_SIGNATURE)].bytes == SYNTH_SIGNATURE
+
+
 def field_names(variant: str) -> tuple[str, ...]:
     """The header field names the reference reports for a variant, in record order."""
     table = _OCTET[variant][0] if variant in _OCTET else _SIXBIT[variant][0]

@@ -11,7 +11,9 @@ from assertions import one_error_line
 from PIL import Image
 from typer.testing import CliRunner
 
+from etlkit import reader
 from etlkit.cli import app
+from etlkit.formats import SYNTH_SIGNATURE
 from etlkit.synth import MARKER, mark_synthetic, synth
 from etlkit.verify import FAILED
 
@@ -62,14 +64,26 @@ def test_verify_explains_synthetic_files_and_reports_missing_and_partial(raw, tm
     assert "etlkit synth wrote 3 writer(s) (seed 0); AIST's file has" in rows["ETL1C_07"]
     assert rows["ETL1C_01"].split()[2] == "synthetic" and "not written by etlkit synth" in \
         rows["ETL1C_01"]
-    real = tmp_path / "real"  # the same bytes without synth's marker: as if from AIST
-    shutil.copytree(raw, real)
+    real = tmp_path / "real"  # copied without synth's marker: counted as AIST's files, and
+    shutil.copytree(raw, real)  # their records still say they are synthetic
     (real / MARKER).unlink()
     result = runner.invoke(app, ["verify", str(real)])
     assert result.exit_code == 1
     rows = {ln.split()[0]: ln.split()[2] for ln in result.stdout.splitlines()[1:-1]}
     assert rows["ETL1C_01"] == "missing" and rows["ETL8G_33"] == "missing"
     assert rows["ETL1C_07"] == "wrong-count"
+    signed = [f"warning: {real / name}: records written by etlkit synth: synthetic, not AIST's"
+              for name in ("ETL1C_07", "ETL1C_13", "ETL8G_01")]
+    assert [ln for ln in result.stderr.splitlines() if "etlkit synth" in ln] == [
+        ln + f" (they carry its signature; no {MARKER} beside the file lists it)"
+        for ln in signed]
+    for name in ("ETL1C_07", "ETL1C_13", "ETL8G_01"):  # as if from AIST
+        _unsign(real / name)
+    unsigned = runner.invoke(app, ["verify", str(real)])
+    assert unsigned.stdout == result.stdout and "etlkit synth" not in unsigned.stderr
+    shutil.copy(raw / MARKER, real)  # a marker listing files whose records are not signed
+    assert runner.invoke(app, ["verify", str(real)]).stdout == \
+        runner.invoke(app, ["verify", str(raw)]).stdout.replace(str(raw), str(real))
     broken = tmp_path / "ETL8G_01"
     broken.write_bytes((raw / "ETL8G_01").read_bytes()[:-100])
     result = runner.invoke(app, ["verify", str(tmp_path)])
@@ -82,6 +96,15 @@ def test_verify_explains_synthetic_files_and_reports_missing_and_partial(raw, tm
     assert result.exit_code == 1
     (row,) = [ln for ln in result.stdout.splitlines() if ln.startswith("ETL1C_07")]
     assert row.split()[2] == "wrong-count" and "48 records, expected 24: etlkit synth" in row
+
+
+def _unsign(path):
+    """Synth's signature cleared from every record of a raw file: its bytes as AIST's might be."""
+    fmt = reader.resolve_format(path)
+    records = np.fromfile(path, np.uint8).reshape(-1, fmt.record_size)
+    at = fmt.layout.synth_mark_offset
+    records[fmt.dummy_records :, at : at + len(SYNTH_SIGNATURE)] = 0
+    records.tofile(path)
 
 
 def test_partial_file_is_an_error_unless_allowed(raw, tmp_path):
@@ -198,7 +221,7 @@ def test_a_synth_file_with_another_files_count_is_what_its_marker_says(tmp_path)
     for args in (["info", str(path)], ["verify", str(tmp_path)]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0 and result.stderr == "", result.output
-    (tmp_path / MARKER).unlink()  # the same bytes as if from AIST: ETL7LC_2 named ETL7LC_1?
+    (tmp_path / MARKER).unlink()  # counted as AIST's file: ETL7LC_2 named ETL7LC_1?
     (line,) = _warnings(runner.invoke(app, ["info", str(path)]), path)
     assert "an ETL7LC_2 or ETL7SC_2 file named ETL7LC_1?" in line
 

@@ -98,6 +98,27 @@ def test_same_seed_same_bytes(raw, tmp_path):
     assert [s["sha256"] for s in a["shards"]] != [s["sha256"] for s in c["shards"]]
 
 
+@pytest.mark.parametrize(("task", "files"), [("katakana", KATAKANA_FILES),  # category-major
+                                              ("hiragana", ["ETL8G_01"])])  # writer-major
+def test_synth_files_copied_without_their_marker_stay_synthetic(raw, tmp_path, task, files):
+    """Hostile pass 7, H2: `cp raw/ETL8G_01 data/` leaves ETLKIT-SYNTH.json behind; the
+    records' own signature still says synthetic, so the card does not claim AIST's data."""
+    copied = tmp_path / "data"
+    copied.mkdir()
+    for name in files:
+        os.link(raw / name, copied / name)  # the same bytes as a copy, without copying them
+    warned = [f"warning: {copied / name}: records written by etlkit synth: synthetic, not "
+              f"AIST's (they carry its signature; no ETLKIT-SYNTH.json beside the file lists it)"
+              for name in files]
+    info = _cli("info", copied)
+    assert info.stderr.splitlines() == warned
+    result = _cli("extract", copied, "--task", task, "--out", tmp_path / "x")
+    assert sorted(ln for ln in result.stderr.splitlines() if "etlkit synth" in ln) == warned
+    assert json.loads((tmp_path / "x" / "manifest.json").read_text())["synthetic"] is True
+    assert "license: cc-by-sa-3.0" in (tmp_path / "x" / "README.md").read_text("utf-8")
+    assert etlkit.read(copied / files[0]).synthetic.all()
+
+
 def test_random_split_is_stratified(raw, tmp_path):
     doc = extract([raw], tmp_path / "k", Options(task="kanji"))
     counts = {s: np.bincount(open_shards(tmp_path / "k", s).read(("labels",))["labels"],

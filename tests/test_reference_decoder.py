@@ -95,15 +95,17 @@ def _compare_with_reference(dataset, path, batch, image_records=None):
     assert batch.fields.dtype.names == ref.field_names(variant)
     assert batch.images.dtype == np.uint8
     assert batch.images.shape == (len(physical), *ref.image_shape(variant))
-    codes, sheets = [], []
+    codes, sheets, signed = [], [], []
     for row, i in enumerate(physical):
         fields = ref.decode_fields(variant, data[i * size : (i + 1) * size])
         for name, expected in fields.items():
             _assert_field_equal(f"record {i} {name}", batch.fields[name][row], expected)
         codes.append(ref.label_code(variant, fields))
         sheets.append(ref.sheet_of(variant, fields))
+        signed.append(ref.synth_signed(variant, data[i * size : (i + 1) * size]))
     np.testing.assert_array_equal(batch.codes, codes)
     np.testing.assert_array_equal(batch.sheets, sheets)
+    np.testing.assert_array_equal(batch.synthetic, signed)
     if image_records is None:
         image_records = physical
     for i in image_records:
@@ -125,6 +127,8 @@ def test_read_matches_reference(etl_file):
     dataset, path = etl_file
     variant = ref.VARIANT[dataset]
     batch = _read(path, dataset)
+    # synth signs every record it writes; random header values never carry its signature
+    assert batch.synthetic.all() if dataset in SYNTH else not batch.synthetic.any()
     n_physical = path.stat().st_size // ref.RECORD_SIZE[variant]
     sample = _image_sample(n_physical, ref.DUMMY_RECORDS[variant], seed=len(path.name))
     _compare_with_reference(dataset, path, batch, sample)
@@ -152,7 +156,8 @@ def test_iter_read_matches_read(etl_file, chunk):
     assert 1 <= len(chunks[-1]) <= chunk
     assert all(c.dataset == dataset for c in chunks)
     joined = etlkit.RecordBatch.concatenate(chunks)
-    for name in ("images", "codes", "chars", "sjis", "scripts", "sheets", "index", "extra"):
+    for name in ("images", "codes", "chars", "sjis", "scripts", "sheets", "index", "extra",
+                 "synthetic"):
         np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name), err_msg=name)
     assert joined.fields.dtype == whole.fields.dtype
     assert np.array_equal(joined.fields, whole.fields)

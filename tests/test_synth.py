@@ -20,6 +20,8 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     c = synth("ETL8B2", tmp_path / "c", writers=2, seed=8, files=["ETL8B2C1"])
     assert _digest(a) == _digest(b)
     assert _digest(a) != _digest(c)
+    batch = etlkit.read(a[0])  # every record signed; the B family's in its reading (§2.6)
+    assert batch.synthetic.all() and set(batch.fields["reading"].tolist()) == {b"SYN\xff"}
 
 
 def test_etl8g_is_writer_major_five_writers_per_file(etl_raw):

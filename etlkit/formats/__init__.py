@@ -16,6 +16,13 @@ from ..errors import EtlError
 from .octet import B8, B9, G8, G9, M, OctetLayout
 from .sixbit import C, K, SixbitLayout
 
+#: What `etlkit synth` writes into every record it makes, at the layout's `synth_mark_offset`,
+#: so that its files are known as synthetic wherever they are copied (they have AIST's names
+#: and layouts): the M, C, G and K families' undefined area, the B family's reading, whose
+#: ASCII cannot hold the last byte (docs/etl-formats.md §2.6).
+SYNTH_SIGNATURE = b"SYN\xff"
+_SIGNATURE = np.frombuffer(SYNTH_SIGNATURE, np.uint8)
+
 
 @dataclass(frozen=True)
 class Format:
@@ -38,6 +45,16 @@ class Format:
     def levels(self) -> int:
         """The highest raw pixel level (1, 15 or 63)."""
         return (1 << self.layout.bits) - 1
+
+    def synth_signed(self, raw: np.ndarray) -> np.ndarray:
+        """(N, record_size) uint8 -> (N,) bool: the records that carry `SYNTH_SIGNATURE`."""
+        at = self.layout.synth_mark_offset
+        return (raw[:, at : at + len(_SIGNATURE)] == _SIGNATURE).all(axis=1)
+
+    def synth_sign(self, raw: np.ndarray) -> None:
+        """Write `SYNTH_SIGNATURE` into every record of (N, record_size) uint8 `raw`."""
+        at = self.layout.synth_mark_offset
+        raw[:, at : at + len(_SIGNATURE)] = _SIGNATURE
 
     def codes(self, fields: np.ndarray) -> np.ndarray:
         """The label code of each decoded record (CO-59 pairs packed as hi << 6 | lo)."""

@@ -39,17 +39,25 @@ def _b_fields(uncertain: int) -> list:
 
 @dataclass(frozen=True)
 class OctetLayout:
-    """One byte-aligned family: the record dtype, where the label and sheet live, the image."""
+    """One byte-aligned family: the record dtype, where the label and sheet live, the image,
+    and the field `etlkit synth` writes its signature into (`formats.SYNTH_SIGNATURE`)."""
 
     family: str
     dtype: np.dtype
     bits: int
     shape: tuple[int, int]
+    synth_mark_field: str
     code_field: str = "jis"
 
     @property
     def record_size(self) -> int:
         return self.dtype.itemsize
+
+    @property
+    def synth_mark_offset(self) -> int:
+        """The byte where synth's signature starts: the M and G families' undefined area; the
+        B family has none (its fields and image fill the record), so its ASCII reading."""
+        return self.dtype.fields[self.synth_mark_field][1]
 
     @property
     def field_dtype(self) -> np.dtype:
@@ -85,8 +93,8 @@ class OctetLayout:
         return rec.view(np.uint8).reshape(len(images), self.record_size)
 
 
-M = OctetLayout("M", np.dtype(_M_FIELDS), 4, (63, 64))
-B8 = OctetLayout("B", np.dtype(_b_fields(0)), 1, (63, 64))
-B9 = OctetLayout("B", np.dtype(_b_fields(64)), 1, (63, 64))
-G8 = OctetLayout("G", np.dtype(_g_fields(30, 11)), 4, (127, 128))
-G9 = OctetLayout("G", np.dtype(_g_fields(34, 7)), 4, (127, 128))
+M = OctetLayout("M", np.dtype(_M_FIELDS), 4, (63, 64), "undefined")
+B8 = OctetLayout("B", np.dtype(_b_fields(0)), 1, (63, 64), "reading")
+B9 = OctetLayout("B", np.dtype(_b_fields(64)), 1, (63, 64), "reading")
+G8 = OctetLayout("G", np.dtype(_g_fields(30, 11)), 4, (127, 128), "undefined")
+G9 = OctetLayout("G", np.dtype(_g_fields(34, 7)), 4, (127, 128), "undefined")

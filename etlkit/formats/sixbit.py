@@ -46,6 +46,10 @@ class SixbitLayout:
     header: tuple
     bits: int
     shape: tuple[int, int]
+    #: The octet where `etlkit synth` writes its signature (`formats.SYNTH_SIGNATURE`): the
+    #: start of an undefined 6-bit char (C: char 121 of the undefined 121-288, octet 90; K: char
+    #: 33 of the undefined 31-60, octet 24).
+    synth_mark_offset: int
     blank_t56: tuple = ()  # t56 fields that hold only spaces (written as T56 blanks on encode)
 
     @property
@@ -103,5 +107,5 @@ class SixbitLayout:
         return self.shape[0] * self.shape[1] * self.bits // 8
 
 
-C = SixbitLayout("C", 2952, 288, tuple(_C_HEADER), 4, (76, 72), blank_t56=((28, 2),))
-K = SixbitLayout("K", 2745, 60, tuple(_K_HEADER), 6, (60, 60), blank_t56=((7, 5),))
+C = SixbitLayout("C", 2952, 288, tuple(_C_HEADER), 4, (76, 72), 90, blank_t56=((28, 2),))
+K = SixbitLayout("K", 2745, 60, tuple(_K_HEADER), 6, (60, 60), 24, blank_t56=((7, 5),))
