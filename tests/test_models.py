@@ -229,8 +229,10 @@ def test_m6_1_structure_and_init(m6_1):
 
 
 def test_compiled_initialisation_draws_what_op_by_op_draws():
-    """build draws the weights in one compiled program: the values of the Model constructed
-    outside it, one initializer call at a time (what every run before drew for its seed)."""
+    """build draws the weights in one compiled program, with fewer optimisation passes: the
+    values of the Model constructed outside it, one initializer call at a time (what every run
+    before drew for its seed; every network of the table was compared so when the options
+    were chosen)."""
     compiled = nnx.state(models.build("FF-baseline", 10, rngs=nnx.Rngs(3)))
     eager = nnx.state(models.Model(models.spec("FF-baseline"), 10, conv_dropout=0.5,
                                    fc_dropout=0.5, dtype=jnp.float32, rngs=nnx.Rngs(3)))
