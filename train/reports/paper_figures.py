@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from flax import nnx
 from PIL import Image, ImageDraw
 
 from etlkit import labels, preview
@@ -131,9 +132,17 @@ def normalise(maps: np.ndarray) -> np.ndarray:
 
 def activation_maps(model, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """[(layer, (C, H, W) uint8)] of the first and last conv layers for one uint8 image."""
-    acts = model.activations(np.asarray(image, np.float32)[None] / 255.0)
+    names = []  # known once the forward pass is traced
+
+    @nnx.jit  # one compiled program: op by op, the forward pass compiles dozens (seconds)
+    def first_and_last(model, images):
+        acts = model.activations(images)
+        names[:] = [acts[0][0], acts[-1][0]]
+        return acts[0][1], acts[-1][1]
+
+    arrays = first_and_last(model, np.asarray(image, np.float32)[None] / 255.0)
     return [(name, normalise(np.moveaxis(np.asarray(a[0], np.float32), -1, 0)[:MAPS]))
-            for name, a in (acts[0], acts[-1])]
+            for name, a in zip(names, arrays, strict=True)]
 
 
 def kernel_tiles(kernel) -> np.ndarray:
