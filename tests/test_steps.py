@@ -15,13 +15,14 @@ from train.config import Config, build, optimizer
 from train.steps import Steps
 
 K, BATCH = 4, 32  # a batch above ops.KERNEL_GRAD_CHUNK, so the CPU path slices its gradient
+MODEL = "LeNet-5"  # two convolutions: the smallest network whose gradient the CPU slices
 
 
 def _train(precision: str, accelerator: bool, images, labels):
-    """K steps of CNN-93k from the same start: one K-step call on the accelerator's
+    """K steps of MODEL from the same start: one K-step call on the accelerator's
     paths, K one-step calls on the CPU's (as `fit` groups them on each); the losses and the
     trained parameters."""
-    config = Config(shards="", model="CNN-93k", precision=precision, lr=1e-3,
+    config = Config(shards="", model=MODEL, precision=precision, lr=1e-3,
                     batch_size=BATCH).with_recipe()
     model = build(config, 10)
     opt, _ = optimizer(model, config, steps_per_epoch=100)
