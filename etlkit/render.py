@@ -201,45 +201,61 @@ def _source(char: str) -> str | None:
 
 
 def _parse_path(d: str) -> list[np.ndarray]:
-    """Sampled polylines, one per subpath, of SVG path data made of M, L, H, V, C, S, Z."""
+    """Sampled polylines, one per subpath, of SVG path data made of M, L, H, V, C, S, Z.
+
+    Coordinates stay Python floats until a subpath's Béziers are evaluated at once: numpy
+    arrays of two numbers per command cost more than the arithmetic (a third of synth's time
+    on a kanji file)."""
     polylines: list[np.ndarray] = []
-    segs: list[np.ndarray] = []  # cubic Béziers (4, 2) of the current subpath
-    pos = start = ctrl = np.zeros(2)
+    segs: list[tuple[float, ...]] = []  # cubic Béziers (x0, y0, ..., x3, y3) of the subpath
+    px = py = sx = sy = cx = cy = 0.0  # pen, subpath start, last control point
     for cmd, args in _CMD.findall(d):
         up = cmd.upper()
         if up == "Z":
-            segs.append(np.array([pos, pos, start, start]))
-            pos = ctrl = start
+            segs.append((px, py, px, py, sx, sy, sx, sy))
+            px, py = cx, cy = sx, sy
             continue
-        for arg in np.array(_NUM.findall(args), dtype=float).reshape(-1, _NARGS[up]):
-            rel = pos if cmd.islower() else np.zeros(2)
+        nums = [float(v) for v in _NUM.findall(args)]
+        n = _NARGS[up]
+        if len(nums) % n:
+            raise ValueError(f"SVG path command {cmd!r} takes {n} numbers at a time: {args!r}")
+        for k in range(0, len(nums), n):
+            a = nums[k : k + n]
+            rx, ry = (px, py) if cmd.islower() else (0.0, 0.0)
             if up == "M":
                 if segs:
                     polylines.append(_bezier(segs))
                     segs = []
-                pos = ctrl = start = rel + arg
+                px, py = cx, cy = sx, sy = rx + a[0], ry + a[1]
                 up = "L"  # further coordinate pairs are implicit linetos
             elif up == "C" or up == "S":
-                c = rel + arg.reshape(-1, 2)
-                c1 = c[0] if up == "C" else 2 * pos - ctrl  # S reflects the last control point
-                segs.append(np.array([pos, c1, c[-2], c[-1]]))
-                pos, ctrl = c[-1], c[-2]
+                c = [(rx + a[j], ry + a[j + 1]) for j in range(0, n, 2)]
+                c1 = c[0] if up == "C" else (2 * px - cx, 2 * py - cy)  # S reflects the last
+                segs.append((px, py, *c1, *c[-2], *c[-1]))
+                (px, py), (cx, cy) = c[-1], c[-2]
             else:
-                end = {"L": rel + arg, "H": np.array([rel[0] + arg[0], pos[1]]),
-                       "V": np.array([pos[0], rel[1] + arg[0]])}[up]
-                segs.append(np.array([pos, pos, end, end]))
-                pos = ctrl = end
+                if up == "L":
+                    ex, ey = rx + a[0], ry + a[1]
+                elif up == "H":
+                    ex, ey = rx + a[0], py
+                else:
+                    ex, ey = px, ry + a[0]
+                segs.append((px, py, px, py, ex, ey, ex, ey))
+                px, py = cx, cy = ex, ey
     if segs:
         polylines.append(_bezier(segs))
     return polylines
 
 
-def _bezier(segs: list[np.ndarray]) -> np.ndarray:
+#: Bernstein weights of the 16 points sampled along each cubic Bézier (t = 1/16 ... 1).
+_T = np.linspace(0, 1, 17)[1:, None]
+_BEZIER_BASIS = np.hstack([(1 - _T) ** 3, 3 * _T * (1 - _T) ** 2, 3 * _T**2 * (1 - _T), _T**3])
+
+
+def _bezier(segs: list[tuple[float, ...]]) -> np.ndarray:
     """Points along a chain of cubic Béziers, evaluated for all segments at once."""
-    t = np.linspace(0, 1, 17)[1:, None]
-    basis = np.hstack([(1 - t) ** 3, 3 * t * (1 - t) ** 2, 3 * t**2 * (1 - t), t**3])
-    ctrl = np.stack(segs)
-    return np.vstack([ctrl[0, :1], np.einsum("tk,nkd->ntd", basis, ctrl).reshape(-1, 2)])
+    ctrl = np.array(segs).reshape(-1, 4, 2)
+    return np.vstack([ctrl[0, :1], np.einsum("tk,nkd->ntd", _BEZIER_BASIS, ctrl).reshape(-1, 2)])
 
 
 def _resample(p: np.ndarray) -> np.ndarray:
