@@ -1,14 +1,7 @@
 """The trainer as users run it: real shards on disk, real JAX compilation, real CLI processes."""
 
 import json
-import os
 import re
-import signal
-import socket
-import struct
-import subprocess
-import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +10,7 @@ import optax
 import pytest
 from assertions import one_error_line
 from flax import nnx
-from tensorboardX.proto.event_pb2 import Event, SessionLog
+from runs import run_events, train_args
 from typer.testing import CliRunner
 
 from etlkit.cli import app
@@ -35,51 +28,14 @@ def shards(hiragana_shards):
     return hiragana_shards
 
 
-def _args(shards, out, *extra, epochs=2, progress=False, model="M6-1"):
-    """`etlkit train` of `shards`, by default with the shared run's network (M6-1)."""
-    return ["train", str(shards), "--out", str(out), "--model", model, "--epochs", str(epochs),
-            "--log-every", "5", *([] if progress else ["--no-progress"]), *extra]
-
-
-def _cli(args, env=None):
-    """The real `etlkit` in a subprocess."""
-    return subprocess.Popen([sys.executable, "-m", "etlkit", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-
-
-def _final(run):
-    """What must not depend on interruptions: every epoch's metrics and the test result."""
-    keys = ("epoch", "step", "train/epoch_loss", "train/epoch_accuracy", "val/loss",
-            "val/accuracy", "epoch/best")
-    history = Run(run).history()
-    epochs = [{k: r[k] for k in keys} for r in history.epochs]
-    test = {k: v for k, v in history.test.items() if not k.startswith("compiles/")}
-    return epochs, test
-
-
 def _compiles(run):
     return {k: v for k, v in Run(run).history().test.items() if k.startswith("compiles/")}
-
-
-def _events(run):
-    """The run's TensorBoard event files, oldest first, each as its list of events, read with
-    the protobuf classes tensorboardX writes them with (TFRecord framing: length, crc, event,
-    crc)."""
-    files = []
-    for path in sorted(run.glob("events.out.tfevents.*")):
-        data, at, events = path.read_bytes(), 0, []
-        while at < len(data):
-            (length,) = struct.unpack("<Q", data[at:at + 8])
-            events.append(Event.FromString(data[at + 12:at + 12 + length]))
-            at += 12 + length + 4
-        files.append(events)
-    return files
 
 
 def _scalars(run):
     """{tag: [(step, value)]} over all the run's event files."""
     scalars = {}
-    for event in (e for events in _events(run) for e in events):
+    for event in (e for events in run_events(run) for e in events):
         for value in event.summary.value:
             scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
     return scalars
@@ -87,9 +43,8 @@ def _scalars(run):
 
 @pytest.fixture(scope="module")
 def reference(hiragana_run):
-    """An uninterrupted run, the session's shared run, made with `_args(shards, out)`: when
-    checkpoints are written changes no metric, so a run killed and resumed from a checkpoint
-    after any step must end with its metrics."""
+    """The session's shared run (M6-1 on hiragana, 2 epochs), made with
+    `train_args(shards, out)`."""
     return hiragana_run
 
 
@@ -159,7 +114,7 @@ def test_epochs_do_not_recompile(reference, digits_shards, tmp_path):
     # call compiled once for both epochs, which compute what single steps compute
     plain, scanned = tmp_path / "plain", tmp_path / "scan"
     for out, extra in ((plain, ()), (scanned, ("--steps-per-call", "4"))):
-        result = runner.invoke(app, _args(digits_shards, out, *extra, model="FF-baseline"))
+        result = runner.invoke(app, train_args(digits_shards, out, *extra, model="FF-baseline"))
         assert result.exit_code == 0, result.output
     assert _compiles(plain)["compiles/train"] == 1
     assert _compiles(scanned) == {**_compiles(plain), "compiles/train": 2}
@@ -168,94 +123,11 @@ def test_epochs_do_not_recompile(reference, digits_shards, tmp_path):
         assert fused["val/loss"] == pytest.approx(single["val/loss"], rel=1e-3)
 
 
-@pytest.mark.slow
-def test_resume_after_a_kill_ends_with_the_same_metrics(reference, shards, tmp_path):
-    out = tmp_path / "killed"
-    args = _args(shards, out, "--checkpoint-minutes", "0")
-    proc = _cli(args)
-    deadline = time.monotonic() + 300
-    # kill mid-epoch 2, once a mid-epoch checkpoint is on disk
-    while proc.poll() is None and (Run(out).checkpoint_step("latest") or 0) < 18:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert Run(out).history().test is None  # it did not finish
-    killed_at = Run(out).checkpoint_step("latest")
-    assert 14 < killed_at < 28
-    with open(out / "metrics.jsonl", "a") as f:  # as a kill in the middle of a line leaves it
-        f.write('{"epoch": 2, "step": 27, "train/lo')
-    result = runner.invoke(app, [*args, "--resume"])
-    assert result.exit_code == 0, result.output
-    assert f"resuming {out} at epoch 2, step {killed_at}" in result.stderr
-    assert _final(out) == _final(reference[0])
-    # a second event file, which tells TensorBoard to drop what the killed run logged after
-    # its checkpoint and then holds the rest of the run
-    killed, resumed = _events(out)
-    assert [e.step for e in resumed if e.session_log.status == SessionLog.START] == [
-        killed_at + 1]
-    assert [e.step for e in resumed if e.summary.value][0] > killed_at
-
-
-@pytest.mark.slow
-def test_two_devices_run_the_same_code(reference, shards, tmp_path):
-    out = tmp_path / "two"
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-           "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.getcwd()}
-    # with the progress bar on, as by default: stdout and stderr are pipes, not terminals, so
-    # it draws nothing (it used to leave a blank line per epoch on stdout)
-    proc = _cli(_args(shards, out, epochs=1, progress=True), env=env)
-    piped, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
-    assert piped == ""
-    assert [ln.split(":")[0] for ln in err.splitlines() if ln.startswith("epoch")] == [
-        "epoch 1/1"]
-    assert "2 device(s)" in err
-    assert json.loads((out / "config.json").read_text())["devices"] == 2
-    # the global batch is split 8 per device; batch-norm statistics stay global, so the run
-    # computes the same function (up to float summation order): the reference's first epoch
-    (two,), one = Run(out).history().epochs, Run(reference[0]).history().epochs[0]
-    assert two["val/loss"] == pytest.approx(one["val/loss"], rel=1e-3)
-    assert two["train/epoch_loss"] == pytest.approx(one["train/epoch_loss"], rel=1e-3)
-
-
-@pytest.mark.slow
-def test_two_processes_train_one_model_through_jax_distributed(tmp_path):
-    """FF-baseline on the digits in shards of 400 (train: 400, 400, 350), so that each
-    process has shards of its own to read."""
-    from etlkit.digits import Options, extract
-
-    shards = tmp_path / "digits"
-    extract([], shards, Options(dataset="sklearn-digits", shard_size=400))
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
-    out = tmp_path / "hosts"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.getcwd()}
-    procs = [_cli(_args(shards, out, "--distributed", "--coordinator", f"localhost:{port}",
-                        "--num-processes", "2", "--process-id", str(i), epochs=1,
-                        model="FF-baseline"), env=env)
-             for i in range(2)]
-    errs = [p.communicate(timeout=600)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], errs
-    # each process reads its own shards (400 + 350 and 400 records) in 25 steps of 16 images
-    assert all("25 steps/epoch, 2 device(s)" in e for e in errs), errs
-    config = json.loads((out / "config.json").read_text())
-    assert (config["processes"], config["devices"]) == (2, 2)
-    # one model: both processes report the same metrics, and only process 0 wrote the log
-    finals = [[ln for ln in e.splitlines() if ln.startswith(("epoch", "test"))] for e in errs]
-    assert finals[0] == finals[1] and len(finals[0]) == 2
-    history = Run(out).history()
-    assert len(history.epochs) == 1 and history.test is not None
-    assert sum(r.startswith("{") for r in (out / "metrics.jsonl").read_text().splitlines()) \
-        == len(history.train) + 2
-
-
 def test_bf16_with_augmentation(digits_shards, tmp_path):
     """A conv network computing in bf16 on distorted images trains from the CLI."""
     out = tmp_path / "bf16"
-    result = runner.invoke(app, _args(digits_shards, out, "--precision", "bf16", "--augment",
-                                      epochs=1, model="CNN-93k"))
+    result = runner.invoke(app, train_args(digits_shards, out, "--precision", "bf16", "--augment",
+                                           epochs=1, model="CNN-93k"))
     assert result.exit_code == 0, result.output
     (epoch,) = Run(out).history().epochs
     assert np.isfinite(epoch["train/epoch_loss"]) and np.isfinite(epoch["val/loss"])
@@ -268,8 +140,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
         digits_shards, tmp_path):
     out = tmp_path / "nan"
     # epoch 1 (35 steps) at 1e-3, then the learning rate jumps to 1e33 and the weights overflow
-    result = runner.invoke(app, _args(digits_shards, out, "--lr-step-epochs", "1",
-                                      "--lr-decay", "1e36", model="FF-baseline"))
+    result = runner.invoke(app, train_args(digits_shards, out, "--lr-step-epochs", "1",
+                                           "--lr-decay", "1e36", model="FF-baseline"))
     assert result.exit_code == 1
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "loss became nan" in lines[0], result.stderr
@@ -296,7 +168,8 @@ def test_schedule_periods_longer_than_the_run_change_nothing_in_it(digits_shards
                                                                      extra):
     """They overflowed the step count compiled as int32: OverflowError tracebacks."""
     out = tmp_path / "long"
-    result = runner.invoke(app, _args(digits_shards, out, *extra, epochs=1, model="FF-baseline"))
+    result = runner.invoke(app, train_args(digits_shards, out, *extra, epochs=1,
+                                           model="FF-baseline"))
     assert result.exit_code == 0, result.output
     (epoch,) = Run(out).history().epochs  # the step decay never came; the warm-up took the run
     assert epoch["epoch/lr"] == pytest.approx(Run(out).read_config()["config"]["lr"], rel=1e-6)
@@ -304,8 +177,8 @@ def test_schedule_periods_longer_than_the_run_change_nothing_in_it(digits_shards
 
 def test_early_stopping_follows_patience(digits_shards, tmp_path):
     out = tmp_path / "patience"
-    result = runner.invoke(app, _args(digits_shards, out, "--patience", "1", "--lr", "1e-9",
-                                      epochs=8, model="FF-baseline"))
+    result = runner.invoke(app, train_args(digits_shards, out, "--patience", "1", "--lr", "1e-9",
+                                           epochs=8, model="FF-baseline"))
     assert result.exit_code == 0, result.output
     epochs = Run(out).history().epochs
     # training stops after the first epoch that does not beat the best so far
@@ -353,7 +226,7 @@ def test_augmentation_is_a_random_affine_warp_plus_noise():
     (["--batch-size", "1000"], "fewer than one batch of 1000"),
 ])
 def test_bad_options_give_one_clear_line(shards, tmp_path, extra, needle):
-    one_error_line(runner.invoke(app, [*_args(shards, tmp_path / "bad"), *extra]), needle)
+    one_error_line(runner.invoke(app, [*train_args(shards, tmp_path / "bad"), *extra]), needle)
     assert not (tmp_path / "bad").exists()
 
 
@@ -361,8 +234,8 @@ def test_a_batch_larger_than_an_evaluation_batch_trains(digits_shards, tmp_path)
     """The batch-norm calibration takes whole training batches: at least one, even when a
     training batch is larger than --eval-batch-size (it used to become 0 images)."""
     out = tmp_path / "big"
-    result = runner.invoke(app, _args(digits_shards, out, "--batch-size", "1150", epochs=1,
-                                      model="FF-baseline"))
+    result = runner.invoke(app, train_args(digits_shards, out, "--batch-size", "1150", epochs=1,
+                                           model="FF-baseline"))
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["steps_per_epoch"] == 1
     (epoch,) = Run(out).history().epochs
@@ -372,9 +245,9 @@ def test_a_batch_larger_than_an_evaluation_batch_trains(digits_shards, tmp_path)
 def test_a_run_folder_is_not_overwritten_and_resume_must_repeat_the_options(reference,
                                                                              shards):
     out = reference[0]
-    result = runner.invoke(app, _args(shards, out))
+    result = runner.invoke(app, train_args(shards, out))
     assert result.exit_code == 1 and "pass --resume" in result.stderr
-    result = runner.invoke(app, [*_args(shards, out, "--lr", "0.01"), "--resume"])
+    result = runner.invoke(app, [*train_args(shards, out, "--lr", "0.01"), "--resume"])
     assert result.exit_code == 1 and "lr (run: 0.0001, now: 0.01)" in result.stderr
 
 
