@@ -28,7 +28,7 @@ from etlkit.errors import EtlError
 from etlkit.remote import TEXT_LIMIT
 from etlkit.shards import load_manifest, open_shards
 from train.inference.model_facts import classes_checksum
-from train.rundir import Run, check_for_inference, run_identity
+from train.rundir import Run, check_for_inference, kind_of, run_identity
 
 runner = CliRunner()
 
@@ -219,10 +219,7 @@ def test_a_checkpoint_of_another_run_is_refused(digits_run, tmp_path):
     command that loads one, train --resume included. Here the checkpoints are digits_run's
     and config.json is that of the same training with --seed 1."""
     run = _copy(digits_run, tmp_path)
-    doc = json.loads((run / "config.json").read_text("utf-8"))
-    doc["config"]["seed"] = 1
-    doc["run_id"] = run_identity(doc["config"], doc["dataset_checksum"])
-    (run / "config.json").write_text(json.dumps(doc), "utf-8")
+    _as_seed_1(run)
     best, latest = run / "checkpoints" / "best.msgpack", run / "checkpoints" / "latest.msgpack"
     digit = str(tmp_path / "digit.png")
     for args, path in ((["predict", str(run), digit], best), (["evaluate", str(run)], best),
@@ -234,6 +231,109 @@ def test_a_checkpoint_of_another_run_is_refused(digits_run, tmp_path):
                        f"is not that of {run / 'config.json'})")
     assert not (tmp_path / "x").exists()
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in digits_run.iterdir())
+
+
+def _as_seed_1(run: Path) -> None:
+    """Make `run`'s config.json that of the same training with --seed 1, its run_id too, so
+    that its checkpoints are another run's."""
+    doc = json.loads((run / "config.json").read_text("utf-8"))
+    doc["config"]["seed"] = 1
+    doc["run_id"] = run_identity(doc["config"], doc["dataset_checksum"])
+    (run / "config.json").write_text(json.dumps(doc), "utf-8")
+
+
+@pytest.mark.parametrize(("copied", "over", "other_run", "needle"), [
+    ("latest", "best", False, "holds a training state (a latest checkpoint), not a best model"),
+    ("best", "latest", False, "holds a best model, not a training state (a latest checkpoint)"),
+    ("latest", "best", True, "belongs to another run"),
+], ids=["latest-as-best", "best-as-latest", "another-runs-latest-as-best"])
+def test_a_checkpoint_copied_over_the_other_is_named_for_what_it_holds(
+        digits_run, tmp_path, copied, over, other_run, needle):
+    """A run's own latest.msgpack copied over its best.msgpack was "a checkpoint of another
+    model" (a training state holds the optimizer's arrays too): its meta tells which kind of
+    checkpoint it is, and the run_id, compared first, tells another run's."""
+    run = _copy(digits_run, tmp_path)
+    if other_run:
+        _as_seed_1(run)
+    target = run / "checkpoints" / f"{over}.msgpack"
+    shutil.copyfile(run / "checkpoints" / f"{copied}.msgpack", target)
+    one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "digit.png"),
+                                       "--which", over]), f"{target}: {needle}")
+
+
+def _non_finite(value: float):
+    """An `edit_body` that overwrites weights near the end of the arrays with `value`."""
+    def edit(body: bytearray) -> bytes:
+        body[-4000:-40] = np.full(990, value, np.float32).tobytes()
+        return bytes(body)
+    return edit
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf], ids=["nan", "inf"])
+def test_a_checkpoint_re_signed_over_non_finite_weights_is_refused(digits_run, tmp_path,
+                                                                   value):
+    """Weights set to NaN or infinity with the checkpoint's SHA-256 recomputed over them (a
+    consistent forgery) loaded: predict printed `nan` probabilities with exit 0, and evaluate
+    and export went on. Every load checks that the weights are finite."""
+    run = _copy(digits_run, tmp_path)
+    best = run / "checkpoints" / "best.msgpack"
+    _rewrite_checkpoint(best, edit_body=_non_finite(value))
+    for args in (["predict", str(run), str(tmp_path / "digit.png")], ["evaluate", str(run)],
+                 ["export", str(run), "--out", str(tmp_path / "x")]):
+        one_error_line(runner.invoke(app, args), f"{best}: corrupt checkpoint: parameter ",
+                       "holds NaN or infinity, which no trained model has")
+    assert not (tmp_path / "x").exists()
+
+
+def test_resume_refuses_a_dataset_extracted_again(digits_run, tmp_path):
+    """A dataset extracted again at the run's path (another seed: another split) was trained
+    on from the checkpoint on, without a word, mixing two datasets in one run that evaluate
+    then refused. config.json keeps the checksum of the manifest the run started on; here it
+    is another extraction's, as after `extract --force` there."""
+    run = _copy(digits_run, tmp_path)
+    _edit_config(run, "dataset_checksum", hashlib.sha256(b"another extraction").hexdigest())
+    metrics = (run / "metrics.jsonl").read_bytes()
+    one_error_line(runner.invoke(app, _resume(digits_run, run)),
+                   f"{digits_run.parent / 'mnist'}: not the dataset {run} was trained on (its "
+                   "manifest changed since: extracted again?)")
+    assert (run / "metrics.jsonl").read_bytes() == metrics
+
+
+def _through_epoch_1(path: Path) -> None:
+    """metrics.jsonl cut after its first epoch record (a bad copy, a full disk)."""
+    lines = path.read_text("utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:next(i for i, line in enumerate(lines)
+                                        if "epoch/seconds" in line) + 1]), "utf-8")
+
+
+@pytest.mark.parametrize(("cut", "needle"), [
+    (_through_epoch_1, "metrics.jsonl ends at epoch 1; its checkpoint is at epoch 3"),
+    (Path.unlink, "metrics.jsonl is missing; its checkpoint is at epoch 3"),
+], ids=["cut", "deleted"])
+def test_resume_refuses_a_history_that_stops_short_of_its_checkpoint(digits_run, tmp_path,
+                                                                      cut, needle):
+    """metrics.jsonl cut or deleted: --resume appended to it, and the epochs between its end
+    and the checkpoint were gone from the run's record (curves, Fig. 4, TensorBoard)."""
+    run = _copy(digits_run, tmp_path)
+    cut(run / "metrics.jsonl")
+    kept = sorted(run.rglob("*"))
+    one_error_line(runner.invoke(app, _resume(digits_run, run)), f"{run}/{needle}")
+    assert sorted(run.rglob("*")) == kept
+
+
+def test_resume_keeps_the_history_up_to_its_checkpoint(digits_run, tmp_path):
+    """What --resume keeps of metrics.jsonl: a cut-off last line (a kill while writing) is
+    dropped, not refused, as is the test record of a finished run; a checkpoint taken at an
+    epoch's last step, before its epoch record, keeps that epoch's train records, not a record
+    of the epoch (which would then be logged twice)."""
+    run = Run(_copy(digits_run, tmp_path))
+    records = run.records()
+    epochs = [r for r in records if kind_of(r) == "epoch"]
+    with open(run.metrics, "a", encoding="utf-8") as f:
+        f.write('{"step": 30')
+    assert run.logged_before(3, epochs[2]["step"]) == records[:-1]
+    assert run.logged_before(2, epochs[1]["step"]) == records[:records.index(epochs[1]) + 1]
+    assert run.logged_before(2, epochs[2]["step"]) == records[:records.index(epochs[2])]
 
 
 def _edit_config(run: Path, key: str, value) -> None:
@@ -291,10 +391,12 @@ def _resume(digits_run, run: Path) -> list[str]:
 
 
 def _rewrite_checkpoint(path: Path, *, format_4: bool = False, edit_meta=None,
-                        edit_table=None, sha256=True, meta_text=None) -> None:
+                        edit_table=None, sha256=True, meta_text=None, edit_body=None) -> None:
     """Rewrite the checkpoint at `path` with its meta and table edited, its arrays' bytes
     as they were. With `format_4`, as format 4 wrote it (its SHA-256 covering the arrays
-    alone, recomputed), else with the format-5 header as saved; `sha256=False` nulls it."""
+    alone, recomputed), else with the format-5 header as saved; `sha256=False` nulls it.
+    `edit_body` changes the arrays' bytes and re-signs them: a format-5 SHA-256 recomputed
+    over the edited meta, table and bytes, as a forger would."""
     data = path.read_bytes()
     unpacker = msgpack.Unpacker()
     unpacker.feed(data)
@@ -308,6 +410,10 @@ def _rewrite_checkpoint(path: Path, *, format_4: bool = False, edit_meta=None,
     if edit_table:
         edit_table(table)
     header["meta"] = json.dumps(meta) if meta_text is None else meta_text
+    if edit_body:
+        body = edit_body(bytearray(body))
+        header["sha256"] = hashlib.sha256(msgpack.packb(header["meta"]) + msgpack.packb(table)
+                                          + body).hexdigest()
     if format_4:
         header.update(format="etlkit-checkpoint-4", sha256=hashlib.sha256(body).hexdigest())
     if not sha256:
@@ -391,7 +497,7 @@ def test_format_4_and_3_checkpoints_still_load_and_format_3_is_checked_for_nan(d
     nans[-4000:-40] = np.full(990, np.nan, np.float32).tobytes()
     latest.write_bytes(bytes(nans))
     one_error_line(runner.invoke(app, predict), f"{latest}: corrupt checkpoint: parameter ",
-                   "holds NaN or infinity (a format-3 checkpoint, which has no checksum)")
+                   "holds NaN or infinity, which no trained model has")
 
 
 @pytest.mark.parametrize("record, problem", [

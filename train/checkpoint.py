@@ -8,7 +8,11 @@ disk, a stray write, a hand edit of the epoch or a dtype) is refused rather than
 noise or a skipped epoch. Format 4 files, whose SHA-256 covers the arrays alone, still load;
 their meta is then only as good as `load`'s caller's checks of it, and every leaf's dtype and
 shape are checked against the model's in every format. Format 3 files, from before checksums,
-load with a warning, refused if a weight is NaN or infinite. The header comes first so that
+load with a warning. In every format a NaN or infinite value is refused: no training saves one,
+and a checksum recomputed over one (a forgery) would otherwise print NaN probabilities. `read`
+checks a file and `restore` fits it to a model, so a caller can check its meta in between
+(whose run, which checkpoint) before a structure that differs is blamed on another model. The
+header comes first so that
 `peek` reads a few kilobytes, not the whole model; the key paths make a checkpoint name what it
 holds, so restoring it into another model names the parameter that does not fit. The arrays are
 written as they lie in memory, with no serialisation copy (a packed format copied each array
@@ -151,26 +155,35 @@ def _read_leaves(f, unpacker: msgpack.Unpacker, path: Path,
     for (key, dtype, shape), size in zip(entries, sizes, strict=True):
         stored[key] = np.frombuffer(body, dtype, math.prod(shape), at).reshape(shape)
         at += size
+    _check_finite(path, stored)
     if header.sha256 is None:
-        _check_unhashed(path, stored)
+        warnings.warn(EtlWarning(f"{path}: a format-3 checkpoint has no checksum, so a changed "
+                                 "byte in it cannot be detected; a run saved by this etlkit has "
+                                 "one"), stacklevel=3)
     return stored
 
 
-def _check_unhashed(path: Path, stored: dict[str, np.ndarray]) -> None:
-    """A format-3 checkpoint (from before checksums) still loads, so that older runs keep
-    working, with a warning; without a checksum only weights that no training leaves (NaN,
-    infinity) can be told from good ones, and those are refused."""
+def _check_finite(path: Path, stored: dict[str, np.ndarray]) -> None:
+    """Refuse NaN and infinity, which no saved training state holds (a NaN loss stops a run
+    before its checkpoint): without a checksum (format 3) they are all that tells a damaged
+    file from a good one, and with one recomputed over them they are a forgery."""
     for key, array in stored.items():
-        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-            raise EtlError(f"{path}: corrupt checkpoint: parameter {key} holds NaN or infinity "
-                           "(a format-3 checkpoint, which has no checksum)")
-    warnings.warn(EtlWarning(f"{path}: a format-3 checkpoint has no checksum, so a changed "
-                             "byte in it cannot be detected; a run saved by this etlkit has "
-                             "one"), stacklevel=3)
+        if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
+            raise EtlError(f"{path}: corrupt checkpoint: parameter {key} holds NaN or infinity, "
+                           "which no trained model has")
 
 
-def load(path: Path, like) -> tuple[object, dict]:
-    """(state shaped like the pytree `like`, meta) from a checkpoint written by `save`."""
+@dataclass(frozen=True)
+class Stored:
+    """A checkpoint read and checked (its checksum, finite values), not yet fitted to a model."""
+
+    path: Path
+    leaves: dict[str, np.ndarray]  # by key path
+    meta: dict
+
+
+def read(path: Path) -> Stored:
+    """The checkpoint written by `save` at `path`, checked but not yet fitted to a model."""
     if Path(path).exists() and not Path(path).is_file():  # a FIFO would block the read
         raise EtlError(f"{path}: not a regular file, so not a checkpoint")
     try:
@@ -181,19 +194,26 @@ def load(path: Path, like) -> tuple[object, dict]:
         raise EtlError(f"{path}: no checkpoint (did the run save one?)") from None
     if stored is None:
         raise EtlError(f"{path}: unreadable checkpoint (cut off or corrupt)")
+    return Stored(path, stored, header.meta)
+
+
+def restore(stored: Stored, like):
+    """`stored`'s arrays as a state shaped like the pytree `like`: every parameter there, of
+    its shape and dtype, and no other."""
+    path = stored.path
     flat, treedef = jax.tree_util.tree_flatten_with_path(like)
     wanted = [jax.tree_util.keystr(key) for key, _ in flat]
-    missing = [k for k in wanted if k not in stored]
+    missing = [k for k in wanted if k not in stored.leaves]
     if missing:
         raise EtlError(f"{path}: has no parameter {missing[0]} ({len(missing)} of the model's "
                        f"{len(wanted)} missing): a checkpoint of another model")
-    extra = sorted(set(stored) - set(wanted))
+    extra = sorted(set(stored.leaves) - set(wanted))
     if extra:
         raise EtlError(f"{path}: holds parameter {extra[0]}, which the model lacks: "
                        "a checkpoint of another model")
     restored = []
     for key, (_, want) in zip(wanted, flat, strict=True):
-        got, dtype = stored[key], jnp.dtype(want.dtype)
+        got, dtype = stored.leaves[key], jnp.dtype(want.dtype)
         if got.shape != np.shape(want):
             raise EtlError(f"{path}: parameter {key} has shape {got.shape}, the model needs "
                            f"{np.shape(want)}: a checkpoint of another model or class count")
@@ -201,4 +221,10 @@ def load(path: Path, like) -> tuple[object, dict]:
             raise EtlError(f"{path}: parameter {key} is {got.dtype}, the model needs {dtype}: "
                            "a checkpoint of another model or precision, or a corrupt one")
         restored.append(jnp.asarray(got))  # device arrays: numpy ones would be read-only
-    return jax.tree_util.tree_unflatten(treedef, restored), header.meta
+    return jax.tree_util.tree_unflatten(treedef, restored)
+
+
+def load(path: Path, like) -> tuple[object, dict]:
+    """(state shaped like the pytree `like`, meta) from a checkpoint written by `save`."""
+    stored = read(path)
+    return restore(stored, like), stored.meta

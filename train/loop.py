@@ -27,7 +27,7 @@ from .data import Part, Prefetch, eval_batches, train_groups
 from .inference.images import measure_framing
 from .inference.model_facts import classes_checksum, shown
 from .progress import Progress
-from .rundir import Run, run_identity
+from .rundir import Run, check_trained_on, run_identity
 from .steps import Mesh, StepOptions, Steps
 
 
@@ -64,7 +64,7 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
         raise EtlError(f"{config.shards}: {len(train_set)} training records, fewer than one "
                        f"batch of {config.batch_size}")
     run = Run(out, primary=jax.process_index() == 0)  # after every check of the input
-    resume = _prepare_folder(run, config, resume, say)
+    resume = _prepare_folder(run, config, train_set, resume, say)
     classes = train_set.classes
     model = build(config, len(classes))
     opt, schedule = optimizer(model, config, steps_per_epoch)
@@ -77,13 +77,17 @@ def fit(config: Config, out: str | Path, *, resume: bool = False, say=print,
     if resume:
         state, meta = run.load("latest", state)
         loop = _checked_position(meta, run.checkpoint("latest"), config, steps_per_epoch, calls)
+        logged = run.logged_before(loop["epoch"], loop["step"])
         say(f"resuming {run.root} at epoch {loop['epoch'] + 1}, step {loop['step']}")
     else:
         _write_config(run, config, train_set, classes, mesh, steps_per_epoch)
     state = mesh.replicate(state)
     val_part = Part(val_set, jax.process_index(), jax.process_count())
     calibration = _calibration_batches(part, config, steps_per_epoch, mesh)
-    run.open_log(loop["step"] if resume else None)
+    if resume:
+        run.open_log(loop["step"], logged)
+    else:
+        run.open_log()
     try:
         meter = _Meter(run, Progress(enabled=progress and run.primary), schedule)
         say(f"training {config.model} on {len(train_set)} images, {len(classes)} classes, "
@@ -265,10 +269,12 @@ class _Meter:
                 "train/epoch_accuracy": self.totals["correct"] / max(self.totals["seen"], 1)}
 
 
-def _prepare_folder(run: Run, config: Config, resume: bool, say) -> bool:
+def _prepare_folder(run: Run, config: Config, train_set, resume: bool, say) -> bool:
     """Make `run` ready; return whether training resumes from its latest checkpoint. A run that
     stopped before its first checkpoint starts over, with or without --resume, so rerunning a
-    command always works; a run with a checkpoint continues only with --resume."""
+    command always works; a run with a checkpoint continues only with --resume, with the same
+    options on the same dataset (`train_set`'s manifest, not only its path: one extracted again
+    there would mix two datasets in one run)."""
     if run.root.exists() and not run.root.is_dir():
         raise EtlError(f"{run.root}: a file, not a folder; choose a new or empty --out")
     if run.started():
@@ -276,12 +282,14 @@ def _prepare_folder(run: Run, config: Config, resume: bool, say) -> bool:
             raise EtlError(f"{run.root}: holds a run (latest checkpoint at step "
                            f"{run.checkpoint_step('latest')}); pass --resume to continue it, "
                            "or choose another --out")
-        saved = run.read_config()["config"]
+        doc = run.read_config()
+        saved = doc["config"]
         differ = [k for k, v in asdict(config).items() if saved.get(k) != v]
         if differ:
             raise EtlError(f"{run.root}: --resume must repeat the run's options; these differ: "
                            + ", ".join(f"{k} (run: {saved.get(k)!r}, now: "
                                        f"{getattr(config, k)!r})" for k in differ))
+        check_trained_on(train_set, doc, run.root)
         return True
     if not run.primary:
         return False

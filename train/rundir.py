@@ -195,14 +195,28 @@ class Run:
                        [r for r in records if kind_of(r) == "epoch"],
                        tests[-1] if tests else None)
 
-    def open_log(self, resumed_at: int | None = None) -> None:
-        """Start logging; resuming from the checkpoint at step `resumed_at`, first drop what a
-        killed run logged after it (here and, through purge_step, in TensorBoard)."""
+    def logged_before(self, epoch: int, step: int) -> list[dict]:
+        """metrics.jsonl's records up to a `latest` checkpoint taken after `epoch` whole
+        epochs, at `step`: what a killed run logged after it, and a finished run's test record,
+        are left out. A history that stops short of the checkpoint (the file cut or deleted) is
+        refused: resuming would append to it and leave a hole in the run's record."""
+        kept = [r for r in self.records() if kind_of(r) != "test" and r["step"] <= step
+                and r["epoch"] <= (epoch if kind_of(r) == "epoch" else epoch + 1)]
+        epochs = [r["epoch"] for r in kept if kind_of(r) == "epoch"]
+        last = epochs[-1] if epochs else 0
+        if last != epoch:
+            ends = f"ends at epoch {last}" if self.metrics.exists() else "is missing"
+            raise EtlError(f"{self.metrics} {ends}; its checkpoint is at epoch {epoch}: "
+                           "resuming would leave a hole in the run's history")
+        return kept
+
+    def open_log(self, resumed_at: int | None = None, kept: list[dict] = ()) -> None:
+        """Start logging; resuming from the checkpoint at step `resumed_at`, metrics.jsonl is
+        first cut back to `kept` (`logged_before`) and TensorBoard told to drop what a killed
+        run logged after it (purge_step)."""
         if not self.primary:
             return
         if resumed_at is not None:
-            kept = [r for r in self.records()
-                    if r.get("step", 0) <= resumed_at and kind_of(r) != "test"]
             tmp = self.metrics.with_name(f".{self.metrics.name}.tmp")
             tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), "utf-8")
             os.replace(tmp, self.metrics)
@@ -241,13 +255,19 @@ class Run:
 
     def load(self, which: str, like) -> tuple[object, dict]:
         """(state shaped like `like`, meta without its stamp) of the `which` checkpoint,
-        refused when its run_id is not config.json's: a checkpoint of another run."""
+        refused when its run_id is not config.json's (a checkpoint of another run) or when it
+        is the other kind of checkpoint (one copied over the other); both are told before its
+        structure, which differs in either case, is blamed on another model."""
         path = self.checkpoint(which)
-        state, meta = checkpoint.load(path, like)
+        stored = checkpoint.read(path)
+        meta = dict(stored.meta)
         if meta.pop(RUN_ID, None) != self.run_id():
             raise EtlError(f"{path}: belongs to another run (its run_id is not that of "
                            f"{self.config}): copy a run folder whole, not a checkpoint alone")
-        return state, meta
+        held = checkpoint_kind(meta)
+        if held not in (None, which):
+            raise EtlError(f"{path}: holds {_HOLDS[held]}, not {_HOLDS[which]}")
+        return checkpoint.restore(stored, like), meta
 
     def started(self) -> bool:
         """Whether the run has a checkpoint to continue from."""
@@ -293,6 +313,17 @@ class Run:
 
 
 _UNREAD = object()  # Run._run_id before config.json was read
+_HOLDS = {"latest": "a training state (a latest checkpoint)", "best": "a best model"}
+#: Meta keys only a `latest` checkpoint holds (the loop's position), and only a `best` one.
+LATEST_ONLY, BEST_ONLY = ("group", "bad_epochs", "totals"), ("val_accuracy",)
+
+
+def checkpoint_kind(meta: dict) -> str | None:
+    """Which of a run's checkpoints a checkpoint's `meta` is of ("latest" or "best"), told by
+    the keys only one of them writes; None for a meta with neither."""
+    if any(key in meta for key in LATEST_ONLY):
+        return "latest"
+    return "best" if any(key in meta for key in BEST_ONLY) else None
 
 
 def run_identity(options: dict, dataset_sum: str) -> str:
