@@ -43,6 +43,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -210,7 +211,7 @@ class Run:
                            "resuming would leave a hole in the run's history")
         return kept
 
-    def open_log(self, resumed_at: int | None = None, kept: list[dict] = ()) -> None:
+    def open_log(self, resumed_at: int | None = None, kept: Sequence[dict] = ()) -> None:
         """Start logging; resuming from the checkpoint at step `resumed_at`, metrics.jsonl is
         first cut back to `kept` (`logged_before`) and TensorBoard told to drop what a killed
         run logged after it (purge_step)."""
