@@ -39,9 +39,9 @@ TEXT_LIMIT = 1 << 26
 #: together), or to send the next bytes of an answer; and the time a body has before MIN_RATE
 #: is enforced (`http_bounds`).
 READ_TIMEOUT = 60.0
-#: Bytes a second a server must keep up, averaged from the request, once READ_TIMEOUT has
-#: passed: slower is a trickle that would hold a read for days (a 1 MB manifest at a byte a
-#: second), faster is a slow link that still brings a shard in.
+#: Bytes a second a server must keep up over the last READ_TIMEOUT seconds, once READ_TIMEOUT
+#: has passed: slower is a trickle that would hold a read for days (a 1 MB manifest at a byte a
+#: second, or after a fast start), faster is a slow link that still brings a shard in.
 MIN_RATE = 1024
 #: Environment variable naming a folder that keeps whole remote files between runs.
 CACHE_ENV = "ETLKIT_CACHE"
