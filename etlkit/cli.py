@@ -49,7 +49,7 @@ from .errors import (
     is_integer,
     one_line,
 )
-from .options import format_name, local_path, out_option
+from .options import format_name, local_path, location, out_option
 from .records import RecordBatch
 from .shards import no_manifest, open_shards, unfinished
 
@@ -246,7 +246,8 @@ def info(
 
 @app.command(name="preview")
 def preview_cmd(
-    path: Annotated[str, typer.Argument(help="A raw ETL file, or a dataset written by extract "
+    path: Annotated[str, typer.Argument(parser=location,
+                                        help="A raw ETL file, or a dataset written by extract "
                                         "(a folder or an https://, s3:// or gs:// URL).")],
     out: Annotated[Path, out_option("PNG to write (a raw file), or folder "
                                       "(a dataset).")] = Path("preview.png"),
@@ -289,6 +290,7 @@ def _save(image, out: Path) -> None:
 
 @app.command(name="verify")
 def verify_cmd(root: Annotated[str, typer.Argument(
+        parser=location,
         help="Folder of raw ETL files, or a dataset written by extract (a folder or an "
              "https://, s3:// or gs:// URL).")],
         against: Annotated[Path | None, typer.Option(

@@ -5,14 +5,17 @@ trickles its headers, never trips them, and a whole-answer `total` would cut off
 shard on an honest slow link. So each answer is bounded twice: its headers must come within
 `remote.READ_TIMEOUT` (shared by the requests of one `remote.answer_bound`, as fsspec asks a
 file's size with HEAD and then again with GET), and its body must keep up `remote.MIN_RATE`
-bytes a second, averaged from the request, once READ_TIMEOUT has passed. The limits are read
-from `remote` at each request, so a test can lower them.
+bytes a second over the last READ_TIMEOUT seconds, once READ_TIMEOUT has passed: a window that
+slides, not an average from the request, in which a fast start would buy a later trickle
+(bytes sent)/MIN_RATE seconds, hours for a large file. The limits are read from `remote` at
+each read, so a test can lower them.
 
 Imported only when a URL is read: aiohttp is not needed to start etlkit.
 """
 
 import asyncio
 import time
+from collections import deque
 
 import aiohttp
 
@@ -45,10 +48,14 @@ class _BoundedResponse(aiohttp.ClientResponse):
 
 class _RateBound:
     """A response body (aiohttp's StreamReader) whose reads stop with TooSlow once the bytes
-    received fall below MIN_RATE a second since `asked`, after READ_TIMEOUT seconds."""
+    received in the last READ_TIMEOUT seconds fall below MIN_RATE a second, from READ_TIMEOUT
+    seconds after `asked` on."""
 
     def __init__(self, stream: aiohttp.StreamReader, asked: float):
         self._stream, self._asked, self._received = stream, asked, 0
+        #: (when, bytes received by then) of the reads that may still be in the window: those
+        #: after the last MIN_RATE * READ_TIMEOUT bytes began, oldest first
+        self._arrivals: deque[tuple[float, int]] = deque()
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)  # eof, exception(), release: the stream's own
@@ -65,16 +72,32 @@ class _RateBound:
         return await self._bounded(self._stream.readany())
 
     async def _bounded(self, reading) -> bytes:
-        # the bytes so far buy time at MIN_RATE; never less than READ_TIMEOUT from the request
-        deadline = self._asked + max(remote.READ_TIMEOUT, (self._received + 1) / remote.MIN_RATE)
+        deadline = self._deadline()
+        heard = self._arrivals[-1][0] if self._arrivals else self._asked
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())) as bound:
                 data = await reading
         except TimeoutError:  # the rate's bound, or aiohttp's sock_read: no byte for a while
+            # silent: the bound fell READ_TIMEOUT after the last bytes (the two race then)
+            silent = not bound.expired() or deadline == heard + remote.READ_TIMEOUT
             raise TooSlow(self._received, time.monotonic() - self._asked,
-                          stalled=not bound.expired()) from None
-        self._received += len(data)
+                          stalled=silent) from None
+        if data:
+            self._received += len(data)
+            self._arrivals.append((time.monotonic(), self._received))
         return data
+
+    def _deadline(self) -> float:
+        """When the window of the last READ_TIMEOUT seconds will hold fewer than MIN_RATE *
+        READ_TIMEOUT bytes if nothing more comes: READ_TIMEOUT after the first read that brought
+        any of the last that many bytes (never before READ_TIMEOUT from the request)."""
+        window = remote.READ_TIMEOUT
+        before = self._received - remote.MIN_RATE * window  # bytes that must have left it
+        if before < 0:
+            return self._asked + window
+        while self._arrivals[0][1] <= before:  # the newest read always stays: it ends above
+            self._arrivals.popleft()
+        return max(self._asked, self._arrivals[0][0]) + window
 
 
 def client_options() -> dict:

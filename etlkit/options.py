@@ -8,12 +8,26 @@ from .remote import has_scheme
 
 
 def local_path(value: str | Path) -> Path:
-    """A file or folder on this machine. A URL is refused as typed: Path would fold its `//`
-    (`http:/host/run`) and the command would then call a file that is there missing."""
-    if not isinstance(value, Path) and has_scheme(value):  # a Path is a default
+    """A file or folder on this machine. An empty one is refused: pathlib reads "" as the
+    current folder, so `info "$UNSET"` would list, and `extract` read, the ETL files
+    below wherever the command was started. A URL is refused as typed: Path would fold its
+    `//` (`http:/host/run`) and the command would then call a file that is there missing."""
+    if isinstance(value, Path):  # a default
+        return value
+    if value == "":
+        raise typer.BadParameter("is empty; name the file or folder")
+    if has_scheme(value):
         raise typer.BadParameter(f"{value} is a URL; give a local file or folder (train, "
                                  "verify and preview read a dataset from a URL)")
     return Path(value)
+
+
+def location(value: str) -> str:
+    """A dataset folder or URL, as typed (`remote.check_location` judges it in one error line).
+    An empty one is refused, as in `local_path`."""
+    if value == "":
+        raise typer.BadParameter("is empty; name the dataset folder or URL")
+    return value
 
 
 def out_path(value: str | Path) -> Path:

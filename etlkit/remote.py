@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 import fsspec
 from fsspec.exceptions import FSTimeoutError
@@ -38,9 +39,9 @@ TEXT_LIMIT = 1 << 26
 #: together), or to send the next bytes of an answer; and the time a body has before MIN_RATE
 #: is enforced (`http_bounds`).
 READ_TIMEOUT = 60.0
-#: Bytes a second a server must keep up, averaged from the request, once READ_TIMEOUT has
-#: passed: slower is a trickle that would hold a read for days (a 1 MB manifest at a byte a
-#: second), faster is a slow link that still brings a shard in.
+#: Bytes a second a server must keep up over the last READ_TIMEOUT seconds, once READ_TIMEOUT
+#: has passed: slower is a trickle that would hold a read for days (a 1 MB manifest at a byte a
+#: second, or after a fast start), faster is a slow link that still brings a shard in.
 MIN_RATE = 1024
 #: Environment variable naming a folder that keeps whole remote files between runs.
 CACHE_ENV = "ETLKIT_CACHE"
@@ -65,12 +66,21 @@ def has_scheme(text: str) -> bool:
 
 
 def check_location(location: str) -> str:
-    """A dataset location as typed: a URL with a known scheme, or a local path; a string with
-    another scheme is refused in one line rather than looked for as a folder."""
+    """A dataset location as typed: a URL with a known scheme (in any case) and a host, or a
+    local path. A string with another scheme, or a URL without a host (`http://`, `s3://`),
+    is refused in one line rather than looked for as a folder (as_location strips `http://`
+    to `http:`)."""
     scheme, sep, _ = location.partition("://")
     if sep and scheme.lower() not in SCHEMES:
         raise EtlError(f"{location}: unknown URL scheme {scheme!r}; etlkit reads "
                        f"{', '.join(s + '://' for s in SCHEMES)} or a local folder")
+    if sep:
+        try:
+            host = urlsplit(location).hostname
+        except ValueError as err:  # `http://[::1`: an address left open
+            raise EtlError(f"{location}: not a valid URL ({err})") from None
+        if not host:
+            raise EtlError(f"{location}: a URL needs a host")
     return location
 
 
@@ -106,7 +116,9 @@ def inside(root: Where, relative: str) -> bool:
 def _filesystem(url: str):
     """The fsspec filesystem and path of a URL (cached whole under ETLKIT_CACHE, if set)."""
     cache = os.environ.get(CACHE_ENV)
-    scheme = url.partition("://")[0].lower()
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()  # schemes are case-insensitive; fsspec knows only `http`, not `HTTP`
+    url = f"{scheme}://{rest}"
     options = {}
     if scheme in ("http", "https"):
         from . import http_bounds  # aiohttp, imported only when a URL is read

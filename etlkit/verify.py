@@ -4,6 +4,7 @@ counts, class table, the manifest's own checksum, and paths that stay inside the
 
 import json
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -174,8 +175,7 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1),
         else:
             seen.add(key)
             listed.append(shard)
-    with ThreadPoolExecutor(HASH_WORKERS) as pool:
-        digests = list(pool.map(_digest, [remote.join(root, s["path"]) for s in listed]))
+    digests = _digests([remote.join(root, s["path"]) for s in listed])
     results = [_shard_check(root, doc, shard, digest)
                for shard, digest in zip(listed, digests, strict=True)]
     checks += [check for check, _ in results]
@@ -246,6 +246,26 @@ def _manifest_checks(root: remote.Where, doc: dict) -> list[FileCheck]:
         checks.append(FileCheck("manifest.json", "dataset", "edited", n_shards, n_shards,
                                 f"shards of splits {', '.join(unknown)} that 'splits' lacks"))
     return checks
+
+
+def _digests(paths: list[remote.Where]) -> list[str | None]:
+    """The SHA-256 of each file (None: not there), on HASH_WORKERS threads. The first file that
+    cannot be read (a URL whose server stalls) ends it: the files not yet begun are not
+    fetched, so a server that stalls on every shard is reported after one remote.READ_TIMEOUT,
+    not one per HASH_WORKERS shards."""
+    failed = threading.Event()
+
+    def digest(path: remote.Where) -> str | None:
+        if failed.is_set():
+            return None  # never returned: an earlier file's failure is raised
+        try:
+            return _digest(path)
+        except Exception:
+            failed.set()
+            raise
+
+    with ThreadPoolExecutor(HASH_WORKERS) as pool:
+        return list(pool.map(digest, paths))
 
 
 def _digest(path: remote.Where) -> str | None:

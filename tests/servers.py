@@ -2,8 +2,10 @@
 
 `http_folder` serves a folder over HTTP with HEAD and single byte-range GETs (the stdlib's
 SimpleHTTPRequestHandler ignores Range, so every read would fetch the whole file) and counts the
-body bytes it sends and the files asked for. `misbehaving_server` trickles, fails and redirects
-in a loop. `s3_server` starts moto's S3 server, `upload` copies a folder into a bucket of it.
+body bytes it sends and the files asked for (`/cut/PATH`: PATH, but a shard's body only half
+sent, then silence with the connection held open). `misbehaving_server` trickles, fails and
+redirects in a loop. `s3_server` starts moto's S3 server, `upload` copies a folder into a
+bucket of it.
 """
 
 import http.server
@@ -27,6 +29,8 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, body: bool) -> None:
         relative = unquote(urlparse(self.path).path).lstrip("/")
+        cut = relative.startswith("cut/") and relative.endswith(".h5")
+        relative = relative.removeprefix("cut/")
         with self.server.lock:
             self.server.asked[relative] += 1
         path = (self.root / relative).resolve()
@@ -54,9 +58,13 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
             with open(path, "rb") as f:
                 f.seek(start)
                 data = f.read(stop - start)
+            data = data[:len(data) // 2] if cut else data
             self.wfile.write(data)
             with self.server.lock:
                 self.server.sent += len(data)
+            if cut:
+                self.wfile.flush()
+                self.rfile.read()  # the connection held open until the client gives up
 
     def log_message(self, *args) -> None:  # quiet
         pass
@@ -122,8 +130,9 @@ def _keys() -> dict:
 
 
 class _Misbehaving(http.server.BaseHTTPRequestHandler):
-    """/trickle: a 1 MB answer sent a byte every 50 ms; /status/N: status N; /loop: a
-    redirect to itself."""
+    """/trickle: a 1 MB answer sent a byte every 50 ms; /burst: 20 kB of it at once, then a
+    byte every 50 ms; /cut: 100 bytes of it, then silence with the connection held open;
+    /status/N: status N; /loop: a redirect to itself."""
 
     protocol_version = "HTTP/1.1"
 
@@ -135,15 +144,21 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, body: bool) -> None:
         path = urlparse(self.path).path
-        if path.startswith("/trickle"):
+        if path.startswith(("/trickle", "/burst", "/cut")):
             self.send_response(200)
             self.send_header("Content-Length", "1000000")
             self.end_headers()
+            first = {"/b": 20_000, "/c": 100}.get(path[:2], 0)
             try:
-                while body:
+                if body:
+                    self.wfile.write(b" " * first)
+                    self.wfile.flush()
+                while body and not path.startswith("/cut"):
                     self.wfile.write(b" ")
                     self.wfile.flush()
                     time.sleep(0.05)
+                if body:
+                    self.rfile.read()  # until the client gives up and closes
             except OSError:  # the client gave up
                 return
         elif path.startswith("/loop"):

@@ -391,3 +391,51 @@ def test_verify_against_needs_a_local_dataset(hiragana_shards):
                                        str(hiragana_shards.parent / "raw")]),
                    f"--against: {url} is a URL; the records are compared in a local dataset "
                    "folder")
+
+
+@pytest.mark.parametrize("command", [
+    ["verify", "{url}"],
+    ["preview", "{url}", "--out", "{tmp}/p"],
+    ["train", "{url}", "--out", "{tmp}/r"],
+    ["seeds", "--models", "FF-baseline", "--shards", "{url}", "--out", "{tmp}/s"],
+    ["table", "--models", "M3", "--tasks", "hiragana", "--shards", "hiragana={url}", "--out",
+     "{tmp}/t"],
+])
+@pytest.mark.parametrize("url, needle", [
+    ("http://", "a URL needs a host"), ("https://", "a URL needs a host"),
+    ("s3://", "a URL needs a host"), ("gs://", "a URL needs a host"),
+    ("http:///", "a URL needs a host"), ("http://[::1", "not a valid URL"),
+])
+def test_a_url_without_a_host_is_one_line(tmp_path, command, url, needle):
+    """Hostile pass 8 (J2): `verify http://` and `preview gs://` were tracebacks, `train
+    http://` looked for `http:/manifest.json`."""
+    args = [a.format(url=url, tmp=tmp_path) for a in command]
+    one_error_line(runner.invoke(app, args), f"{url}: {needle}")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command, name", [
+    (["verify", ""], "'root'"),
+    (["verify", "{tmp}", "--against", ""], "'--against'"),
+    (["info", ""], "'paths'"),
+    (["preview", "", "--out", "{tmp}/p"], "'path'"),
+    (["extract", "", "--task", "hiragana", "--out", "{tmp}/x"], "'raw'"),
+    (["extract", "{tmp}", "--mapping", "", "--out", "{tmp}/x"], "'--mapping'"),
+    (["evaluate", ""], "'run'"),
+    (["train", "", "--out", "{tmp}/r"], "'shards'"),
+    (["seeds", "--shards", "", "--out", "{tmp}/s"], "'--shards'"),
+    (["predict", "", "d.png"], "'[RUN] IMAGES...'"),
+    (["recognize", "page.png", "--run", ""], "'--run'"),
+])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch,
+                                                                 command, name):
+    """Hostile pass 8 (J6): `verify ''` checked the current folder, `extract '' …` built a
+    dataset from the raw files below it: "" is refused as `--out ""` is."""
+    shutil.copy(__file__, tmp_path / "ETL8G_01")  # something a read of the cwd would find
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    result = runner.invoke(app, [a.format(tmp=tmp_path) for a in command])
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    assert f"Invalid value for {name}: is empty" in " ".join(result.output.replace("│", " ")
+                                                             .split())
+    assert sorted(tmp_path.iterdir()) == before

@@ -13,7 +13,7 @@ import typer
 import typer.core
 
 from etlkit.errors import EtlError, comma_list, one_line
-from etlkit.options import local_path, out_option
+from etlkit.options import local_path, location, out_option
 
 
 class _RecipeHelp(typer.core.TyperCommand):
@@ -56,7 +56,8 @@ def register(app: typer.Typer, reported) -> None:
 
     @app.command(name="train", cls=_RecipeHelp)
     def train_cmd(
-        shards: Annotated[str, typer.Argument(help="Dataset from `etlkit extract`: a folder, or "
+        shards: Annotated[str, typer.Argument(parser=location,
+                                              help="Dataset from `etlkit extract`: a folder, or "
                                               "an https://, s3:// or gs:// URL.")],
         out: Annotated[Path, out_option("Run folder to write.")],
         model: Annotated[str, typer.Option(help="M3, M6-1, M6-2, M7-1, M7-2, M8, M9, M11, "
@@ -340,7 +341,7 @@ def register(app: typer.Typer, reported) -> None:
             given = {}
             for item in shards or []:
                 task, sep, path = item.partition("=")
-                if not sep:
+                if not sep or not path:
                     raise EtlError(f"--shards {item!r}: expected TASK=DIR")
                 given[task] = remote.as_location(remote.check_location(path))
             base = Config(shards="", epochs=epochs, batch_size=batch_size, lr=lr,
@@ -354,7 +355,8 @@ def register(app: typer.Typer, reported) -> None:
     def seeds_cmd(
         out: Annotated[Path, out_option("Folder: data/, runs/, seeds.md, "
                                           "seeds.json.")] = Path("seeds"),
-        shards: Annotated[str | None, typer.Option(help="28×28 digit shards (a folder or URL) "
+        shards: Annotated[str | None, typer.Option(parser=location,
+                                                   help="28×28 digit shards (a folder or URL) "
                                                    "to use instead of importing mnist-5k.")
                           ] = None,
         models: Annotated[str | None, typer.Option(help="Comma-separated seed networks: "
