@@ -281,7 +281,8 @@ def _records_per_source(doc: dict, sources: list[np.ndarray]) -> list[FileCheck]
     """The shards hold, from each raw file (or image file), the records the manifest says
     were used from it: a split removed from the shards and the manifest alike, with every
     checksum recomputed, still shows."""
-    counts = np.bincount(np.concatenate(sources)[:, 0], minlength=len(doc.get("sources", [])))
+    held = np.concatenate([np.zeros((0, 2), np.int32), *sources])  # no shards: none held
+    counts = np.bincount(held[:, 0], minlength=len(doc.get("sources", [])))
     checks = []
     for i, source in enumerate(doc.get("sources", [])):
         if source.get("role", "images") != "images":

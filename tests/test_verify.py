@@ -467,6 +467,21 @@ def test_a_consistent_forgery_passes_verify_and_fails_against_the_raw_files(
             in failed and "(0x82A0 where the raw record gives 0x82A2)" in failed), failed
 
 
+def test_verify_against_the_raw_files_passes_a_dataset_with_empty_splits(hiragana_shards,
+                                                                          tmp_path):
+    """An empty shard (val and test of an extraction with no share for them) made the record
+    comparison a ValueError traceback (reshape of an empty array)."""
+    from etlkit.extract import Options, extract
+    raw = hiragana_shards.parent / "raw"
+    extract([raw], tmp_path / "train-only", Options(task="hiragana", val_frac=0, test_frac=0))
+    assert _manifest(tmp_path / "train-only")["splits"] == {"train": 375, "val": 0, "test": 0}
+    result = runner.invoke(app, ["verify", str(tmp_path / "train-only"), "--against", str(raw)])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    rows = [r.split() for r in result.stdout.splitlines() if " raw " in r]
+    assert [r[0] for r in rows if r[2] == "ok" and r[-1] == "0"] == [
+        "val/shard-00000.h5", "test/shard-00000.h5"], result.stdout
+
+
 def test_verify_against_other_raw_files_names_them(dataset, hiragana_shards, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
