@@ -21,6 +21,7 @@ from .shards import (
     DatasetInfo,
     ShardFiles,
     field_shape,
+    foreign_filter,
     manifest_digest,
     read_manifest,
     stored_outside,
@@ -339,9 +340,9 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
     try:
         with ShardFiles({0: remote.join(root, name)}) as files:
             f = files[0]
-            elsewhere = stored_outside(f)
-            if elsewhere:
-                return FileCheck(name, "shard", "corrupt", expected, None, elsewhere), None
+            unsound = stored_outside(f) or foreign_filter(f)
+            if unsound:
+                return FileCheck(name, "shard", "corrupt", expected, None, unsound), None
             absent = [k for k in FIELDS if not isinstance(f.get(k), h5py.Dataset)]
             if absent:
                 return FileCheck(name, "shard", "corrupt", expected, None,
