@@ -171,7 +171,9 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1),
             seen.add(key)  # another process's shard, or a split not asked for
         elif not remote.is_file(remote.join(root, name)):
             seen.add(key)
-            checks.append(FileCheck(name, "shard", "missing", expected, None))
+            there = not remote.is_url(root) and os.path.lexists(Path(root) / name)
+            checks.append(FileCheck(name, "shard", "missing", expected, None,
+                                    "not a regular file" if there else ""))
         else:
             seen.add(key)
             listed.append(shard)

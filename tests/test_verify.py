@@ -168,6 +168,12 @@ def _link_to_itself(path):
     os.symlink(path.name, path)
 
 
+def _fifo_in_place(path):
+    """It was reported `missing`, as if there were nothing there."""
+    os.remove(path)
+    os.mkfifo(path)
+
+
 def _split_folder_linked_to_itself(path):
     shutil.rmtree(path.parent)
     os.symlink(path.parent.name, path.parent)
@@ -178,6 +184,7 @@ def _split_folder_linked_to_itself(path):
     (os.remove, "missing"), (_truncate, "corrupt: SHA-256 differs"),
     (_link_to_itself, "missing: a symbolic link loop"),
     (_split_folder_linked_to_itself, "missing: a symbolic link loop"),
+    (_fifo_in_place, "missing: not a regular file"),
 ])
 def test_train_refuses_a_damaged_dataset_before_its_first_step(dataset, tmp_path, damage,
                                                                status):
