@@ -50,7 +50,7 @@ def misfit(path: Path, fmt: Format, entry: manifest.FileEntry | None, n_records:
     if share is not None and share < MIN_IN_SET_SHARE:
         reasons.append(f"{round((1 - share) * len(codes))} of its first {len(codes)} records "
                        f"have codes outside {fmt.name}'s class set")
-    elif entry is not None:
+    elif entry is not None and not namesakes:  # a count already names the file
         outside, owners = _classes_misfit(fmt, entry, codes)
         reasons += outside
         namesakes = namesakes or owners
