@@ -50,6 +50,10 @@ def misfit(path: Path, fmt: Format, entry: manifest.FileEntry | None, n_records:
     if share is not None and share < MIN_IN_SET_SHARE:
         reasons.append(f"{round((1 - share) * len(codes))} of its first {len(codes)} records "
                        f"have codes outside {fmt.name}'s class set")
+    elif entry is not None and not namesakes:  # a count already names the file
+        outside, owners = _classes_misfit(fmt, entry, codes)
+        reasons += outside
+        namesakes = namesakes or owners
     if not reasons:
         return None
     name = entry.name if entry is not None else f"{fmt.name} data"
@@ -147,6 +151,31 @@ def _count_misfit(fmt: Format, entry: manifest.FileEntry, n_records: int,
         if data < one_writer - len(entry.missing):
             return [f"{data} records, fewer than one writer's {one_writer} in {entry.name}"], []
     return [], []
+
+
+def _classes_misfit(fmt: Format, entry: manifest.FileEntry,
+                    codes: np.ndarray) -> tuple[list[str], list[manifest.FileEntry]]:
+    """Codes in the dataset's class set but not in the classes data_manifest.yaml lists for the
+    named file (ETL-7 hiragana read as ETL1C_07, whose 8 classes are among ETL-1's); with the
+    files of the same record format whose own classes they fit. ETL-8's per-file kanji only
+    stand in for the real ones, so its files are not judged."""
+    own = _own_classes(entry)
+    if own is None or not len(codes) or np.isin(codes, own).mean() >= MIN_IN_SET_SHARE:
+        return [], []
+    outside = int((~np.isin(codes, own)).sum())
+    owners = [e for e in manifest.files().values()
+              if e is not entry and _record_format(formats.FORMATS[e.dataset])
+              == _record_format(fmt) and (theirs := _own_classes(e)) is not None
+              and np.isin(codes, theirs).mean() >= MIN_IN_SET_SHARE]
+    return [f"{outside} of its first {len(codes)} records have codes outside the "
+            f"{len(set(own))} classes of {entry.name}"], owners if len(owners) <= 3 else []
+
+
+def _own_classes(entry: manifest.FileEntry) -> np.ndarray | None:
+    """The codes data_manifest.yaml lists for one file, where they are its real ones."""
+    if entry.classes is None or manifest.dataset_info(entry.dataset).get("classes") == "etl8":
+        return None
+    return np.asarray(entry.classes)
 
 
 def _record_format(fmt: Format) -> tuple[str, int]:

@@ -114,7 +114,7 @@ def _compare_shard(path: Path, again_path: Path, name: str, expected: int) -> Fi
                 return FileCheck(name, "raw", "mismatch", expected, found,
                                  f"its {field} have shape {a.shape}, the raw files give "
                                  f"{b.shape}")
-            wrong = np.flatnonzero((a != b).reshape(len(a), -1).any(axis=1))
+            wrong = np.flatnonzero((a != b).any(axis=tuple(range(1, a.ndim))))
             if len(wrong):
                 first = wrong[0]
                 shown = labels.sjis_hex if field == "sjis" else str

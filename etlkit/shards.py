@@ -24,7 +24,7 @@ import numpy as np
 
 from . import remote
 from . import split as split_module
-from .errors import EtlError, check_choice, is_integer
+from .errors import EtlError, check_choice, is_integer, one_line
 
 CHUNK = 256  # images per HDF5 chunk: 1 MiB, the unit of block reads
 #: Each shard's datasets: name -> (dtype, shape of one record), "side" standing for the manifest's
@@ -34,6 +34,8 @@ FIELDS = {"images": ("uint8", ("side", "side")), "labels": ("int32", ()), "sjis"
 #: Each shard's attributes (JSON strings): the dataset's facts, etlkit's version and its split.
 ATTRIBUTES = ("task", "classes", "split_method", "preprocessing", "etlkit_version", "split")
 COMPRESSIONS = ("lzf", "gzip", "none")  # of the images
+#: The HDF5 filters etlkit writes, by field: the images' compression (COMPRESSIONS), no other.
+WRITTEN_FILTERS = {"images": (h5py.h5z.FILTER_LZF, h5py.h5z.FILTER_DEFLATE)}
 #: What a manifest source file gave: images (the default), or labels or a class mapping (IDX).
 ROLES = ("images", "labels", "mapping")
 #: Where an extraction writes until it is complete: a reader never mistakes it for a dataset.
@@ -345,6 +347,23 @@ def stored_outside(f: h5py.File) -> str | None:
     return None
 
 
+def foreign_filter(f: h5py.File) -> str | None:
+    """Which of a shard's FIELDS passes through an HDF5 filter etlkit never writes, as a
+    phrase, or None. A lossy one (scale-offset, n-bit) alters the images with every checksum
+    recomputed, and nothing else in the shard shows it."""
+    for name in FIELDS:
+        data = f.get(name)
+        if not isinstance(data, h5py.Dataset):
+            continue
+        plist = data.id.get_create_plist()
+        for i in range(plist.get_nfilters()):
+            code, _, _, label = plist.get_filter(i)
+            if code not in WRITTEN_FILTERS.get(name, ()):
+                called = one_line(label.decode("ascii", "replace"))[:40] or f"HDF5 {code}"
+                return f"{name} use the {called} filter, which etlkit never writes"
+    return None
+
+
 @dataclass(frozen=True)
 class Expected:
     """What the manifest says of a split's shards: records in each (by shard number), the
@@ -379,9 +398,9 @@ class ShardFiles:
     def _check_layout(self, number: int) -> None:
         f, side = self._files[number], self._expected.image_size
         count = self._expected.counts[number]
-        elsewhere = stored_outside(f)
-        if elsewhere:
-            raise EtlError(f"{self._paths[number]}: {elsewhere} (`etlkit verify` checks the "
+        unsound = stored_outside(f) or foreign_filter(f)
+        if unsound:
+            raise EtlError(f"{self._paths[number]}: {unsound} (`etlkit verify` checks the "
                            "whole dataset)")
         for name, shape, what in (("images", (count, side, side), "uint8"),
                                   ("labels", (count,), "integers")):

@@ -22,6 +22,7 @@ from .shards import (
     DatasetInfo,
     ShardFiles,
     field_shape,
+    foreign_filter,
     manifest_digest,
     read_manifest,
     stored_outside,
@@ -171,7 +172,9 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1),
             seen.add(key)  # another process's shard, or a split not asked for
         elif not remote.is_file(remote.join(root, name)):
             seen.add(key)
-            checks.append(FileCheck(name, "shard", "missing", expected, None))
+            there = not remote.is_url(root) and os.path.lexists(Path(root) / name)
+            checks.append(FileCheck(name, "shard", "missing", expected, None,
+                                    "not a regular file" if there else ""))
         else:
             seen.add(key)
             listed.append(shard)
@@ -301,7 +304,8 @@ def _records_per_source(doc: dict, sources: list[np.ndarray]) -> list[FileCheck]
     """The shards hold, from each raw file (or image file), the records the manifest says
     were used from it: a split removed from the shards and the manifest alike, with every
     checksum recomputed, still shows."""
-    counts = np.bincount(np.concatenate(sources)[:, 0], minlength=len(doc.get("sources", [])))
+    held = np.concatenate([np.zeros((0, 2), np.int32), *sources])  # no shards: none held
+    counts = np.bincount(held[:, 0], minlength=len(doc.get("sources", [])))
     checks = []
     for i, source in enumerate(doc.get("sources", [])):
         if source.get("role", "images") != "images":
@@ -358,9 +362,9 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
     try:
         with ShardFiles({0: remote.join(root, name)}) as files:
             f = files[0]
-            elsewhere = stored_outside(f)
-            if elsewhere:
-                return FileCheck(name, "shard", "corrupt", expected, None, elsewhere), None
+            unsound = stored_outside(f) or foreign_filter(f)
+            if unsound:
+                return FileCheck(name, "shard", "corrupt", expected, None, unsound), None
             absent = [k for k in FIELDS if not isinstance(f.get(k), h5py.Dataset)]
             if absent:
                 return FileCheck(name, "shard", "corrupt", expected, None,

@@ -168,6 +168,12 @@ def _link_to_itself(path):
     os.symlink(path.name, path)
 
 
+def _fifo_in_place(path):
+    """It was reported `missing`, as if there were nothing there."""
+    os.remove(path)
+    os.mkfifo(path)
+
+
 def _split_folder_linked_to_itself(path):
     shutil.rmtree(path.parent)
     os.symlink(path.parent.name, path.parent)
@@ -178,6 +184,7 @@ def _split_folder_linked_to_itself(path):
     (os.remove, "missing"), (_truncate, "corrupt: SHA-256 differs"),
     (_link_to_itself, "missing: a symbolic link loop"),
     (_split_folder_linked_to_itself, "missing: a symbolic link loop"),
+    (_fifo_in_place, "missing: not a regular file"),
 ])
 def test_train_refuses_a_damaged_dataset_before_its_first_step(dataset, tmp_path, damage,
                                                                status):
@@ -217,6 +224,15 @@ def _rewrite(path, name, value):
         del f[name]
         if value is not None:
             f[name] = value
+
+
+def _filtered(path, name, **filters):
+    """One of a shard's datasets written again, its values as they were, through HDF5 filters
+    etlkit never writes (h5py's create_dataset options)."""
+    with h5py.File(path, "r+") as f:
+        data = f[name][:]
+        del f[name]
+        f.create_dataset(name, data=data, chunks=True, **filters)
 
 
 def _group(path, name):
@@ -290,6 +306,16 @@ SHARD_EDITS = {  # name: (edit of one shard, what verify and the loader say)
                              "labels are stored outside the file (an external link)"),
     "labels virtual": (lambda p: _outside(p, "labels", "virtual"),
                        "labels are stored outside the file (a virtual dataset)"),
+    # filters etlkit never writes: a lossy one alters the images, every checksum recomputed
+    "images scale-offset": (lambda p: _filtered(p, "images", scaleoffset=4),
+                            "images use the scaleoffset filter, which etlkit never writes"),
+    "images shuffled": (lambda p: _filtered(p, "images", compression="lzf", shuffle=True),
+                        "images use the shuffle filter, which etlkit never writes"),
+    "labels gzip": (lambda p: _filtered(p, "labels", compression="gzip"),
+                    "labels use the deflate filter, which etlkit never writes"),
+    "labels unknown filter": (lambda p: _filtered(p, "labels", compression=32004,
+                                                  allow_unknown_filter=True),
+                              "labels use the HDF5 32004 filter, which etlkit never writes"),
     "images soft link": (lambda p: _outside(p, "images", "soft"),
                          "images are a soft link, not a dataset of the shard"),
     "attribute nested deep": (lambda p: _set_attribute(p, "zz", "[" * 100_000 + "]" * 100_000),
@@ -328,14 +354,17 @@ def test_malformed_shards_with_recomputed_checksums_are_corrupt_rows(dataset, ed
     assert needle in row, row
 
 
-def test_train_refuses_a_shard_attribute_nested_too_deep_for_json(digits, tmp_path):
-    """Each shard's attributes are read before training starts: this one was a traceback."""
+@pytest.mark.parametrize("edit", ["attribute nested deep", "images scale-offset"])
+def test_train_refuses_a_shard_verify_fails_with_recomputed_checksums(digits, tmp_path, edit):
+    """Each shard is verified before training starts: an attribute nested too deep for JSON
+    was a traceback; images rewritten through a lossy filter trained (test 56 %, not 86 %)."""
     shard = digits / "train" / "shard-00000.h5"
-    SHARD_EDITS["attribute nested deep"][0](shard)
+    damage, needle = SHARD_EDITS[edit]
+    damage(shard)
     _with_checksums(digits)
     result = runner.invoke(app, ["train", str(digits), "--out", str(tmp_path / "run"),
                                  "--model", "FF-baseline", "--epochs", "1", "--no-progress"])
-    one_error_line(result, str(shard), "corrupt: its attribute zz is not JSON")
+    one_error_line(result, str(shard), f"corrupt: {needle}")
 
 
 @pytest.mark.parametrize("edit, needle", [
@@ -345,6 +374,7 @@ def test_train_refuses_a_shard_attribute_nested_too_deep_for_json(digits, tmp_pa
     ("images external storage", r"images are stored outside the file \(HDF5 external"),
     ("labels external link", r"labels are stored outside the file \(an external link\)"),
     ("labels virtual", r"labels are stored outside the file \(a virtual dataset\)"),
+    ("images scale-offset", "images use the scaleoffset filter, which etlkit never writes"),
 ])
 def test_an_unverified_malformed_shard_is_one_error_line_when_read(dataset, edit, needle):
     """What `train --no-verify` and `evaluate --no-verify` read: each shard's layout is checked
@@ -465,6 +495,21 @@ def test_a_consistent_forgery_passes_verify_and_fails_against_the_raw_files(
     assert "class 0 is 'い' where the raw files give 'あ'" in failed, failed
     assert ("train/shard-00000.h5 raw     mismatch" in failed and "sjis of 3 records differ"
             in failed and "(0x82A0 where the raw record gives 0x82A2)" in failed), failed
+
+
+def test_verify_against_the_raw_files_passes_a_dataset_with_empty_splits(hiragana_shards,
+                                                                          tmp_path):
+    """An empty shard (val and test of an extraction with no share for them) made the record
+    comparison a ValueError traceback (reshape of an empty array)."""
+    from etlkit.extract import Options, extract
+    raw = hiragana_shards.parent / "raw"
+    extract([raw], tmp_path / "train-only", Options(task="hiragana", val_frac=0, test_frac=0))
+    assert _manifest(tmp_path / "train-only")["splits"] == {"train": 375, "val": 0, "test": 0}
+    result = runner.invoke(app, ["verify", str(tmp_path / "train-only"), "--against", str(raw)])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    rows = [r.split() for r in result.stdout.splitlines() if " raw " in r]
+    assert [r[0] for r in rows if r[2] == "ok" and r[-1] == "0"] == [
+        "val/shard-00000.h5", "test/shard-00000.h5"], result.stdout
 
 
 def test_verify_against_other_raw_files_names_them(dataset, hiragana_shards, tmp_path):
