@@ -212,6 +212,20 @@ def test_a_whole_file_under_another_files_name_is_warned_about(
         assert needle in line, line
 
 
+def test_part_of_a_file_under_another_files_name_is_warned_about_by_its_classes(tmp_path):
+    """Hostile pass 7, note 4: one writer of ETL7LC_1 (hiragana under katakana codes, 96
+    records) named ETL1C_07 (8 katakana): a count no file has, codes outside ETL1C_07's own."""
+    synth("ETL7", tmp_path / "synth", writers=1, files=["ETL7LC_1"])
+    path = tmp_path / "raw" / "ETL1C_07"
+    path.parent.mkdir()
+    path.write_bytes((tmp_path / "synth" / "ETL7LC_1").read_bytes())
+    info = runner.invoke(app, ["info", str(path)])
+    preview = runner.invoke(app, ["preview", str(path), "--out", str(tmp_path / "p")])
+    for result in (info, preview):
+        (line,) = _warnings(result, path)
+        assert "80 of its first 96 records have codes outside the 8 classes of ETL1C_07" in line
+
+
 def test_a_synth_file_with_another_files_count_is_what_its_marker_says(tmp_path):
     """75 writers of ETL7LC_1 are 7200 records, ETL7LC_2's count: synth's marker says why."""
     synth("ETL7", tmp_path, writers=1, files=["ETL7LC_1"])
