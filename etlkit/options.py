@@ -12,14 +12,8 @@ def local_path(value: str | Path) -> Path:
     current folder, so `info "$UNSET"` would list, and `extract` read, the ETL files
     below wherever the command was started. A URL is refused as typed: Path would fold its
     `//` (`http:/host/run`) and the command would then call a file that is there missing."""
-    if isinstance(value, Path):  # a default
-        return value
-    if value == "":
-        raise typer.BadParameter("is empty; name the file or folder")
-    if has_scheme(value):
-        raise typer.BadParameter(f"{value} is a URL; give a local file or folder (train, "
-                                 "verify and preview read a dataset from a URL)")
-    return Path(value)
+    return _on_this_machine(value, "name the file or folder", "give a local file or folder "
+                            "(train, verify and preview read a dataset from a URL)")
 
 
 def location(value: str) -> str:
@@ -34,13 +28,18 @@ def out_path(value: str | Path) -> Path:
     """An --out path. An empty one is refused: pathlib reads "" as the current folder, so
     `--out ""` would write into wherever the command was started; a URL (`local_path`) too,
     as etlkit writes only on this machine."""
-    if isinstance(value, Path):  # a default
+    return _on_this_machine(value, "name the file or folder to write",
+                            "etlkit writes on this machine only: give a local path")
+
+
+def _on_this_machine(value: str | Path, if_empty: str, if_url: str) -> Path:
+    """`value` as a local Path (a default Path as it is); "" and URLs refused, with the hint."""
+    if isinstance(value, Path):
         return value
     if value == "":
-        raise typer.BadParameter("is empty; name the file or folder to write")
+        raise typer.BadParameter(f"is empty; {if_empty}")
     if has_scheme(value):
-        raise typer.BadParameter(f"{value} is a URL; etlkit writes on this machine only: give "
-                                 "a local path")
+        raise typer.BadParameter(f"{value} is a URL; {if_url}")
     return Path(value)
 
 
