@@ -51,9 +51,8 @@ def misfit(path: Path, fmt: Format, entry: manifest.FileEntry | None, n_records:
         reasons.append(f"{round((1 - share) * len(codes))} of its first {len(codes)} records "
                        f"have codes outside {fmt.name}'s class set")
     elif entry is not None and not namesakes:  # a count already names the file
-        outside, owners = _classes_misfit(fmt, entry, codes)
+        outside, namesakes = _classes_misfit(fmt, entry, codes)
         reasons += outside
-        namesakes = namesakes or owners
     if not reasons:
         return None
     name = entry.name if entry is not None else f"{fmt.name} data"
@@ -160,9 +159,12 @@ def _classes_misfit(fmt: Format, entry: manifest.FileEntry,
     files of the same record format whose own classes they fit. ETL-8's per-file kanji only
     stand in for the real ones, so its files are not judged."""
     own = _own_classes(entry)
-    if own is None or not len(codes) or np.isin(codes, own).mean() >= MIN_IN_SET_SHARE:
+    if own is None or not len(codes):
         return [], []
-    outside = int((~np.isin(codes, own)).sum())
+    inside = np.isin(codes, own)
+    if inside.mean() >= MIN_IN_SET_SHARE:
+        return [], []
+    outside = int((~inside).sum())
     owners = [e for e in manifest.files().values()
               if e is not entry and _record_format(formats.FORMATS[e.dataset])
               == _record_format(fmt) and (theirs := _own_classes(e)) is not None

@@ -27,7 +27,7 @@ from .data import Part, Prefetch, eval_batches, train_groups
 from .inference.images import measure_framing
 from .inference.model_facts import classes_checksum, shown
 from .progress import Progress
-from .rundir import Run, check_trained_on, run_identity
+from .rundir import RUN_ID, Run, check_trained_on, run_identity
 from .steps import Mesh, StepOptions, Steps
 
 
@@ -314,8 +314,8 @@ def _check_input(config: Config, train_set) -> None:
 def _write_config(run: Run, config: Config, train_set, classes, mesh: Mesh,
                   steps_per_epoch: int) -> None:
     manifest = train_set.manifest
-    doc = {"config": asdict(config), "run_id": run_identity(asdict(config),
-                                                            dataset_checksum(manifest)),
+    options = asdict(config)
+    doc = {"config": options, RUN_ID: run_identity(options, dataset_checksum(manifest)),
            "num_classes": len(classes),
            "classes": [list(c) for c in classes],
            "classes_checksum": classes_checksum([list(c) for c in classes]),
