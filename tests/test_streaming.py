@@ -17,8 +17,8 @@ def _peak(fn) -> int:
         tracemalloc.stop()
 
 
-def test_iter_read_memory_is_bounded_by_the_chunk(tmp_path):
-    (path,) = synth("ETL8G", tmp_path, writers=1)  # 956 records, 7.8 MB raw, 15.5 MB decoded
+def test_iter_read_memory_is_bounded_by_the_chunk(etl_raw):
+    path = etl_raw / "ETL8G_02"  # one writer: 956 records, 7.8 MB raw, 15.5 MB decoded
 
     def stream():
         total = 0
