@@ -390,13 +390,16 @@ def _resume(digits_run, run: Path) -> list[str]:
             "--epochs", "3", "--batch-size", "32", "--lr", "1e-3", "--no-progress", "--resume"]
 
 
-def _rewrite_checkpoint(path: Path, *, format_4: bool = False, edit_meta=None,
-                        edit_table=None, sha256=True, meta_text=None, edit_body=None) -> None:
+def _rewrite_checkpoint(path: Path, *, format_as: int = 5, edit_meta=None, edit_meta_text=None,
+                        edit_table=None, edit_body=None, edit_header=None,
+                        sha256=True) -> None:
     """Rewrite the checkpoint at `path` with its meta and table edited, its arrays' bytes
-    as they were. With `format_4`, as format 4 wrote it (its SHA-256 covering the arrays
-    alone, recomputed), else with the format-5 header as saved; `sha256=False` nulls it.
-    `edit_body` changes the arrays' bytes and re-signs them: a format-5 SHA-256 recomputed
-    over the edited meta, table and bytes, as a forger would."""
+    as they were. With `format_as` 4, as format 4 wrote it (its SHA-256 covering the arrays
+    alone, recomputed), with 3 as format 3 did (no SHA-256), else with the format-5 header as
+    saved; `sha256=False` nulls it. `edit_meta_text` edits the meta's JSON text.
+    `edit_body` changes the arrays' bytes (`bytes`: none) and re-signs them: a format-5
+    SHA-256 recomputed over the edited meta, table and bytes, as a forger would.
+    `edit_header` edits the header last."""
     data = path.read_bytes()
     unpacker = msgpack.Unpacker()
     unpacker.feed(data)
@@ -409,16 +412,39 @@ def _rewrite_checkpoint(path: Path, *, format_4: bool = False, edit_meta=None,
         edit_meta(meta)
     if edit_table:
         edit_table(table)
-    header["meta"] = json.dumps(meta) if meta_text is None else meta_text
+    header["meta"] = json.dumps(meta)
+    if edit_meta_text:
+        header["meta"] = edit_meta_text(header["meta"])
     if edit_body:
         body = edit_body(bytearray(body))
         header["sha256"] = hashlib.sha256(msgpack.packb(header["meta"]) + msgpack.packb(table)
                                           + body).hexdigest()
-    if format_4:
+    if format_as == 4:
         header.update(format="etlkit-checkpoint-4", sha256=hashlib.sha256(body).hexdigest())
+    if format_as == 3:
+        header["format"] = "etlkit-checkpoint-3"
+        del header["sha256"]
     if not sha256:
         header["sha256"] = None
+    if edit_header:
+        edit_header(header)
     path.write_bytes(msgpack.packb(header) + msgpack.packb(table) + body)
+
+
+def _as_old_run(run: Path) -> None:
+    """Make `run`'s config.json that of a run trained before run_id was written."""
+    doc = json.loads((run / "config.json").read_text("utf-8"))
+    del doc["run_id"]
+    (run / "config.json").write_text(json.dumps(doc), "utf-8")
+
+
+def _no_run_id(edit=None):
+    """An `edit_meta` that removes the run_id, as checkpoints before it were, then `edit`s."""
+    def drop(meta: dict) -> None:
+        meta.pop("run_id")
+        if edit:
+            edit(meta)
+    return drop
 
 
 def _float_to_int(table: list) -> None:
@@ -426,25 +452,90 @@ def _float_to_int(table: list) -> None:
     next(entry for entry in table if entry[1] == "float32")[1] = "int32"
 
 
+def _first_shaped(table: list) -> list:
+    """The table's first entry of a leaf with at least one axis."""
+    return next(entry for entry in table if entry[2])
+
+
+def _shape_entries(edit):
+    """An `edit_table` that writes the first shaped leaf's shape entries through `edit`."""
+    def rewrite(table: list) -> None:
+        entry = _first_shaped(table)
+        entry[2] = [edit(n) for n in entry[2]]
+    return rewrite
+
+
+def _scalar_as_bool_shape(table: list) -> None:
+    """A scalar leaf's shape () written [true]: the same one value, but no shape save writes."""
+    next(entry for entry in table if entry[2] == [])[2] = [True]
+
+
+def _duplicate_last_leaf() -> dict:
+    """`_rewrite_checkpoint` edits that append a copy of the last leaf, its table entry and its
+    bytes, re-signed: a consistent table with one key path twice."""
+    last = {}
+
+    def table_edit(table: list) -> None:
+        last["entry"] = table[-1]
+        table.append(table[-1])
+
+    def body_edit(body: bytearray) -> bytes:
+        _, dtype, shape = last["entry"]
+        return bytes(body) + bytes(body[-np.dtype(dtype).itemsize * math.prod(shape):])
+    return {"edit_table": table_edit, "edit_body": body_edit}
+
+
+def _zeroed(body: bytearray) -> bytes:
+    return bytes(len(body))
+
+
 @pytest.mark.parametrize(("edit", "needle"), [
     ({"edit_meta": lambda m: m.update(epoch=1)}, "its data differs from its checksum"),
     ({"edit_table": _float_to_int}, "its data differs from its checksum"),
-    ({"format_4": True, "edit_table": _float_to_int}, "is int32, the model needs float32"),
+    ({"format_as": 4, "old_run": True, "edit_meta": _no_run_id(), "edit_table": _float_to_int},
+     "is int32, the model needs float32"),
     ({"sha256": False}, "its header has no SHA-256 of its data"),
-    ({"format_4": True, "sha256": False}, "its header has no SHA-256 of its data"),
+    ({"format_as": 4, "sha256": False}, "its header has no SHA-256 of its data"),
     # a bit flipped in the meta's JSON was "not an etlkit checkpoint of this version"
-    ({"meta_text": '{"epoch": 2'}, "corrupt checkpoint: its header's meta is not a JSON object"),
-], ids=["meta", "dtype", "dtype-format-4", "no-sha256", "no-sha256-format-4", "meta-not-json"])
+    ({"edit_meta_text": lambda _: '{"epoch": 2'},
+     "corrupt checkpoint: its header's meta is not a JSON object"),
+    # a run with a run_id was saved in format 5: a format-3 file (no checksum) there, its
+    # weights zeroed, loaded with a warning only
+    ({"format_as": 3, "edit_body": _zeroed}, "corrupt checkpoint: of the older format "
+     "etlkit-checkpoint-3, but its run was saved in etlkit-checkpoint-5 only"),
+    ({"format_as": 4}, "of the older format etlkit-checkpoint-4"),
+    # re-signed tables and headers no save writes loaded (a float shape read as a whole one)
+    (_duplicate_last_leaf(), ("corrupt checkpoint: table entry ", " appears twice")),
+    ({"edit_table": _shape_entries(lambda n: n + 0.5), "edit_body": bytes},
+     ("corrupt checkpoint: table entry ", " has shape [", ".5", "not a list of whole numbers")),
+    ({"edit_table": _shape_entries(lambda n: -n), "edit_body": bytes},
+     ("corrupt checkpoint: table entry ", " has shape [-", "not a list of whole numbers")),
+    ({"edit_table": _scalar_as_bool_shape, "edit_body": bytes},
+     ("corrupt checkpoint: table entry ", " has shape [True], not a list of whole numbers")),
+    ({"edit_table": lambda t: _first_shaped(t).__setitem__(1, "f4"), "edit_body": bytes},
+     ("corrupt checkpoint: table entry ", " has dtype 'f4', not the name of an array dtype")),
+    ({"edit_header": lambda h: h.update(note="x")},
+     "corrupt checkpoint: its header holds 'note', which no etlkit-checkpoint-5 checkpoint has"),
+    ({"edit_meta_text": lambda t: t[:-1] + ', "epoch": 0}', "edit_body": bytes},
+     "corrupt checkpoint: its header's meta holds the key 'epoch' twice"),
+], ids=["meta", "dtype", "dtype-format-4", "no-sha256", "no-sha256-format-4", "meta-not-json",
+        "format-3-in-a-run-with-run_id", "format-4-in-a-run-with-run_id", "entry-twice",
+        "shape-float", "shape-negative", "shape-bool", "dtype-spelled-otherwise",
+        "header-key-extra", "meta-key-twice"])
 def test_a_checkpoint_whose_header_or_table_changed_is_refused(digits_run, tmp_path, edit,
                                                                needle):
     """Format 4's SHA-256 left the meta and the table out: an epoch edited there skipped
     epochs, an int32 dtype made predict print one class at probability 1, and a header
-    without its SHA-256 let NaN weights load."""
+    without its SHA-256 let NaN weights load. A run with a run_id (`old_run`: one without)
+    refuses the older formats, and what no save writes is refused even when re-signed."""
     run = _copy(digits_run, tmp_path)
+    if edit.get("old_run"):
+        _as_old_run(run)
     latest = run / "checkpoints" / "latest.msgpack"
-    _rewrite_checkpoint(latest, **edit)
+    _rewrite_checkpoint(latest, **{k: v for k, v in edit.items() if k != "old_run"})
     one_error_line(runner.invoke(app, ["predict", str(run), str(tmp_path / "digit.png"),
-                                       "--which", "latest"]), f"{latest}: ", needle)
+                                       "--which", "latest"]), f"{latest}: ",
+                   *(needle if isinstance(needle, tuple) else (needle,)))
 
 
 @pytest.mark.parametrize(("edit", "needle"), [
@@ -464,7 +555,8 @@ def test_a_format_4_checkpoint_with_impossible_meta_is_not_resumed(digits_run, t
     exited 0, a NaN best accuracy kept the wrong model, the rest gave tracebacks."""
     run = _copy(digits_run, tmp_path)
     latest = run / "checkpoints" / "latest.msgpack"
-    _rewrite_checkpoint(latest, format_4=True, edit_meta=edit)
+    _as_old_run(run)  # format 4 was written before run_id
+    _rewrite_checkpoint(latest, format_as=4, edit_meta=_no_run_id(edit))
     one_error_line(runner.invoke(app, _resume(digits_run, run)), f"{latest}: ", needle)
 
 
@@ -474,11 +566,9 @@ def test_format_4_and_3_checkpoints_still_load_and_format_3_is_checked_for_nan(d
     at all) with a warning that says so; NaN weights in a format-3 file, which nothing can
     tell from a relabelled newer file, are refused rather than printed as nan."""
     run = _copy(digits_run, tmp_path)
-    doc = json.loads((run / "config.json").read_text("utf-8"))
-    del doc["run_id"]  # as old as its checkpoints: neither has one
-    (run / "config.json").write_text(json.dumps(doc), "utf-8")
+    _as_old_run(run)  # as old as its checkpoints: neither has a run_id
     latest = run / "checkpoints" / "latest.msgpack"
-    _rewrite_checkpoint(latest, format_4=True, edit_meta=lambda m: m.pop("run_id"))
+    _rewrite_checkpoint(latest, format_as=4, edit_meta=_no_run_id())
     predict = ["predict", str(run), str(tmp_path / "digit.png"), "--which", "latest"]
     result = runner.invoke(app, predict)
     assert result.exit_code == 0, result.output

@@ -8,7 +8,12 @@ disk, a stray write, a hand edit of the epoch or a dtype) is refused rather than
 noise or a skipped epoch. Format 4 files, whose SHA-256 covers the arrays alone, still load;
 their meta is then only as good as `load`'s caller's checks of it, and every leaf's dtype and
 shape are checked against the model's in every format. Format 3 files, from before checksums,
-load with a warning. In every format a NaN or infinite value is refused: no training saves one,
+load with a warning. A run that stamps its checkpoints with a run_id was saved in format 5
+only, so its caller reads them with `older=False`: a format-3 or -4 file there was rewritten
+(its checksum removed or narrowed) and is refused. What no `save` writes is refused in every
+format, not read leniently: header keys other than its own, a meta with a key twice, a table
+entry twice, a dtype by another spelling, a shape entry that is not a whole number of 0 or
+more. In every format a NaN or infinite value is refused: no training saves one,
 and a checksum recomputed over one (a forgery) would otherwise print NaN probabilities. `read`
 checks a file and `restore` fits it to a model, so a caller can check its meta in between
 (whose run, which checkpoint) before a structure that differs is blamed on another model. The
@@ -25,7 +30,9 @@ import hashlib
 import json
 import math
 import os
+import reprlib
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +41,7 @@ import jax.numpy as jnp
 import msgpack
 import numpy as np
 
-from etlkit.errors import EtlError, EtlWarning
+from etlkit.errors import EtlError, EtlWarning, is_integer
 from etlkit.shards import is_digest
 
 # 2: leaves by key path, header first; 3: raw array bytes; 4: their SHA-256 in the header;
@@ -43,7 +50,14 @@ FORMAT = "etlkit-checkpoint-5"
 ARRAYS_ONLY = "etlkit-checkpoint-4"  # still read: its SHA-256 covers the arrays' bytes alone
 UNHASHED = "etlkit-checkpoint-3"  # still read, with a warning: no SHA-256 at all
 READABLE = (FORMAT, ARRAYS_ONLY, UNHASHED)
+#: The keys of the header each format's `save` wrote.
+HEADER_KEYS = {FORMAT: {"format", "meta", "sha256"}, ARRAYS_ONLY: {"format", "meta", "sha256"},
+               UNHASHED: {"format", "meta"}}
 HEADER_BYTES = 1 << 16  # the most `peek` reads
+#: A table's or header's value as an error line shows it: one line, cut to fit, key paths whole.
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxlist = 160, 8
+_shown = _REPR.repr
 
 
 def save(path: Path, state, meta: dict) -> None:
@@ -97,18 +111,42 @@ def _header(f, path: Path, limit: int) -> tuple[_Header, msgpack.Unpacker]:
     if not (isinstance(header, dict) and header.get("format") in READABLE):
         raise EtlError(f"{path}: not an etlkit checkpoint of this version ({FORMAT}); "
                        "train the run again with this etlkit")
+    extra = sorted(map(str, header.keys() - HEADER_KEYS[header["format"]]))
+    if extra:
+        raise EtlError(f"{path}: corrupt checkpoint: its header holds {_shown(extra[0])}, "
+                       f"which no {header['format']} checkpoint has")
     try:  # a header of a known format whose meta does not parse was damaged, not old
-        meta = json.loads(header["meta"]) if isinstance(header.get("meta"), str) else None
+        meta = (json.loads(header["meta"], object_pairs_hook=_unique_keys)
+                if isinstance(header.get("meta"), str) else None)
     except ValueError:
         meta = None
+    except _RepeatedKey as err:
+        raise EtlError(f"{path}: corrupt checkpoint: its header's meta holds the key "
+                       f"{_shown(err.key)} twice") from None
     if not isinstance(meta, dict):
         raise EtlError(f"{path}: corrupt checkpoint: its header's meta is not a JSON object")
     digest = header.get("sha256")
-    if header["format"] == UNHASHED:
-        digest = None
-    elif not is_digest(digest):
+    if header["format"] != UNHASHED and not is_digest(digest):
         raise EtlError(f"{path}: corrupt checkpoint: its header has no SHA-256 of its data")
     return _Header(header["format"], header["meta"], meta, digest), unpacker
+
+
+class _RepeatedKey(Exception):
+    """A JSON object with a key twice, which `json.dumps` of a dict never writes."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object's pairs as a dict, refusing a repeated key (json keeps the last one,
+    so an edit could hide a value behind the one a reader sees)."""
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        raise _RepeatedKey(next(key for key, n in counts.items() if n > 1))
+    return doc
 
 
 def peek(path: Path) -> dict | None:
@@ -129,13 +167,9 @@ def _read_leaves(f, unpacker: msgpack.Unpacker, path: Path,
     table_at = unpacker.tell()
     try:
         table = unpacker.unpack()
-        entries = [(key, jnp.dtype(dtype), tuple(int(n) for n in shape))
-                   for key, dtype, shape in table]
-    except Exception:  # msgpack and the dtype lookup raise several types on garbage
+    except Exception:  # msgpack raises several types on garbage
         return None
-    if any(not isinstance(key, str) or dtype.hasobject or min(shape, default=0) < 0
-           for key, dtype, shape in entries):
-        return None
+    entries = _table_entries(path, table)
     sizes = [dtype.itemsize * math.prod(shape) for _, dtype, shape in entries]
     body_at = unpacker.tell()
     if os.fstat(f.fileno()).st_size - body_at != sum(sizes):
@@ -163,6 +197,37 @@ def _read_leaves(f, unpacker: msgpack.Unpacker, path: Path,
     return stored
 
 
+def _table_entries(path: Path, table) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+    """(key path, dtype, shape) of each leaf in a checkpoint's table, as `save` writes it:
+    `[key path, dtype name, [whole numbers of 0 or more]]` each, no key path twice. Anything
+    else, a float shape (128.5 read as 128) or an entry repeated included, is an EtlError
+    naming the entry rather than a lenient reading of a table no `save` wrote."""
+    if not isinstance(table, list):
+        raise EtlError(f"{path}: corrupt checkpoint: its table of leaves is not a list")
+    entries, seen = [], set()
+    for number, entry in enumerate(table):
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)):
+            raise EtlError(f"{path}: corrupt checkpoint: table entry {number} is not "
+                           "[key path, dtype, shape]")
+        key, name, shape = entry
+        named = f"{path}: corrupt checkpoint: table entry {_shown(key)}"  # one line
+        if key in seen:
+            raise EtlError(f"{named} appears twice")
+        seen.add(key)
+        try:
+            dtype = jnp.dtype(name) if isinstance(name, str) else None
+        except (TypeError, ValueError):  # not a dtype's name
+            dtype = None
+        if dtype is None or dtype.name != name or dtype.hasobject:
+            raise EtlError(f"{named} has dtype {_shown(name)}, not the name of an "
+                           "array dtype")
+        if not (isinstance(shape, list) and all(is_integer(n) and n >= 0 for n in shape)):
+            raise EtlError(f"{named} has shape {_shown(shape)}, not a list of whole "
+                           "numbers of 0 or more")
+        entries.append((key, dtype, tuple(shape)))
+    return entries
+
+
 def _check_finite(path: Path, stored: dict[str, np.ndarray]) -> None:
     """Refuse NaN and infinity, which no saved training state holds (a NaN loss stops a run
     before its checkpoint): without a checksum (format 3) they are all that tells a damaged
@@ -182,13 +247,19 @@ class Stored:
     meta: dict
 
 
-def read(path: Path) -> Stored:
-    """The checkpoint written by `save` at `path`, checked but not yet fitted to a model."""
+def read(path: Path, older: bool = True) -> Stored:
+    """The checkpoint written by `save` at `path`, checked but not yet fitted to a model;
+    with `older=False` one of an older format (a weaker checksum, or none) is refused, for a
+    run saved only in this one."""
     if Path(path).exists() and not Path(path).is_file():  # a FIFO would block the read
         raise EtlError(f"{path}: not a regular file, so not a checkpoint")
     try:
         with open(path, "rb") as f:
             header, unpacker = _header(f, path, TABLE_BYTES)
+            if not older and header.format != FORMAT:
+                raise EtlError(f"{path}: corrupt checkpoint: of the older format "
+                               f"{header.format}, but its run was saved in {FORMAT} only: "
+                               "rewritten since, its checksum removed or narrowed")
             stored = _read_leaves(f, unpacker, path, header)
     except FileNotFoundError:
         raise EtlError(f"{path}: no checkpoint (did the run save one?)") from None

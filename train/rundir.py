@@ -8,8 +8,9 @@ A run folder holds:
   own), and `load_model` refuses one whose values inference cannot use
   (`check_for_inference`). Its `run_id` (`run_identity`) is stamped into every checkpoint's
   meta, and a checkpoint whose stamp differs is refused: one copied from another run of the
-  same model would load, with this run's class table and numbers beside it. Runs trained
-  before `run_id` was written have it neither there nor in their checkpoints, and load.
+  same model would load, with this run's class table and numbers beside it, as is one of a
+  checkpoint format older than the current (`run_id` came after it). Runs trained before
+  `run_id` was written have it neither there nor in their checkpoints, and load.
 - `metrics.jsonl`: one JSON object per line with flat keys namespaced by what they measure (the
   shape big_vision and TensorBoard use). Every record has `step` (optimizer steps done); there
   are three kinds, told apart by their keys (`kind_of`):
@@ -258,9 +259,11 @@ class Run:
         """(state shaped like `like`, meta without its stamp) of the `which` checkpoint,
         refused when its run_id is not config.json's (a checkpoint of another run) or when it
         is the other kind of checkpoint (one copied over the other); both are told before its
-        structure, which differs in either case, is blamed on another model."""
+        structure, which differs in either case, is blamed on another model. A run with a
+        run_id was saved in the current checkpoint format only, so an older one (format 3 has
+        no checksum) is refused there: what rewrote it could have changed any weight."""
         path = self.checkpoint(which)
-        stored = checkpoint.read(path)
+        stored = checkpoint.read(path, older=self.run_id() is None)
         meta = dict(stored.meta)
         if meta.pop(RUN_ID, None) != self.run_id():
             raise EtlError(f"{path}: belongs to another run (its run_id is not that of "
