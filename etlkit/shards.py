@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 from . import remote
 from . import split as split_module
 from .errors import EtlError, check_choice, is_integer, one_line
+from .workers import Workers
 
 CHUNK = 256  # images per HDF5 chunk: 1 MiB, the unit of block reads
 #: Each shard's datasets: name -> (dtype, shape of one record), "side" standing for the manifest's
@@ -95,7 +95,7 @@ def already_there(out: Path, options: dict, inputs: list[Path],
         why = (f"made with another {key} ({json.dumps(theirs.get(key))[:40]} there, "
                f"{json.dumps(ours.get(key))[:40]} now)")  # JSON: tuples are lists there
     else:
-        with ThreadPoolExecutor() as pool:  # hashlib releases the GIL
+        with Workers() as pool:  # hashlib releases the GIL
             files = sorted(zip([p.name for p in inputs], pool.map(sha256, inputs), strict=True))
         why = ("" if files == sorted((s["file"], s["sha256"]) for s in doc["sources"]) else
                "made from other source files (names or SHA-256)")

@@ -6,14 +6,13 @@ import json
 import os
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from . import card, formats, manifest, plausibility, remote, split, synth
+from . import card, formats, manifest, plausibility, remote, split, synth, workers
 from .errors import EtlError, EtlWarning, one_line
 from .labels import SMALL_KANA
 from .shards import (
@@ -267,8 +266,8 @@ def _digests(paths: list[remote.Where]) -> list[str | None]:
             failed.set()
             raise
 
-    with ThreadPoolExecutor(HASH_WORKERS) as pool:
-        return list(pool.map(digest, paths))
+    with workers.Workers(HASH_WORKERS) as pool:  # waits a Ctrl-C interrupts
+        return pool.map(digest, paths)
 
 
 def _digest(path: remote.Where) -> str | None:
