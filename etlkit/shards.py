@@ -50,6 +50,16 @@ def field_shape(name: str, count: int, side: int) -> tuple[int, ...]:
     return (count, *(side if d == "side" else d for d in FIELDS[name][1]))
 
 
+def most_bytes(count: int, side: int) -> int:
+    """More bytes than any shard etlkit writes of `count` records of side×side images can take:
+    every field uncompressed over whole chunks, twice over, plus HDF5's metadata and the
+    attributes (the class table, bounded as the manifest that holds it is). A shard's size past
+    this is not what extraction wrote; `verify` refuses it before reading it."""
+    record = sum(np.dtype(dtype).itemsize * int(np.prod(field_shape(name, 1, side)))
+                 for name, (dtype, _) in FIELDS.items())
+    return 2 * (count + CHUNK) * record + remote.TEXT_LIMIT
+
+
 def check_output(out: Path, force: bool = False) -> bool:
     """Before any work: `out` must be new, empty, an extraction that did not finish (rerunning
     cleans it up) or an etlkit dataset (replaced with `force`); never a file, nor a folder of

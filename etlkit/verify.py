@@ -23,6 +23,7 @@ from .shards import (
     field_shape,
     foreign_filter,
     manifest_digest,
+    most_bytes,
     read_manifest,
     stored_outside,
 )
@@ -174,6 +175,9 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1),
             there = not remote.is_url(root) and os.path.lexists(Path(root) / name)
             checks.append(FileCheck(name, "shard", "missing", expected, None,
                                     "not a regular file" if there else ""))
+        elif oversized := _oversized(remote.join(root, name), expected, doc):
+            seen.add(key)
+            checks.append(FileCheck(name, "shard", "corrupt", expected, None, oversized))
         else:
             seen.add(key)
             listed.append(shard)
@@ -248,6 +252,16 @@ def _manifest_checks(root: remote.Where, doc: dict) -> list[FileCheck]:
         checks.append(FileCheck("manifest.json", "dataset", "edited", n_shards, n_shards,
                                 f"shards of splits {', '.join(unknown)} that 'splits' lacks"))
     return checks
+
+
+def _oversized(path: remote.Where, count: int, doc: dict) -> str | None:
+    """Why a shard is too big to be the one extraction wrote of `count` records, or None: such a
+    file (a server's endless "shard" of a terabyte) is not hashed, which could take days."""
+    size, most = remote.stated_size(path), most_bytes(count, doc.get("image_size", 64))
+    if size is None or size <= most:
+        return None
+    return (f"{size} bytes, more than a shard of {count} records can take ({most}): not what "
+            "extraction wrote; not read")
 
 
 def _digests(paths: list[remote.Where]) -> list[str | None]:
