@@ -14,7 +14,6 @@ import os
 import warnings
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 from . import formats, labels, manifest, preprocess, reader, repeats, split, synth, tasks, verify
 from .errors import EtlError, EtlWarning, check_choice, check_integer
 from .shards import DatasetInfo, DatasetWriter, already_there, check_layout, check_output, sha256
+from .workers import Workers, result
 
 CHUNK_RECORDS = 4096
 #: Threads for both passes (numpy and file reads release the GIL) and for hashing the sources.
@@ -79,10 +79,10 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
     if holds_dataset and (done := already_there(out, asdict(options), files, say)):
         return done
     listed = any(synth.is_synthetic(p) for p in files)  # a bad marker stops it here
-    with ThreadPoolExecutor(WORKERS) as pool:
+    with Workers(WORKERS) as pool:  # waits a Ctrl-C interrupts
         say(f"pass 1: labels of {len(files)} files")
-        chosen = list(pool.map(_choose, files, range(len(files)), [task] * len(files),
-                               [options] * len(files)))
+        chosen = pool.map(_choose, files, range(len(files)), [task] * len(files),
+                          [options] * len(files))
         digests = [pool.submit(sha256, p) for p in files]
         repeat = repeats.first_repeat([c["hashed"] for c in chosen])
         if repeat:
@@ -113,9 +113,9 @@ def extract(raw: list[Path], out: Path, options: Options, command: str = "",
             in_flight.append((rows, pool.submit(_prepare, path, fmt, records, options)))
             while len(in_flight) > WORKERS or (in_flight and n_job == len(jobs) - 1):
                 done_rows, images = in_flight.popleft()
-                writer.add({"images": images.result(),
+                writer.add({"images": result(images),
                             **{k: v[done_rows] for k, v in columns.items()}}, assign[done_rows])
-        digests = [d.result() for d in digests]
+        digests = [result(d) for d in digests]
     sources = [{"file": p.name, "path": str(p.resolve()), "dataset": c["dataset"],
                 "sha256": digest, "records": c["records"], "used": len(c["index"])}
                for p, c, digest in zip(files, chosen, digests, strict=True)]

@@ -98,11 +98,13 @@ def in_set_share(fmt: Format, codes: np.ndarray) -> float | None:
 
 def better_format(path: Path, exclude: Format | None = None) -> str | None:
     """A phrase naming the format other than `exclude` that the file's bytes fit best, judged
-    on its first records; None when none does."""
+    on its first records; None when none does. Formats that fit equally well are all named:
+    ETL-1, 6 and 7 share a record layout and katakana codes (ETL-7's hiragana are stored as
+    them), so the codes alone cannot tell which of them a file is."""
     if looks_like_text(path):
         return "it looks like a text file, not ETL data"
     size = os.path.getsize(path)
-    best = None
+    fits = []
     for fmt in formats.FORMATS.values():
         n = size // fmt.record_size - fmt.dummy_records
         if fmt is exclude or size % fmt.record_size or n < 1:
@@ -117,14 +119,17 @@ def better_format(path: Path, exclude: Format | None = None) -> str | None:
             continue
         same_size = [e.name for e in manifest.files().values()
                      if e.dataset == fmt.name and e.records == n + fmt.dummy_records]
-        key = (bool(same_size), share)
-        if best is None or key > best[0]:
-            best = (key, fmt.name, same_size)
-    if best is None:
+        fits.append(((bool(same_size), share), fmt.name, same_size))
+    if not fits:
         return None
-    _, name, same_size = best
-    size_note = f", and it has the record count of {same_size[0]}" if same_size else ""
-    return f"its bytes fit {name} better (its codes are {name} classes{size_note})"
+    best = max(key for key, _, _ in fits)
+    names = [name for key, name, _ in fits if key == best]
+    same_size = [file for key, _, files in fits if key == best for file in files]
+    size_note = f", and it has the record count of {_either_name(same_size)}" if same_size else ""
+    if len(names) > 1:
+        return (f"its bytes fit {_either_name(names)} better (its codes are classes of each"
+                f"{size_note}; which one, the codes cannot tell)")
+    return f"its bytes fit {names[0]} better (its codes are {names[0]} classes{size_note})"
 
 
 def _count_misfit(fmt: Format, entry: manifest.FileEntry, n_records: int,
@@ -194,4 +199,9 @@ def _either(entries: list[manifest.FileEntry]) -> str:
     names = [e.name for e in entries]
     if len(names) > 3:
         names = [*names[:2], f"{len(names) - 2} other {entries[0].dataset} files"]
+    return _either_name(names)
+
+
+def _either_name(names: list[str]) -> str:
+    """ETL6 or ETL7; ETL1, ETL6 or ETL7."""
     return " or ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} or {names[-1]}"

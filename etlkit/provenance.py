@@ -10,12 +10,13 @@ shard's records compared with the ones they give.
 import dataclasses
 import json
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import extract, labels, verify
-from .errors import EtlError
+from .errors import EtlError, EtlWarning
 from .shards import FIELDS, ShardFiles, read_manifest, sha256
 from .verify import FileCheck
 
@@ -47,9 +48,23 @@ def verify_against_raw(root: Path, raw: Path) -> list[FileCheck]:
     if any(c.failed for c in checks):
         return checks
     with tempfile.TemporaryDirectory(prefix="etlkit-verify-") as scratch:
-        extract.extract(paths, Path(scratch) / "dataset", options)
+        _extract_again(paths, Path(scratch) / "dataset", options, f"{root} (extracted again "
+                       f"from {raw})")
         again = read_manifest(Path(scratch) / "dataset")
         return checks + _compare(root, doc, Path(scratch) / "dataset", again)
+
+
+def _extract_again(paths: list[Path], out: Path, options: extract.Options, named: str) -> None:
+    """Extract into a temporary `out`; the extraction's warnings (an empty split) name it as
+    `named`, not as a folder the user never made and that is gone when they read them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EtlWarning)
+        extract.extract(paths, out, options)
+    for w in caught:
+        if issubclass(w.category, EtlWarning):
+            warnings.warn(EtlWarning(str(w.message).replace(str(out), named)), stacklevel=3)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _options(root: Path, doc: dict) -> extract.Options:

@@ -276,6 +276,19 @@ def is_file(path: Where) -> bool:
         raise _failed(str(path), err) from None
 
 
+def stated_size(path: Where) -> int | None:
+    """The size in bytes of a file that is there: a URL's as its server states it (None where
+    it does not say)."""
+    if not is_url(path):
+        return Path(path).stat().st_size
+    fs, inner = _filesystem(str(path))
+    try:
+        with answer_bound():
+            return fs.info(inner).get("size")
+    except Exception as err:  # noqa: BLE001 - see open_binary
+        raise _failed(str(path), err) from None
+
+
 def listing(root: Where, folder: str, pattern: str) -> list[str] | None:
     """Names matching `pattern` in `root/folder`; None where the location cannot be listed
     (a web server has no listing etlkit can rely on)."""

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 from . import remote
 from . import split as split_module
 from .errors import EtlError, check_choice, is_integer, one_line
+from .workers import Workers
 
 CHUNK = 256  # images per HDF5 chunk: 1 MiB, the unit of block reads
 #: Each shard's datasets: name -> (dtype, shape of one record), "side" standing for the manifest's
@@ -48,6 +48,16 @@ DATASET_ENTRIES = ("manifest.json", *split_module.NAMES, "README.md", "croissant
 def field_shape(name: str, count: int, side: int) -> tuple[int, ...]:
     """The shape of a shard's `name` dataset holding `count` records of side×side images."""
     return (count, *(side if d == "side" else d for d in FIELDS[name][1]))
+
+
+def most_bytes(count: int, side: int) -> int:
+    """More bytes than any shard etlkit writes of `count` records of side×side images can take:
+    every field uncompressed over whole chunks, twice over, plus HDF5's metadata and the
+    attributes (the class table, bounded as the manifest that holds it is). A shard's size past
+    this is not what extraction wrote; `verify` refuses it before reading it."""
+    record = sum(np.dtype(dtype).itemsize * int(np.prod(field_shape(name, 1, side)))
+                 for name, (dtype, _) in FIELDS.items())
+    return 2 * (count + CHUNK) * record + remote.TEXT_LIMIT
 
 
 def check_output(out: Path, force: bool = False) -> bool:
@@ -95,7 +105,7 @@ def already_there(out: Path, options: dict, inputs: list[Path],
         why = (f"made with another {key} ({json.dumps(theirs.get(key))[:40]} there, "
                f"{json.dumps(ours.get(key))[:40]} now)")  # JSON: tuples are lists there
     else:
-        with ThreadPoolExecutor() as pool:  # hashlib releases the GIL
+        with Workers() as pool:  # hashlib releases the GIL
             files = sorted(zip([p.name for p in inputs], pool.map(sha256, inputs), strict=True))
         why = ("" if files == sorted((s["file"], s["sha256"]) for s in doc["sources"]) else
                "made from other source files (names or SHA-256)")

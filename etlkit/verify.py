@@ -6,14 +6,13 @@ import json
 import os
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from . import card, formats, manifest, plausibility, remote, split, synth
+from . import card, formats, manifest, plausibility, remote, split, synth, workers
 from .errors import EtlError, EtlWarning, one_line
 from .labels import SMALL_KANA
 from .shards import (
@@ -24,6 +23,7 @@ from .shards import (
     field_shape,
     foreign_filter,
     manifest_digest,
+    most_bytes,
     read_manifest,
     stored_outside,
 )
@@ -175,6 +175,9 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1),
             there = not remote.is_url(root) and os.path.lexists(Path(root) / name)
             checks.append(FileCheck(name, "shard", "missing", expected, None,
                                     "not a regular file" if there else ""))
+        elif oversized := _oversized(remote.join(root, name), expected, doc):
+            seen.add(key)
+            checks.append(FileCheck(name, "shard", "corrupt", expected, None, oversized))
         else:
             seen.add(key)
             listed.append(shard)
@@ -251,6 +254,16 @@ def _manifest_checks(root: remote.Where, doc: dict) -> list[FileCheck]:
     return checks
 
 
+def _oversized(path: remote.Where, count: int, doc: dict) -> str | None:
+    """Why a shard is too big to be the one extraction wrote of `count` records, or None: such a
+    file (a server's endless "shard" of a terabyte) is not hashed, which could take days."""
+    size, most = remote.stated_size(path), most_bytes(count, doc.get("image_size", 64))
+    if size is None or size <= most:
+        return None
+    return (f"{size} bytes, more than a shard of {count} records can take ({most}): not what "
+            "extraction wrote; not read")
+
+
 def _digests(paths: list[remote.Where]) -> list[str | None]:
     """The SHA-256 of each file (None: not there), on HASH_WORKERS threads. The first file that
     cannot be read (a URL whose server stalls) ends it: the files not yet begun are not
@@ -267,8 +280,8 @@ def _digests(paths: list[remote.Where]) -> list[str | None]:
             failed.set()
             raise
 
-    with ThreadPoolExecutor(HASH_WORKERS) as pool:
-        return list(pool.map(digest, paths))
+    with workers.Workers(HASH_WORKERS) as pool:  # waits a Ctrl-C interrupts
+        return pool.map(digest, paths)
 
 
 def _digest(path: remote.Where) -> str | None:

@@ -3,9 +3,9 @@
 `http_folder` serves a folder over HTTP with HEAD and single byte-range GETs (the stdlib's
 SimpleHTTPRequestHandler ignores Range, so every read would fetch the whole file) and counts the
 body bytes it sends and the files asked for (`/cut/PATH`: PATH, but a shard's body only half
-sent, then silence with the connection held open). `misbehaving_server` trickles, fails and
-redirects in a loop. `s3_server` starts moto's S3 server, `upload` copies a folder into a
-bucket of it.
+sent, then silence with the connection held open; `/slow/PATH`: PATH, a shard's body sent at
+1 kB/s). `misbehaving_server` trickles, fails and redirects in a loop. `s3_server` starts moto's
+S3 server, `upload` copies a folder into a bucket of it.
 """
 
 import http.server
@@ -30,7 +30,8 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
     def _answer(self, body: bool) -> None:
         relative = unquote(urlparse(self.path).path).lstrip("/")
         cut = relative.startswith("cut/") and relative.endswith(".h5")
-        relative = relative.removeprefix("cut/")
+        slow = relative.startswith("slow/") and relative.endswith(".h5")
+        relative = relative.removeprefix("cut/").removeprefix("slow/")
         with self.server.lock:
             self.server.asked[relative] += 1
         path = (self.root / relative).resolve()
@@ -59,7 +60,15 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
                 f.seek(start)
                 data = f.read(stop - start)
             data = data[:len(data) // 2] if cut else data
-            self.wfile.write(data)
+            step = 100 if slow else max(len(data), 1)
+            try:
+                for at in range(0, len(data), step):
+                    self.wfile.write(data[at:at + step])
+                    if slow:
+                        self.wfile.flush()
+                        time.sleep(0.1)
+            except OSError:  # the client gave up on a slow answer
+                return
             with self.server.lock:
                 self.server.sent += len(data)
             if cut:

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from servers import http_folder
 from typer.testing import CliRunner
 
 from etlkit.cli import app
@@ -90,6 +91,33 @@ def test_ctrl_c_just_after_the_dataset_is_in_place_says_it_is_complete(tmp_path)
     again = CliRunner().invoke(app, ["extract", "--dataset", "sklearn-digits", "--out", str(out)])
     assert again.exit_code == 0, again.output
     assert again.stdout.startswith(f"kept {out} (already there): task sklearn-digits")
+
+
+def test_a_ctrl_c_a_worker_thread_takes_stops_verify_of_a_url_at_once(digits_shards):
+    """Hostile pass 9, K3: the kernel may hand SIGINT to any thread. Here it is sent to every
+    thread but the main one (the hash pool's, fsspec's event loop) while a shard streams in at
+    1 kB/s: the main thread waited on the hash pool untimed, so Python's handler never ran and
+    Ctrl-C was ignored until the server was given up on a minute later."""
+    code = ("import os, signal, sys, threading, time\n"
+            "def interrupt_the_other_threads():\n"
+            "    while not any(t.name.startswith('ThreadPoolExecutor')\n"
+            "                  for t in threading.enumerate()):\n"
+            "        time.sleep(0.02)\n"
+            "    time.sleep(0.3)  # the hash under way\n"
+            "    for t in threading.enumerate():\n"
+            "        if t not in (threading.main_thread(), threading.current_thread()):\n"
+            "            signal.pthread_kill(t.ident, signal.SIGINT)\n"
+            "threading.Thread(target=interrupt_the_other_threads, daemon=True).start()\n"
+            "from etlkit.entry import main\n"
+            "sys.argv = ['etlkit', 'verify', sys.argv[1]]\n"
+            "main()\n")
+    with http_folder(digits_shards) as server:
+        try:
+            result = subprocess.run([sys.executable, "-c", code, f"{server.url}/slow"],
+                                    capture_output=True, text=True, timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail("Ctrl-C ignored: still running 15 s later")
+    assert (result.returncode, result.stderr) == (INTERRUPTED, "error: interrupted\n")
 
 
 def test_ctrl_c_stops_train_and_says_how_to_resume(digits_shards, tmp_path):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from etlkit.shards import CHUNK, ShardSet
+from etlkit.workers import take
 
 WINDOW_BLOCKS = 16  # blocks shuffled together: 4096 images, 16 MiB
 
@@ -152,7 +153,7 @@ class Prefetch:
 
     def __iter__(self):
         while True:
-            item = self._queue.get()
+            item = take(self._queue)  # timed waits: Ctrl-C is handled at once
             if item is self._END:
                 return
             if isinstance(item, BaseException):
