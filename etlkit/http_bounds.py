@@ -10,10 +10,18 @@ slides, not an average from the request, in which a fast start would buy a later
 (bytes sent)/MIN_RATE seconds, hours for a large file. The limits are read from `remote` at
 each read, so a test can lower them.
 
+Each body is bounded in size as well: an answer to a range request is read no further than the
+bytes asked (and RANGE_SLACK), an answer to a whole-file request no further than the caller's
+`remote.answer_bound(most=...)`, so a server that sends without end (a 206 of no stated length,
+which fsspec reads whole) is stopped with TooMuch instead of filling memory or the cache's
+disk. A body that breaks off (aiohttp's ClientPayloadError) is BrokeOff, with the bytes it
+brought and those it said it would.
+
 Imported only when a URL is read: aiohttp is not needed to start etlkit.
 """
 
 import asyncio
+import re
 import time
 from collections import deque
 
@@ -31,6 +39,35 @@ class TooSlow(Exception):  # noqa: N818 - what the server was, as the error line
         self.received, self.seconds, self.stalled = received, seconds, stalled
 
 
+#: Bytes past a range a body may bring: fsspec reads the start of a whole-file answer to a range
+#: request (a server that ignores Range) in 1 MiB pieces and stops after the range's end.
+RANGE_SLACK = 1 << 20
+
+
+class TooMuch(Exception):  # noqa: N818 - what the server did, as the error line says
+    """A body that went on past the `most` bytes asked of it."""
+
+    def __init__(self, most: int):
+        super().__init__(f"more than {most} bytes")
+        self.most = most
+
+
+class BrokeOff(Exception):  # noqa: N818 - what the server's answer did
+    """A body that ended after `received` bytes had come, before the `stated` length it gave
+    (None: it gave none, and its encoding broke)."""
+
+    def __init__(self, received: int, stated: int | None):
+        super().__init__(f"{received} of {stated} bytes")
+        self.received, self.stated = received, stated
+
+
+def _asked(request_headers, most: int | None) -> int | None:
+    """The most bytes a body may bring: a single range's length (Range: bytes=A-B), else the
+    caller's bound `most` (None: none)."""
+    asked = re.fullmatch(r"bytes=(\d+)-(\d+)", request_headers.get("Range", ""))
+    return int(asked[2]) - int(asked[1]) + 1 if asked else most
+
+
 class _BoundedResponse(aiohttp.ClientResponse):
     """An aiohttp response whose headers and body are bounded as the module says."""
 
@@ -42,17 +79,23 @@ class _BoundedResponse(aiohttp.ClientResponse):
         except TimeoutError:  # also when an earlier request of the fetch used up the time
             raise aiohttp.ServerTimeoutError(f"no answer within {remote.READ_TIMEOUT:g} s") \
                 from None
-        self.content = _RateBound(self.content, asked)
+        stated = self.headers.get("Content-Length")
+        self.content = _RateBound(self.content, asked,
+                                  _asked(self.request_info.headers, remote.body_bound()),
+                                  int(stated) if stated and stated.isdigit() else None)
         return self
 
 
 class _RateBound:
     """A response body (aiohttp's StreamReader) whose reads stop with TooSlow once the bytes
     received in the last READ_TIMEOUT seconds fall below MIN_RATE a second, from READ_TIMEOUT
-    seconds after `asked` on."""
+    seconds after `asked` on; with TooMuch past `most` bytes (and RANGE_SLACK; None: no bound);
+    with BrokeOff where the body breaks off before the `stated` length."""
 
-    def __init__(self, stream: aiohttp.StreamReader, asked: float):
+    def __init__(self, stream: aiohttp.StreamReader, asked: float, most: int | None,
+                 stated: int | None):
         self._stream, self._asked, self._received = stream, asked, 0
+        self._most, self._stated = most, stated
         #: (when, bytes received by then) of the reads that may still be in the window: those
         #: after the last MIN_RATE * READ_TIMEOUT bytes began, oldest first
         self._arrivals: deque[tuple[float, int]] = deque()
@@ -82,6 +125,10 @@ class _RateBound:
             silent = not bound.expired() or deadline == heard + remote.READ_TIMEOUT
             raise TooSlow(self._received, time.monotonic() - self._asked,
                           stalled=silent) from None
+        except aiohttp.ClientPayloadError:  # raised before the bytes it holds are handed on
+            raise BrokeOff(self._stream.total_bytes, self._stated) from None
+        if self._most is not None and self._received + len(data) > self._most + RANGE_SLACK:
+            raise TooMuch(self._most)
         if data:
             self._received += len(data)
             self._arrivals.append((time.monotonic(), self._received))

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import fsspec
 from fsspec.exceptions import FSTimeoutError
+from fsspec.implementations.cached import CachingFileSystem
 
 from .errors import EtlError
 
@@ -138,17 +139,22 @@ def _filesystem(url: str):
 #: request has READ_TIMEOUT. A context variable: fsspec runs the requests in its own thread,
 #: in a copy of the asking thread's context.
 _answer_deadline: ContextVar[float | None] = ContextVar("answer_deadline", default=None)
+#: The most bytes a whole-file answer of the current fetch may bring (`answer_bound`); None: no
+#: bound but the length the server states (a range request is bounded by its range).
+_body_most: ContextVar[int | None] = ContextVar("body_most", default=None)
 
 
 @contextmanager
-def answer_bound():
+def answer_bound(most: int | None = None):
     """The requests made inside share READ_TIMEOUT for their answers: fsspec asks a file's size
     with HEAD and, if that fails, with GET, so a silent server took twice the time it was
-    said to have."""
+    said to have. A whole-file answer brings at most `most` bytes (`http_bounds`)."""
     token = _answer_deadline.set(time.monotonic() + READ_TIMEOUT)
+    most_token = _body_most.set(most)
     try:
         yield
     finally:
+        _body_most.reset(most_token)
         _answer_deadline.reset(token)
 
 
@@ -156,6 +162,11 @@ def answer_time_left() -> float:
     """Seconds the current request may wait for the server's answer (its status and headers)."""
     deadline = _answer_deadline.get()
     return READ_TIMEOUT if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def body_bound() -> int | None:
+    """The most bytes a whole-file answer of the current fetch may bring (None: no bound)."""
+    return _body_most.get()
 
 
 def _failed(url: str, err: Exception) -> EtlError:
@@ -167,11 +178,19 @@ def _failed(url: str, err: Exception) -> EtlError:
     if isinstance(err, http_bounds.TooSlow):
         return EtlError(f"{url}: under {MIN_RATE / 1024:g} KiB/s from the server; stopped "
                         f"after {round(err.seconds, 1):g} s ({err.received} bytes)")
+    if isinstance(err, http_bounds.TooMuch):
+        return EtlError(f"{url}: the server sent more than the {err.most} bytes asked")
+    if isinstance(err, http_bounds.BrokeOff):
+        of = f" of {err.stated}" if err.stated is not None else ""
+        return EtlError(f"{url}: the server's answer broke off after {err.received}{of} bytes")
     if isinstance(err, (TimeoutError, FSTimeoutError)):  # aiohttp's are TimeoutErrors too
         return EtlError(f"{url}: no answer within {READ_TIMEOUT:g} s")
     if (said := _server_said(err)) is not None:
         return EtlError(f"{url}: {said}")
     detail = " ".join(str(err).split())[:200] or type(err).__name__
+    if type(err).__module__.startswith("aiohttp") and not isinstance(err, OSError):
+        # reached (aiohttp's connection errors are OSErrors) and answered badly
+        return EtlError(f"{url}: the server's answer failed ({type(err).__name__}: {detail})")
     return EtlError(f"{url}: unreachable ({type(err).__name__}: {detail})")
 
 
@@ -202,17 +221,77 @@ def _not_found(url: str, err: FileNotFoundError) -> Exception:
 def open_binary(url: str) -> BinaryIO:
     """A remote file opened for reading through a block cache (what h5py reads a shard from).
 
-    Raises FileNotFoundError for a file that is not there; other failures to reach the URL are
-    one EtlError line naming it."""
+    Raises FileNotFoundError for a file that is not there; other failures to reach the URL, at
+    the open or in any later read (an answer that breaks off, stalls or goes on past the bytes
+    asked), are one EtlError line naming it."""
     fs, inner = _filesystem(url)
     try:
-        with answer_bound():
-            return fs.open(inner, "rb", block_size=BLOCK_SIZE, cache_type="blockcache",
-                           cache_options={"maxblocks": CACHED_BLOCKS})
+        with answer_bound(_whole_file_bound(url, fs, inner)):
+            f = fs.open(inner, "rb", block_size=BLOCK_SIZE, cache_type="blockcache",
+                        cache_options={"maxblocks": CACHED_BLOCKS})
     except FileNotFoundError as err:
         raise _not_found(url, err) from None
+    except EtlError:
+        raise
     except Exception as err:  # noqa: BLE001 - aiohttp, botocore and gcsfs raise their own types
         raise _failed(url, err) from None
+    return _NamedReads(f, url)
+
+
+def _info(fs, inner: str) -> dict:
+    """fsspec's details of a file (size, type) as the server gives them: under ETLKIT_CACHE
+    from the filesystem the cache wraps (the cache's own `info` lists the parent folder, which a
+    web server cannot, and calls every file missing)."""
+    return (fs.fs if isinstance(fs, CachingFileSystem) else fs).info(inner)
+
+
+def _whole_file_bound(url: str, fs, inner: str) -> int | None:
+    """Under ETLKIT_CACHE a file is fetched whole, in one answer: it may bring no more than the
+    size the server states (which it must state: an answer of no stated end would be written
+    to the cache until the disk is full). None without a cache: each read is a range request,
+    bounded by its range."""
+    if not os.environ.get(CACHE_ENV):
+        return None
+    size = _info(fs, inner).get("size")
+    if size is None:
+        raise EtlError(f"{url}: the server states no size for it, so it "
+                       f"cannot be kept in {CACHE_ENV}")
+    return size
+
+
+class _NamedReads:
+    """An open remote file whose failed reads are one EtlError line naming its URL: h5py hands
+    an exception from its file object's reads up as it is, and the transfer's own (aiohttp's,
+    http_bounds') name no file."""
+
+    def __init__(self, f: BinaryIO, url: str):
+        self._f, self._url = f, url
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)  # seek, tell, size, close: the file's own
+
+    def read(self, size: int = -1) -> bytes:
+        with self._named():
+            return self._f.read(size)
+
+    def readinto(self, buffer) -> int:
+        with self._named():
+            return self._f.readinto(buffer)
+
+    @contextmanager
+    def _named(self):
+        try:
+            yield
+        except EtlError:
+            raise
+        except Exception as err:  # noqa: BLE001 - see open_binary
+            raise _failed(self._url, err) from None
+
+    def __enter__(self) -> "_NamedReads":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._f.close()
 
 
 def read_text(path: Where) -> str:
@@ -230,7 +309,7 @@ def read_text(path: Where) -> str:
     else:
         fs, inner = _filesystem(str(path))
         try:
-            with answer_bound():
+            with answer_bound(TEXT_LIMIT + 1):  # the cache's whole-file fetch stops there too
                 f = fs.open(inner, "rb")
             with f:
                 stated = getattr(f, "size", None)
@@ -267,7 +346,7 @@ def is_file(path: Where) -> bool:
     fs, inner = _filesystem(str(path))
     try:
         with answer_bound():  # fs.info, not fs.isfile, which says False for any failure
-            return fs.info(inner)["type"] == "file"
+            return _info(fs, inner)["type"] == "file"
     except FileNotFoundError as err:
         if isinstance(failure := _not_found(str(path), err), EtlError):
             raise failure from None
@@ -284,7 +363,7 @@ def stated_size(path: Where) -> int | None:
     fs, inner = _filesystem(str(path))
     try:
         with answer_bound():
-            return fs.info(inner).get("size")
+            return _info(fs, inner).get("size")
     except Exception as err:  # noqa: BLE001 - see open_binary
         raise _failed(str(path), err) from None
 
@@ -317,13 +396,15 @@ def sha256(path: Where, chunk: int = 1 << 22) -> str:
         return h.hexdigest()
     fs, inner = _filesystem(str(path))
     try:
-        with answer_bound():
+        with answer_bound(_whole_file_bound(str(path), fs, inner)):
             f = fs.open(inner, "rb", block_size=chunk, cache_type="none")
         with f:
             for block in iter(lambda: f.read(chunk), b""):
                 h.update(block)
     except FileNotFoundError as err:
         raise _not_found(str(path), err) from None
+    except EtlError:
+        raise
     except Exception as err:  # noqa: BLE001 - see open_binary
         raise _failed(str(path), err) from None
     return h.hexdigest()

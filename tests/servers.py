@@ -4,8 +4,10 @@
 SimpleHTTPRequestHandler ignores Range, so every read would fetch the whole file) and counts the
 body bytes it sends and the files asked for (`/cut/PATH`: PATH, but a shard's body only half
 sent, then silence with the connection held open; `/slow/PATH`: PATH, a shard's body sent at
-1 kB/s). `misbehaving_server` trickles, fails and redirects in a loop. `s3_server` starts moto's
-S3 server, `upload` copies a folder into a bucket of it.
+1 kB/s; `/broken/PATH`, or every shard once the server's `breaking` is set: half of it, then the
+connection closed; `/endless/PATH`: a shard's GET answered 206 with no length and ENDLESS bytes
+of zeros, more than any read asks). `misbehaving_server` trickles, fails and redirects in a
+loop. `s3_server` starts moto's S3 server, `upload` copies a folder into a bucket of it.
 """
 
 import http.server
@@ -16,6 +18,9 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+#: Bytes an /endless/ answer sends (then closes): enough that reading it whole is plain to see.
+ENDLESS = 64 << 20
 
 
 class _RangeHandler(http.server.BaseHTTPRequestHandler):
@@ -29,9 +34,11 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, body: bool) -> None:
         relative = unquote(urlparse(self.path).path).lstrip("/")
-        cut = relative.startswith("cut/") and relative.endswith(".h5")
-        slow = relative.startswith("slow/") and relative.endswith(".h5")
-        relative = relative.removeprefix("cut/").removeprefix("slow/")
+        route, _, rest = relative.partition("/")
+        route = route if route in ("cut", "slow", "broken", "endless") else ""
+        relative = rest if route else relative
+        shard = relative.endswith(".h5")
+        route = "broken" if shard and self.server.breaking else route if shard else ""
         with self.server.lock:
             self.server.asked[relative] += 1
         path = (self.root / relative).resolve()
@@ -48,6 +55,11 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
             else:  # the last N bytes
                 start = max(0, size - int(asked[2]))
             status = 206
+        if route == "endless" and body:
+            self.send_response(206)
+            self.end_headers()
+            self._send(ENDLESS)
+            return
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Accept-Ranges", "bytes")
@@ -59,21 +71,32 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
             with open(path, "rb") as f:
                 f.seek(start)
                 data = f.read(stop - start)
-            data = data[:len(data) // 2] if cut else data
-            step = 100 if slow else max(len(data), 1)
+            data = data[:len(data) // 2] if route in ("cut", "broken") else data
+            step = 100 if route == "slow" else max(len(data), 1)
             try:
                 for at in range(0, len(data), step):
                     self.wfile.write(data[at:at + step])
-                    if slow:
+                    if route == "slow":
                         self.wfile.flush()
                         time.sleep(0.1)
             except OSError:  # the client gave up on a slow answer
                 return
             with self.server.lock:
                 self.server.sent += len(data)
-            if cut:
+            if route == "cut":
                 self.wfile.flush()
                 self.rfile.read()  # the connection held open until the client gives up
+
+    def _send(self, size: int) -> None:
+        """`size` bytes of zeros, or fewer where the client closes first."""
+        zeros = bytes(1 << 16)
+        try:
+            for _ in range(size // len(zeros)):
+                self.wfile.write(zeros)
+                with self.server.lock:
+                    self.server.sent += len(zeros)
+        except OSError:  # the client stopped reading
+            return
 
     def log_message(self, *args) -> None:  # quiet
         pass
@@ -82,11 +105,13 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
 @contextmanager
 def http_folder(root: Path):
     """Serve `root` at http://127.0.0.1:PORT; yields the server: `.url`, `.sent` (body bytes
-    sent so far), `.asked` (requests per path, relative to `root`)."""
+    sent so far), `.asked` (requests per path, relative to `root`), `.breaking` (set: every
+    shard's answer breaks off, as /broken/ does)."""
     handler = type("Handler", (_RangeHandler,), {"root": Path(root)})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     server.sent, server.asked, server.lock = 0, Counter(), threading.Lock()
+    server.breaking = False
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

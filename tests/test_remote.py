@@ -216,6 +216,47 @@ def test_a_server_that_stalls_on_every_shard_ends_verify_after_one_read_timeout(
     assert time.monotonic() - started < 1.2  # one shard's 0.3 s and the manifest, not 5 × 0.3
 
 
+def test_a_shard_answer_without_end_is_read_no_further_than_the_bytes_asked(served, tmp_path,
+                                                                            monkeypatch):
+    """Hostile pass 9 (K1): a shard's GET answered 206 with no length and no end was read whole
+    (5.7 GB in 11 s) by verify, preview and train. A range answer is read no further than the
+    range asked (and http_bounds.RANGE_SLACK), and so is the cache's whole-file fetch, to the
+    size the server stated; more is one line naming the shard."""
+    server, _, folder = served
+    url = f"{server.url}/endless/hiragana"
+    shard, size = f"{url}/train/shard-00000.h5", (folder / "train/shard-00000.h5").stat().st_size
+    one_error_line(runner.invoke(app, ["verify", url]),
+                   f"{shard}: the server sent more than the {size} bytes asked")
+    with pytest.raises(EtlError, match=rf"^{shard}: the server sent more than the "
+                                       rf"{remote.BLOCK_SIZE} bytes asked$"):
+        open_shards(url, "train").open([0])  # a block read, as train --no-verify's
+    monkeypatch.setenv(remote.CACHE_ENV, str(tmp_path / "cache"))
+    one_error_line(runner.invoke(app, ["preview", url, "--out", str(tmp_path / "p")]),
+                   f"{shard}: the server sent more than the {size} bytes asked")
+    assert sum(p.stat().st_size for p in (tmp_path / "cache").iterdir()) < 4 << 20
+
+
+def test_a_shard_answer_that_breaks_off_is_one_line_naming_the_shard(served, big_shard, tmp_path):
+    """Hostile pass 9 (K2, note 5): a shard's answer that broke off (the server closed before the
+    length it stated) as `train --no-verify` opened it, or in a block read mid-epoch, was an
+    aiohttp traceback, and verify's line called the server that answered "unreachable"."""
+    server, _, folder = served
+    url = f"{server.url}/broken/digits"
+    size = (folder.parent / "digits/train/shard-00000.h5").stat().st_size
+    result = runner.invoke(app, ["train", url, "--no-verify", "--model", "FF-baseline",
+                                 "--epochs", "1", "--out", str(tmp_path / "run")])
+    one_error_line(result, f"{url}/train/shard-00000.h5: the server's answer broke off after "
+                           f"{size // 2} of {size} bytes")
+    with http_folder(big_shard.parent) as big:
+        shards = open_shards(f"{big.url}/{big_shard.name}", "train")
+        with shards.open([0]) as files:
+            big.breaking = True  # the link drops after the shard opened
+            with pytest.raises(EtlError, match=rf"^{big.url}/{big_shard.name}/train/"
+                                               r"shard-00000.h5: the server's answer broke off "
+                                               r"after \d+ of \d+ bytes$"):
+                files.read_block(0)
+
+
 def test_a_server_that_refuses_is_named_by_its_status(served):
     """A 500 or a redirect loop was "no manifest.json: not an etlkit dataset"."""
     with misbehaving_server() as url:
