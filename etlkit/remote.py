@@ -384,23 +384,32 @@ def listing(root: Where, folder: str, pattern: str) -> list[str] | None:
         raise _failed(str(root), err) from None
 
 
-def sha256(path: Where, chunk: int = 1 << 22) -> str:
+def sha256(path: Where, chunk: int = 1 << 22, most: int | None = None) -> str:
     """SHA-256 of a file, streamed in `chunk`-byte reads (a URL is read once, start to end).
-    Raises FileNotFoundError for a file that is not there; a URL that fails mid-stream is one
+    Raises FileNotFoundError for a file that is not there; a URL that fails mid-stream, or a
+    file that goes on past `most` bytes (a server's endless answer of no stated size), is one
     EtlError line naming it."""
     h = hashlib.sha256()
+
+    def update(blocks) -> None:
+        total = 0
+        for block in blocks:
+            total += len(block)
+            if most is not None and total > most:
+                raise EtlError(f"{path}: more than {most} bytes, more than it can be; not read "
+                               "further")
+            h.update(block)
+
     if not is_url(path):
         with open(path, "rb") as f:
-            for block in iter(lambda: f.read(chunk), b""):
-                h.update(block)
+            update(iter(lambda: f.read(chunk), b""))
         return h.hexdigest()
     fs, inner = _filesystem(str(path))
     try:
         with answer_bound(_whole_file_bound(str(path), fs, inner)):
             f = fs.open(inner, "rb", block_size=chunk, cache_type="none")
         with f:
-            for block in iter(lambda: f.read(chunk), b""):
-                h.update(block)
+            update(iter(lambda: f.read(chunk), b""))
     except FileNotFoundError as err:
         raise _not_found(str(path), err) from None
     except EtlError:

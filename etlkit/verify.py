@@ -181,7 +181,8 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1),
         else:
             seen.add(key)
             listed.append(shard)
-    digests = _digests([remote.join(root, s["path"]) for s in listed])
+    digests = _digests([remote.join(root, s["path"]) for s in listed],
+                       [most_bytes(s["count"], doc.get("image_size", 64)) for s in listed])
     results = [_shard_check(root, doc, shard, digest)
                for shard, digest in zip(listed, digests, strict=True)]
     checks += [check for check, _ in results]
@@ -264,31 +265,27 @@ def _oversized(path: remote.Where, count: int, doc: dict) -> str | None:
             "extraction wrote; not read")
 
 
-def _digests(paths: list[remote.Where]) -> list[str | None]:
-    """The SHA-256 of each file (None: not there), on HASH_WORKERS threads. The first file that
+def _digests(paths: list[remote.Where], most: list[int]) -> list[str | None]:
+    """The SHA-256 of each file (None: not there), on HASH_WORKERS threads, read no further than
+    its `most` bytes (a server's endless answer of no stated size). The first file that
     cannot be read (a URL whose server stalls) ends it: the files not yet begun are not
     fetched, so a server that stalls on every shard is reported after one remote.READ_TIMEOUT,
     not one per HASH_WORKERS shards."""
     failed = threading.Event()
 
-    def digest(path: remote.Where) -> str | None:
+    def digest(path: remote.Where, limit: int) -> str | None:
         if failed.is_set():
             return None  # never returned: an earlier file's failure is raised
         try:
-            return _digest(path)
+            return remote.sha256(path, most=limit)
+        except OSError:
+            return None
         except Exception:
             failed.set()
             raise
 
     with workers.Workers(HASH_WORKERS) as pool:  # waits a Ctrl-C interrupts
-        return pool.map(digest, paths)
-
-
-def _digest(path: remote.Where) -> str | None:
-    try:
-        return remote.sha256(path)
-    except OSError:
-        return None
+        return pool.map(digest, paths, most)
 
 
 def _copied_records(sources: list[tuple[str, np.ndarray]]) -> list[FileCheck]:

@@ -236,6 +236,19 @@ def test_a_shard_answer_without_end_is_read_no_further_than_the_bytes_asked(serv
     assert sum(p.stat().st_size for p in (tmp_path / "cache").iterdir()) < 4 << 20
 
 
+def test_a_hash_stops_past_the_bytes_a_file_can_take(served, tmp_path):
+    """What verify hashes is read no further than its shard could take (shards.most_bytes): a
+    server's endless answer of no stated size would otherwise be hashed for ever."""
+    _, url, folder = served
+    shard = "train/shard-00000.h5"
+    size = (folder / shard).stat().st_size
+    for path in (folder / shard, f"{url}/{shard}"):
+        assert remote.sha256(path, most=size) == remote.sha256(path)
+        with pytest.raises(EtlError, match=rf"^{path}: more than {size - 1} bytes, more than "
+                                           "it can be; not read further$"):
+            remote.sha256(path, most=size - 1)
+
+
 def test_a_shard_answer_that_breaks_off_is_one_line_naming_the_shard(served, big_shard, tmp_path):
     """Hostile pass 9 (K2, note 5): a shard's answer that broke off (the server closed before the
     length it stated) as `train --no-verify` opened it, or in a block read mid-epoch, was an
