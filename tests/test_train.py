@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -278,6 +279,7 @@ def test_the_step_is_read_from_the_header_alone(reference, tmp_path):
     whole = (reference[0] / "checkpoints" / "latest.msgpack").read_bytes()
     cut = tmp_path / "run"
     (cut / "checkpoints").mkdir(parents=True)
+    shutil.copy(reference[0] / "config.json", cut)
     (cut / "checkpoints" / "latest.msgpack").write_bytes(whole[:600] + b"\xc1" * 100_000)
     assert Run(cut).checkpoint_step("latest") == 28 == Run(reference[0]).checkpoint_step("latest")
     like = nnx.state(models.build("M6-1", 75, rngs=nnx.Rngs(0)))
