@@ -27,6 +27,23 @@ os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["ETLKIT_TESTS_JAX_CACHE"]
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
 
+#: Test files that keep a worker busy longest, the longest first (wall seconds measured with
+#: `--durations`: subprocesses and servers count, not only the tests' own CPU). Files go to
+#: the pytest-xdist workers in this order (`--no-loadscope-reorder` in pyproject.toml), then
+#: the rest in file-name order, so both workers end together on short files; xdist's own
+#: order, by test count, left the three long process tests to run alone at the end.
+LONGEST_FIRST = ["test_train_processes.py", "test_modern_recipe.py", "test_train.py",
+                 "test_demo.py", "test_export.py", "test_models.py", "test_table.py",
+                 "test_interrupt.py", "test_seeds.py", "test_verify.py", "test_serve.py",
+                 "test_extract.py", "test_hostile_inputs.py", "test_reference_decoder.py",
+                 "test_steps.py", "test_run_folder.py", "test_export_web.py", "test_remote.py"]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
+
+
 def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("ETLKIT_TESTS_JAX_CACHE_OWNER") == str(os.getpid()):
         shutil.rmtree(os.environ["ETLKIT_TESTS_JAX_CACHE"], ignore_errors=True)
