@@ -306,14 +306,29 @@ def _through_epoch_1(path: Path) -> None:
                                         if "epoch/seconds" in line) + 1]), "utf-8")
 
 
+def _edit_epoch_lines(edit):
+    """metrics.jsonl with its epoch records' lines edited by `edit(lines, at)` (`at`: their
+    line numbers), as lines cut out of its middle or pasted twice leave it."""
+    def change(path: Path) -> None:
+        lines = path.read_text("utf-8").splitlines(keepends=True)
+        at = [i for i, line in enumerate(lines) if "epoch/seconds" in line]
+        path.write_text("".join(edit(lines, at)), "utf-8")
+    return change
+
+
 @pytest.mark.parametrize(("cut", "needle"), [
     (_through_epoch_1, "metrics.jsonl ends at epoch 1; its checkpoint is at epoch 3"),
     (Path.unlink, "metrics.jsonl is missing; its checkpoint is at epoch 3"),
-], ids=["cut", "deleted"])
+    (_edit_epoch_lines(lambda lines, at: lines[:at[1]] + lines[at[1] + 1:]),
+     "metrics.jsonl lacks epoch 2 before its checkpoint at epoch 3"),
+    (_edit_epoch_lines(lambda lines, at: lines[:at[1]] + [lines[at[0]]] + lines[at[1]:]),
+     "metrics.jsonl holds epoch 1 twice before its checkpoint at epoch 3"),
+], ids=["cut", "deleted", "middle epoch cut out", "an epoch pasted twice"])
 def test_resume_refuses_a_history_that_stops_short_of_its_checkpoint(digits_run, tmp_path,
                                                                       cut, needle):
-    """metrics.jsonl cut or deleted: --resume appended to it, and the epochs between its end
-    and the checkpoint were gone from the run's record (curves, Fig. 4, TensorBoard)."""
+    """metrics.jsonl cut, deleted, or an epoch cut out of its middle or pasted twice: --resume
+    appended to it, and the epochs missing (or twice) stayed so in the run's record (curves,
+    Fig. 4, TensorBoard)."""
     run = _copy(digits_run, tmp_path)
     cut(run / "metrics.jsonl")
     kept = sorted(run.rglob("*"))

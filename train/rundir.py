@@ -201,7 +201,8 @@ class Run:
         """metrics.jsonl's records up to a `latest` checkpoint taken after `epoch` whole
         epochs, at `step`: what a killed run logged after it, and a finished run's test record,
         are left out. A history that stops short of the checkpoint (the file cut or deleted) is
-        refused: resuming would append to it and leave a hole in the run's record."""
+        refused, as is one without an epoch in its middle or with one twice (lines cut out or
+        pasted): resuming would append to it and keep a hole or a repeat in the run's record."""
         kept = [r for r in self.records() if kind_of(r) != "test" and r["step"] <= step
                 and r["epoch"] <= (epoch if kind_of(r) == "epoch" else epoch + 1)]
         epochs = [r["epoch"] for r in kept if kind_of(r) == "epoch"]
@@ -210,6 +211,13 @@ class Run:
             ends = f"ends at epoch {last}" if self.metrics.exists() else "is missing"
             raise EtlError(f"{self.metrics} {ends}; its checkpoint is at epoch {epoch}: "
                            "resuming would leave a hole in the run's history")
+        if epochs != list(range(1, epoch + 1)):
+            lacking = sorted(set(range(1, epoch + 1)) - set(epochs))
+            wrong = (f"lacks epoch {lacking[0]}" if lacking else
+                     f"holds epoch {next(e for e in epochs if epochs.count(e) > 1)} twice"
+                     if len(set(epochs)) < len(epochs) else "holds its epochs out of order")
+            raise EtlError(f"{self.metrics} {wrong} before its checkpoint at epoch {epoch}: "
+                           "resuming would keep that in the run's history")
         return kept
 
     def open_log(self, resumed_at: int | None = None, kept: Sequence[dict] = ()) -> None:
