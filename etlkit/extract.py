@@ -144,8 +144,11 @@ def _raw_files(raw: list[Path], task: tasks.Task, allow_missing: bool):
     """
     files: dict[str, Path] = {}
     for p in raw:
-        if p.is_dir():
-            files.update(verify.find_raw_files(p))
+        if p.is_dir():  # each folder given must bring files: one that brings none was a mistake
+            found = verify.find_raw_files(p)
+            if not found:
+                raise EtlError(f"{p}: no ETL files (names such as ETL1C_07, ETL8G_01) in it")
+            files.update(found)
         elif p.is_file():
             files[p.name.upper()] = p
         else:

@@ -177,6 +177,14 @@ def test_missing_raw_files(raw, tmp_path):
     result = runner.invoke(app, ["extract", str(raw / "ETL8G_01"), "--task", "katakana",
                                  "--out", str(tmp_path / "z")])
     assert result.exit_code == 1 and "ETL1 (for katakana)" in result.stderr
+    # hostile pass 8b, L1: a folder given beside others that holds no ETL file was dropped
+    # without a word (a flag's value taken for a folder), while the manifest named it
+    (tmp_path / "notes").mkdir()
+    one_error_line(runner.invoke(app, ["extract", str(partial), str(tmp_path / "notes"),
+                                       "--task", "katakana", "--allow-missing", "--out",
+                                       str(tmp_path / "w")]),
+                   f"{tmp_path / 'notes'}: no ETL files (names such as ETL1C_07, ETL8G_01) in it")
+    assert not (tmp_path / "w").exists()
 
 
 def test_killed_extraction_leaves_nothing_complete_and_rerun_finishes(raw, tmp_path):
