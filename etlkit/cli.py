@@ -251,7 +251,8 @@ def preview_cmd(
                                         "(a folder or an https://, s3:// or gs:// URL).")],
     out: Annotated[Path, out_option("PNG to write (a raw file), or folder "
                                       "(a dataset).")] = Path("preview.png"),
-    count: Annotated[int, typer.Option(help="Records to show (raw file).")] = 60,
+    count: Annotated[int, typer.Option(help="Records to show (raw file), up to "
+                                       f"{preview.MAX_COUNT}.")] = 60,
     columns: Annotated[int, typer.Option(help="Tiles per row (raw file), up to "
                                          f"{preview.MAX_COLUMNS}.")] = 12,
     split_name: Annotated[str, typer.Option("--split", help="Split to show (dataset).")] = "train",
@@ -263,7 +264,7 @@ def preview_cmd(
     """A labelled grid of a raw file's records; for a dataset, a grid per class and the
     gray-vs-Otsu comparison (paper Fig. 2b)."""
     with _reported():
-        check_integer("count", count, 1)
+        check_integer("count", count, 1, preview.MAX_COUNT)
         check_integer("columns", columns, 1, preview.MAX_COLUMNS)
         check_integer("seed", seed)
         location = remote.as_location(remote.check_location(path))

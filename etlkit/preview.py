@@ -12,6 +12,10 @@ from .shards import ShardSet
 
 #: Most tiles per row of a raw file's grid: 100 of ETL-8G's 128×127 images are 13,200 pixels.
 MAX_COLUMNS = 100
+#: Most records in a raw file's grid: 1,000 of ETL-8G's captioned tiles are 20 Mpx, under a
+#: quarter of the 89 Mpx above which Pillow warns of a decompression bomb when the PNG is
+#: opened (a whole file's 4,780 records were 98 Mpx).
+MAX_COUNT = 1000
 _LABEL_STYLE = render.WriterStyle(pen_width=7.0, slant=0.0, scale=1.0, aspect=1.0, dx=0.0,
                                   dy=0.0, jitter=0.0, wobble=0.0, ink=1.0)
 

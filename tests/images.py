@@ -28,6 +28,17 @@ def character_png() -> bytes:
     return buffer.getvalue()
 
 
+def dots_png(side: int, dot: int) -> bytes:
+    """A 1-bit PNG, side × side white, with two black dot × dot squares far apart: above
+    WORK_SIDE, load_gray's reduction averages small dots away (a few KB for side 2100)."""
+    paper = Image.new("1", (side, side), 1)
+    for x, y in ((side // 7, side // 5), (5 * side // 7, 4 * side // 5)):
+        paper.paste(0, (x, y, x + dot, y + dot))
+    buffer = io.BytesIO()
+    paper.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def jpeg_scan_bomb(side: int, scans: int) -> bytes:
     """A progressive JPEG of a dark bar on white, side × side, whose last scan is repeated until
     it has `scans` scans: valid, small, and each repeat another pass over every pixel."""

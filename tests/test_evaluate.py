@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from assertions import one_error_line
-from images import broken_pngs, jpeg_scan_bomb, png_header
+from images import broken_pngs, dots_png, jpeg_scan_bomb, png_header
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -172,19 +172,20 @@ def test_predict_reports_each_bad_file_in_one_line(run, tmp_path, monkeypatch):
     bad = {
         "white.png": (Image.new("L", (120, 90), 255), "no ink found"),
         "white.jpg": (Image.new("RGB", (120, 90), "white"), "no ink found"),
+        "dots.png": (dots_png(2100, 1), "no ink left after reducing it from 2100×2100 to 700×700"),
         "notes.png": (b"not an image at all\n", "not a PNG or JPEG image"),
         "huge.png": (png_header(9000, 9000), "9000×9000 pixels"),
         "bomb.png": (png_header(30000, 30000), "pixels allowed"),
         "empty.png": (b"", "empty file"),
         "cut.png": (good.read_bytes()[:120], "PNG cut off"),
-        "big.png": (bytes(4096), "MB"),
+        "big.png": (bytes(8192), "MB"),
         "gone.png": (None, "no such file"),
         "scans.jpg": (jpeg_scan_bomb(8, predict_images.MAX_JPEG_SCANS + 1),  # 1.6 KB
                       f"more than the {predict_images.MAX_JPEG_SCANS} allowed"),
-        **{f"hostile-{i}.png": (body, "unreadable image (ValueError")  # under 2048 bytes
+        **{f"hostile-{i}.png": (body, "unreadable image (ValueError")  # under 4096 bytes
            for i, body in enumerate(broken_pngs()[2:])},
     }
-    monkeypatch.setattr(predict_images, "MAX_BYTES", 2048)  # big.png stands for a > 50 MB file
+    monkeypatch.setattr(predict_images, "MAX_BYTES", 4096)  # big.png stands for a > 50 MB file
     for name, (content, _) in bad.items():
         if isinstance(content, Image.Image):
             content.save(tmp_path / name)

@@ -75,10 +75,14 @@ def test_preview_and_card_show_only_a_dataset_that_verifies(hiragana_shards, tmp
 @pytest.mark.parametrize("option, needle", [
     (["--seed", "-1"], "--seed must be a non-negative integer, not -1"),
     (["--columns", "99999999999999999999"], "--columns must be a positive integer up to 100"),
-    (["--count", "0"], "--count must be a positive integer, not 0"),
+    (["--count", "0"], "--count must be a positive integer up to 1000, not 0"),
+    # hostile pass 8b: all 4,780 records of a file in one 98-Mpx grid, a decompression bomb
+    (["--count", "100000000000000000000"], "--count must be a positive integer up to 1000, "
+     "not 100000000000000000000"),
 ])
 def test_preview_options_are_checked_before_any_work(hiragana_shards, tmp_path, option, needle):
-    """--seed -1 and a --columns too big for a C long were tracebacks."""
+    """--seed -1 and a --columns too big for a C long were tracebacks; --count is bounded so
+    the grid stays an image anyone can open."""
     for source in (hiragana_shards.parent / "raw" / "ETL8G_01", hiragana_shards):
         out = tmp_path / "p.png"
         one_error_line(runner.invoke(app, ["preview", str(source), "--out", str(out), *option]),

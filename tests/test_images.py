@@ -6,7 +6,7 @@ import os
 import re
 
 import pytest
-from images import broken_pngs, character_png, jpeg_scan_bomb, png_header
+from images import broken_pngs, character_png, dots_png, jpeg_scan_bomb, png_header
 
 from etlkit.errors import EtlError
 from train.inference.images import JPEG_SCAN_PASSES, MAX_JPEG_SCANS, load_gray
@@ -68,3 +68,14 @@ def test_a_jpeg_of_too_many_scans_is_refused_before_decoding():
     with pytest.raises(EtlError, match=f"{JPEG_SCAN_PASSES + 1} scans, more than the "
                                        f"{JPEG_SCAN_PASSES} allowed at 128×128"):
         load_gray(jpeg_scan_bomb(128, JPEG_SCAN_PASSES + 1), "upload.jpg", max_pixels=largest)
+
+
+def test_ink_averaged_away_by_the_reduction_is_named_as_such():
+    """An image above WORK_SIDE is box-reduced on decoding: 1-pixel dots then fade below the
+    ink threshold, and the image is not one flat colour, so the message says what happened.
+    A 10-pixel dot on the same canvas survives the reduction and is read."""
+    with pytest.raises(EtlError, match=re.escape(
+            "upload.png: no ink left after reducing it from 2100×2100 to 700×700 pixels: too "
+            "little ink, if any, to read")):
+        load_gray(dots_png(2100, 1), "upload.png")
+    assert load_gray(dots_png(2100, 10), "upload.png").shape == (700, 700)

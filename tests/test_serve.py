@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 from browser import STROKES, draw
 from images import broken_pngs, jpeg_scan_bomb, png_header
@@ -172,6 +173,12 @@ def test_bad_requests_get_a_status_and_one_line(server, capsys):
          "no page /nothing"),
         (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nOrigin: http://evil.example\n"
              "Content-Length: 3\n", b"abc"), 403, "cross-origin request"),
+        # browsers send Origin on a cross-site POST, but Sec-Fetch-Site alone says it too
+        (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nSec-Fetch-Site: cross-site\n"
+             "Content-Length: 3\n", b"abc"), 403, "cross-origin request (Sec-Fetch-Site: "
+         "'cross-site') refused"),
+        (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nSec-Fetch-Site: same-site\n"
+             "Content-Length: 3\n", b"abc"), 403, "cross-origin request"),
         # a line without a colon used to end the headers silently, losing those after it
         (raw(server, "POST /predict HTTP/1.1\nHost: 127.0.0.1\nno colon here\n"
              "Content-Length: 3\n", b"abc"), 400, "a header line has no colon"),
@@ -196,6 +203,13 @@ def test_bad_requests_get_a_status_and_one_line(server, capsys):
         assert "\n" not in doc["error"] and "Traceback" not in doc["error"]
         assert "/tmp" not in doc["error"] and "etlkit-serve" not in doc["error"]  # no paths
     assert capsys.readouterr().err == ""  # quiet: nothing, and no traceback, on the console
+    bar = png(Image.fromarray(np.pad(np.zeros((60, 12), np.uint8), 40, constant_values=255)))
+    host = server.removeprefix("http://").rstrip("/")
+    for page_headers in (f"Origin: http://{host}\nSec-Fetch-Site: same-origin\n",
+                         "Sec-Fetch-Site: none\n", ""):  # the page itself, typed, curl
+        status, doc = raw(server, f"POST /predict HTTP/1.1\nHost: {host}\nConnection: close\n"
+                          f"{page_headers}Content-Length: {len(bar)}\n", bar)
+        assert status == 200 and len(doc["top"]) == 5, (page_headers, doc)
     with urllib.request.urlopen(server, timeout=10) as response:  # still serving
         page = response.read().decode()
     assert response.headers["Content-Type"].startswith("text/html")

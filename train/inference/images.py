@@ -40,6 +40,7 @@ MAX_JPEG_SCANS = 100
 JPEG_SCAN_PASSES = 32
 WORK_SIDE = 1024  # larger images are box-reduced to this first: plenty for a 64×64 result
 INK = 128  # a pixel at or above half the full ink counts as ink, in training images too
+MIN_CONTRAST = 32  # gray levels between paper and the darkest ink below which there is no ink
 SAMPLE = 4096  # training images measured for the framing
 DEFAULT_FILL = 0.7  # median of synthetic ETL-1 and ETL-8G shards: for training images all blank
 
@@ -76,6 +77,7 @@ def load_gray(source: Path | bytes, name: str | Path | None = None,
                                f"{max_pixels:,} allowed")
             if image.format == "JPEG":
                 check_jpeg_scans(data, image.size, max_pixels, name)
+            stored = image.size
             gray = _gray(image)
     except EtlError:
         raise
@@ -88,7 +90,12 @@ def load_gray(source: Path | bytes, name: str | Path | None = None,
     except Exception as err:  # noqa: BLE001 - corrupt bytes raise many types inside Pillow
         detail = " ".join(str(err).split())[:120]
         raise EtlError(f"{name}: unreadable image ({type(err).__name__}: {detail})") from None
-    return np.asarray(gray)
+    pixels = np.asarray(gray)
+    if gray.width * gray.height < stored[0] * stored[1] and _is_flat(pixels):
+        # ink_high would call it one flat colour, but the full-size image may hold a few dots
+        raise EtlError(f"{name}: no ink left after reducing it from {stored[0]}×{stored[1]} "
+                       f"to {gray.width}×{gray.height} pixels: too little ink, if any, to read")
+    return pixels
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -191,14 +198,26 @@ class Framing:
                    doc["otsu"])
 
 
-def ink_high(gray: np.ndarray, name: str | Path) -> np.ndarray:
-    """(H, W) gray -> uint8 image with ink high: paper (the majority of pixels, whatever its
-    colour) 0 and the darkest ink 255."""
+def _ink_and_paper(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    """(H, W) gray -> it as float32 with ink high, and the paper's level (the majority of
+    pixels, whatever its colour) in it."""
     paper, ink = float(np.median(gray)), gray.astype(np.float32)
     if paper > (float(gray.min()) + float(gray.max())) / 2:
         ink, paper = 255 - ink, 255 - paper  # dark ink on light paper
+    return ink, paper
+
+
+def _is_flat(gray: np.ndarray) -> bool:
+    """Whether no pixel stands out from the paper by MIN_CONTRAST: no ink to read."""
+    ink, paper = _ink_and_paper(gray)
+    return float(ink.max()) - paper < MIN_CONTRAST
+
+
+def ink_high(gray: np.ndarray, name: str | Path) -> np.ndarray:
+    """(H, W) gray -> uint8 image with ink high: paper 0 and the darkest ink 255."""
+    ink, paper = _ink_and_paper(gray)
     top = float(ink.max())
-    if top - paper < 32:
+    if top - paper < MIN_CONTRAST:
         raise EtlError(f"{name}: no ink found (the image is one flat colour)")
     return np.rint(np.clip((ink - paper) * (255 / (top - paper)), 0, 255)).astype(np.uint8)
 

@@ -44,6 +44,9 @@ MAX_CONNECTIONS = 32  # handled at once; with MAX_BODY, they bound the bytes hel
 MAX_PIXELS = 4096 * 4096  # of an upload: its decoded pixels bound a request's memory
 DECODERS = 2  # requests decoded at once, so memory stays bounded in total (~0.3 GB)
 BUSY_WAIT = 30  # seconds a request waits for a decoder before it is answered 503
+#: Sec-Fetch-Site values of a browser's request from this server's own page, or typed by
+#: its user (none); same-site is another port or subdomain, refused as its Origin is
+FROM_THIS_ORIGIN = ("same-origin", "none")
 GLYPH = 48  # pixels: the height of the characters drawn for the page
 PAGE = Path(__file__).with_name("static") / "draw.html"
 
@@ -245,14 +248,21 @@ class Handler(BaseHTTPRequestHandler):
         return False
 
     def _same_origin(self) -> bool:
-        """A POST from another site's page (its Origin is not this server) is refused: a page
-        on the web must not use this local model through the visitor's browser."""
+        """A POST from another site's page (its Origin is not this server, or the browser's
+        Sec-Fetch-Site says it comes from elsewhere) is refused: a page on the web must not use
+        this local model through the visitor's browser. Clients that send neither header
+        (curl, scripts) are not pages."""
         origin = self.headers.get("Origin")
-        if origin is None or origin == f"http://{self.headers.get('Host')}":
-            return True
-        self._error(HTTPStatus.FORBIDDEN, f"cross-origin request from {origin[:80]!r} refused",
-                    True)
-        return False
+        if origin is not None and origin != f"http://{self.headers.get('Host')}":
+            self._error(HTTPStatus.FORBIDDEN,
+                        f"cross-origin request from {origin[:80]!r} refused", True)
+            return False
+        for site in self.headers.get_all("Sec-Fetch-Site", []):
+            if site.strip().lower() not in FROM_THIS_ORIGIN:
+                self._error(HTTPStatus.FORBIDDEN, "cross-origin request (Sec-Fetch-Site: "
+                            f"{site[:40]!r}) refused", True)
+                return False
+        return True
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         if not self._local():
