@@ -271,8 +271,9 @@ def test_etl_only_options_are_refused_for_digits(mnist, tmp_path):
     for args, needle in [(["--dataset", "cifar"], "unknown --dataset 'cifar'"),
                          (["--dataset", "mnist-5k", str(mnist["files"]["train"][0])],
                           "takes no input files"),
-                         (["--dataset", "sklearn-digits", "--seed", "-1"],
-                          "--seed must be a non-negative integer, not -1"),
+                         (["--dataset", "sklearn-digits", "--seed", str(2**63)],
+                          f"--seed must be a non-negative integer up to {2**63 - 1}, "
+                          f"not {2**63}"),
                          ([], "nothing to extract")]:
         _one_error_line(runner.invoke(app, ["extract", "--out", str(tmp_path / "o"), *args]),
                         needle)
