@@ -83,7 +83,7 @@ class Options:
         check_choice("binarize", self.binarize, preprocess.BINARIZE)
         split.check_fractions(0.0, self.val_frac)
         check_layout(self.shard_size, self.compression)
-        check_integer("seed", self.seed)
+        check_integer("seed", self.seed, 0, split.SEED_MAX)
 
 
 @dataclass

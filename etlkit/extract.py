@@ -52,7 +52,7 @@ class Options:
         check_choice("split", self.split_method, split.METHODS)
         split.check_fractions(self.test_frac, self.val_frac)
         check_layout(self.shard_size, self.compression)
-        check_integer("seed", self.seed)
+        check_integer("seed", self.seed, 0, split.SEED_MAX)
         self.resolved_task()
 
     def resolved_task(self) -> tasks.Task:

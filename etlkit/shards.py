@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import posixpath
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import remote
+from . import formats, remote
 from . import split as split_module
 from .errors import EtlError, check_choice, is_integer, one_line
 from .workers import Workers
@@ -38,6 +39,12 @@ COMPRESSIONS = ("lzf", "gzip", "none")  # of the images
 WRITTEN_FILTERS = {"images": (h5py.h5z.FILTER_LZF, h5py.h5z.FILTER_DEFLATE)}
 #: What a manifest source file gave: images (the default), or labels or a class mapping (IDX).
 ROLES = ("images", "labels", "mapping")
+#: The keys of manifest.json, as `DatasetWriter.finish` writes them: a reader refuses others.
+MANIFEST_KEYS = ("etlkit_version", "command", "task", "options", "image_size", "split_method",
+                 "preprocessing", "classes", "num_classes", "splits", "shards", "sources",
+                 "missing", "synthetic", "checksum")
+#: The keys of each entry of a manifest's `shards`, as `SplitWriter` writes them.
+SHARD_KEYS = ("path", "split", "count", "sha256")
 #: Where an extraction writes until it is complete: a reader never mistakes it for a dataset.
 STAGING = ".etlkit-staging"
 #: What a dataset folder holds (the only entries `--force` replaces): shards, manifest, card.
@@ -591,9 +598,16 @@ def read_manifest(root: remote.Where) -> dict:
 
 def manifest_problem(doc) -> str | None:
     """What keeps a manifest's JSON from being one etlkit can read (a hand edit, another
-    tool's file), as a phrase, or None: every field a reader indexes has its type."""
+    tool's file), as a phrase, or None: every field a reader indexes has its type, and no
+    field holds what extraction never writes (a key of its own, a string for a bool, a source
+    format etlkit does not read, a seed past `split.SEED_MAX`, a shard path not in normal form)."""
+    from .digits import is_digits_source  # digits writes its manifests with this module
+
     if not isinstance(doc, dict):
         return f"a JSON {'null' if doc is None else type(doc).__name__}, not an object"
+    extra = sorted(set(doc) - set(MANIFEST_KEYS))
+    if extra:
+        return f"a key etlkit never writes: {extra[0][:40]!r}"
     if not isinstance(doc.get("shards"), list) or not doc["shards"]:
         return "no 'shards' list"
     splits = doc.get("splits")
@@ -621,6 +635,11 @@ def manifest_problem(doc) -> str | None:
             return f"'{key}' is not {what}"
     if not all(isinstance(name, str) for name in doc.get("missing", [])):
         return "'missing' is not a list of file names"
+    if "synthetic" in doc and not isinstance(doc["synthetic"], bool):
+        return "'synthetic' is not true or false"
+    seed = doc.get("options", {}).get("seed", 0)
+    if not (is_count(seed) and seed <= split_module.SEED_MAX):
+        return f"'options.seed' is not a seed (an integer from 0 to {split_module.SEED_MAX})"
     for i, source in enumerate(doc.get("sources", [])):
         if not isinstance(source, dict):
             return f"sources[{i}] is not an object"
@@ -628,11 +647,20 @@ def manifest_problem(doc) -> str | None:
                 and is_digest(source.get("sha256")) and is_count(source.get("records"))
                 and is_count(source.get("used")) and source.get("role", "images") in ROLES):
             return f"sources[{i}] is not a {{file, path, dataset, sha256, records, used}} entry"
+        if source["dataset"] not in formats.FORMATS and not is_digits_source(source):
+            return (f"sources[{i}].dataset is {source['dataset'][:40]!r}, not a "
+                    "format etlkit reads")
     for i, shard in enumerate(doc["shards"]):
         if not (isinstance(shard, dict) and isinstance(shard.get("path"), str)
                 and isinstance(shard.get("split"), str) and is_count(shard.get("count"))
                 and isinstance(shard.get("sha256"), str)):
             return f"shards[{i}] is not a {{path, split, count, sha256}} entry"
+        extra = sorted(set(shard) - set(SHARD_KEYS))
+        if extra:
+            return f"shards[{i}] has a key etlkit never writes: {extra[0][:40]!r}"
+        if posixpath.normpath(shard["path"]) != shard["path"]:
+            return (f"shards[{i}].path {shard['path'][:80]!r} is not in normal form "
+                    "(etlkit writes SPLIT/shard-NNNNN.h5)")
         if shard["split"] not in split_module.NAMES:
             return f"shards[{i}] is in split {shard['split'][:40]!r}, not one of the three"
     return None

@@ -7,6 +7,9 @@ from .errors import EtlError
 TRAIN, VAL, TEST = 0, 1, 2
 NAMES = ("train", "val", "test")
 METHODS = ("random", "writer")  # the ETL split methods: random_split, writer_split
+#: The largest --seed, of extraction's splits as of training: JAX makes its PRNG keys from a
+#: seed that fits a signed 64-bit integer, and a manifest's seed past it is not etlkit's.
+SEED_MAX = 2**63 - 1
 
 
 def check_fractions(test_frac: float, val_frac: float) -> None:

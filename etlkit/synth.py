@@ -46,7 +46,8 @@ def synth(dataset: str, out: str | Path, *, writers: int, seed: int = 0,
     Category-major files (ETL1, ETL4, ETL5, ETL7, ETL8B2) each get `writers` writers (at most
     the real number); writer-major files (ETL8G, ETL9B, ETL9G) are filled in order, as many
     files as the writers need, with the extra sets only when every writer is written. `files`
-    (names or glob patterns) restricts the output to matching files.
+    (names or glob patterns) restricts the output to matching files. Fewer writers than asked
+    for (the files hold no more) is an EtlWarning naming the files and the writers written.
     """
     try:
         fmt = formats.get(dataset)
@@ -61,6 +62,9 @@ def synth(dataset: str, out: str | Path, *, writers: int, seed: int = 0,
     info = manifest.dataset_info(fmt.name)
     entries = [e for e in manifest.files().values() if e.dataset == fmt.name]
     plans = _plan(fmt.name, info, entries, writers, files)
+    short = _fewer_writers(info, entries, plans, writers)
+    if short:
+        warnings.warn(EtlWarning(f"synth: {short}"), stacklevel=2)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -165,7 +169,61 @@ def _plan(dataset, info, entries, writers, patterns):
         if n > 0 and e in chosen:
             plans.append((e, _sheets(info, entries, e, n)))
         done += max(n, 0)
+    if not plans:  # --files names only writer-major files past the writers asked for
+        regular = [e for e in chosen if not e.extra]
+        first, end = _writer_range(regular, entries)
+        names = _listed([e.name for e in regular])
+        raise EtlError(f"synth: --writers {writers} does not reach {names} "
+                       f"({_writers_of(dataset, first, end, entries)}): nothing to write")
     return plans
+
+
+def _fewer_writers(info, entries, plans, writers) -> str | None:
+    """What falls short of the `writers` asked for, as a phrase, or None: a category-major
+    file holds at most its real writers; writer-major files hold the writers of their place in
+    the dataset's file order (ETL8G_01 writers 1 to 5), so more than the last file written
+    reaches is capped there."""
+    regular = [(entry, sheets) for entry, sheets in plans if not entry.extra]
+    if info["order"] != "writer-major":
+        capped = [(entry, len(sheets)) for entry, sheets in regular if len(sheets) < writers]
+        if not capped:
+            return None
+        if len(capped) == 1:
+            ((entry, held),) = capped
+            return (f"--writers {writers} is more than {entry.name} holds: wrote its "
+                    f"{held} writers")
+        return (f"--writers {writers} is more than the files hold: wrote each file's writers "
+                f"({_listed([f'{e.name}: {held}' for e, held in capped])})")
+    if not regular:
+        return None
+    first, end = _writer_range([e for e, _ in regular], entries)
+    if writers <= end:
+        return None
+    written = sum(len(sheets) for _, sheets in regular)
+    names = [e.name for e, _ in regular]
+    return (f"--writers {writers} is more than {_listed(names)} hold{'s' * (len(names) == 1)} "
+            f"({_writers_of(regular[0][0].dataset, first, end, entries)}): wrote {written} "
+            f"writer{'s' * (written != 1)}")
+
+
+def _writer_range(chosen, entries) -> tuple[int, int]:
+    """The first and last writer (counting from 1) of writer-major files `chosen`, in their
+    dataset's file order."""
+    order = [e for e in entries if not e.extra]
+    ends = np.cumsum([e.writers for e in order])
+    at = [order.index(e) for e in chosen]
+    return int(ends[min(at)] - order[min(at)].writers + 1), int(ends[max(at)])
+
+
+def _writers_of(dataset, first, end, entries) -> str:
+    """Which of a writer-major dataset's writers some files hold, as a phrase."""
+    total = sum(e.writers for e in entries if not e.extra)
+    return f"{dataset}'s writers {first} to {end} of {total}, filled in file order"
+
+
+def _listed(names: list[str]) -> str:
+    """Names for one line: the first three, then how many more."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _sheets(info, entries, entry, writers) -> list[int]:

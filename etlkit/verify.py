@@ -2,8 +2,10 @@
 and an extracted dataset (a folder or a URL, `remote`) against its manifest.json: shards,
 counts, class table, the manifest's own checksum, and paths that stay inside the folder."""
 
+import itertools
 import json
 import os
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -252,6 +254,14 @@ def _manifest_checks(root: remote.Where, doc: dict) -> list[FileCheck]:
     if unknown:
         checks.append(FileCheck("manifest.json", "dataset", "edited", n_shards, n_shards,
                                 f"shards of splits {', '.join(unknown)} that 'splits' lacks"))
+    for name in split.NAMES:  # paths of another form have checks of their own
+        numbered = [(int(m[1]), s["path"]) for s in doc["shards"] if s["split"] == name
+                    and (m := re.fullmatch(rf"{name}/shard-(\d{{5,}})\.h5", s["path"]))]
+        back = next(((a, b) for a, b in itertools.pairwise(numbered) if b <= a), None)
+        if back:
+            checks.append(FileCheck("manifest.json", "dataset", "edited", n_shards, n_shards,
+                                    f"'shards' lists {back[1][1]} after {back[0][1]}: "
+                                    "extraction lists each split's shards in number order"))
     return checks
 
 
@@ -418,9 +428,10 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
                          f"no {', '.join(unset)} attribute{'s'[:len(unset) > 1]}"), None
     own = {**{k: v for k, v in doc.items() if k in attrs}, "split": shard["split"]}
     differ = sorted(k for k, v in attrs.items() if k in own and own[k] != v)
-    if differ:
-        return FileCheck(name, "shard", "edited", expected, found,
-                         f"its {', '.join(differ)} differ from manifest.json's"), None
+    if differ:  # either file may be the edited one: the row names both
+        return FileCheck(name, "shard", "mismatch", expected, found,
+                         f"it and manifest.json disagree on {', '.join(differ)} (one of the "
+                         "two was edited)"), None
     listed = len(doc.get("sources", []))  # file numbers index the manifest's sources
     if found and (sources.min() < 0 or sources[:, 0].max() >= listed):
         return FileCheck(name, "shard", "corrupt", expected, found,

@@ -290,8 +290,9 @@ def test_block_reads_shuffle_at_two_levels_and_cover_everything(raw, tmp_path):
     ({"shard_size": 0}, "--shard-size must be at least 1"),
     ({"task": "kana"}, "unknown task 'kana'"),
     ({"scripts": ("runes",)}, "unknown script runes"),
-    ({"seed": -1}, "--seed must be a non-negative integer, not -1"),
-    ({"seed": float("nan")}, "--seed must be a non-negative integer, not nan"),
+    ({"seed": -1}, f"--seed must be a non-negative integer up to {2**63 - 1}, not -1"),
+    ({"seed": float("nan")}, f"--seed must be a non-negative integer up to {2**63 - 1}, not nan"),
+    ({"seed": 2**63}, f"--seed must be a non-negative integer up to {2**63 - 1}, not {2**63}"),
 ])
 def test_options_check_themselves_from_python(given, message):
     with pytest.raises(etlkit.EtlError) as err:
@@ -305,7 +306,8 @@ def test_bad_options_get_one_line(raw, tmp_path):
                          (["--task", "kana"], "unknown task 'kana'"),
                          (["--test-frac", "1.5"], "--test-frac"),
                          (["--scripts", "runes"], "unknown script runes"),
-                         (["--seed", "-1"], "--seed must be a non-negative integer, not -1")]:
+                         (["--seed", str(2**80)], f"--seed must be a non-negative integer "
+                          f"up to {2**63 - 1}, not {2**80}")]:
         result = runner.invoke(app, ["extract", str(raw), "--out", str(tmp_path / "o"), *args])
         assert result.exit_code == 1
         assert result.stderr.count("\n") == 1 and needle in result.stderr, result.stderr

@@ -251,8 +251,9 @@ def _facts_in_every_shard(out: Path, doc: dict) -> None:
     ({"val_frac": 1.0}, "--test-frac and --val-frac must be in [0, 1)"),
     ({"shard_size": 0}, "--shard-size must be at least 1"),
     ({"compression": "zip"}, "--compression must be one of lzf, gzip, none, not 'zip'"),
-    ({"dataset": "sklearn-digits", "seed": -1}, "--seed must be a non-negative integer, not -1"),
-    ({"seed": float("nan")}, "--seed must be a non-negative integer, not nan"),
+    ({"dataset": "sklearn-digits", "seed": -1},
+     f"--seed must be a non-negative integer up to {2**63 - 1}, not -1"),
+    ({"seed": float("nan")}, f"--seed must be a non-negative integer up to {2**63 - 1}, not nan"),
 ])
 def test_digits_options_check_themselves_from_python(given, message):
     with pytest.raises(EtlError) as err:
@@ -270,8 +271,9 @@ def test_etl_only_options_are_refused_for_digits(mnist, tmp_path):
     for args, needle in [(["--dataset", "cifar"], "unknown --dataset 'cifar'"),
                          (["--dataset", "mnist-5k", str(mnist["files"]["train"][0])],
                           "takes no input files"),
-                         (["--dataset", "sklearn-digits", "--seed", "-1"],
-                          "--seed must be a non-negative integer, not -1"),
+                         (["--dataset", "sklearn-digits", "--seed", str(2**63)],
+                          f"--seed must be a non-negative integer up to {2**63 - 1}, "
+                          f"not {2**63}"),
                          ([], "nothing to extract")]:
         _one_error_line(runner.invoke(app, ["extract", "--out", str(tmp_path / "o"), *args]),
                         needle)

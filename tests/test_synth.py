@@ -7,7 +7,8 @@ import pytest
 
 import etlkit
 from etlkit import manifest, verify
-from etlkit.synth import records_written, synth
+from etlkit.errors import EtlWarning
+from etlkit.synth import records_written, synth, synthetic_files
 
 
 def _digest(paths):
@@ -41,7 +42,11 @@ def test_etl8g_is_writer_major_five_writers_per_file(etl_raw):
 
 
 def test_etl1_full_file_has_the_real_size_and_is_category_major(tmp_path):
-    (path,) = synth("ETL1", tmp_path, writers=1411, files=["ETL1C_13"])
+    """Asked for more writers than the file holds: all of them, said in a warning."""
+    with pytest.warns(EtlWarning, match="^synth: --writers 2000 is more than ETL1C_13 holds: "
+                      "wrote its 1411 writers$"):
+        (path,) = synth("ETL1", tmp_path, writers=2000, files=["ETL1C_13"])
+    assert synthetic_files(tmp_path)["ETL1C_13"]["writers"] == 1411
     assert path.stat().st_size == 4233 * 2052
     batch = etlkit.read(path)
     assert batch.chars[:1411].tolist() == ["ヱ"] * 1411
@@ -68,9 +73,13 @@ def test_images_use_the_family_levels(etl_raw, tmp_path):
     assert (ink > 0.01).all() and (ink < 0.5).all()  # every record has a character (一 the least)
 
 
-@pytest.mark.parametrize(("dataset", "writers", "message"), [
-    ("ETL2", 1, "not synthesizable"), ("ETL10", 1, "unknown format"), ("ETL1", 0, "at least 1"),
+@pytest.mark.parametrize(("dataset", "writers", "files", "message"), [
+    ("ETL2", 1, None, "not synthesizable"), ("ETL10", 1, None, "unknown format"),
+    ("ETL1", 0, None, "at least 1"),
+    ("ETL8G", 3, ["ETL8G_02"], r"--writers 3 does not reach ETL8G_02 \(ETL8G's writers 6 to 10 "
+     r"of 160, filled in file order\): nothing to write"),
 ])
-def test_bad_requests(tmp_path, dataset, writers, message):
+def test_bad_requests(tmp_path, dataset, writers, files, message):
     with pytest.raises(etlkit.EtlError, match=message):
-        synth(dataset, tmp_path, writers=writers)
+        synth(dataset, tmp_path / "out", writers=writers, files=files)
+    assert not (tmp_path / "out").exists()

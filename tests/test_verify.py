@@ -61,15 +61,28 @@ def _swap_classes(doc):
     doc["classes"][0], doc["classes"][1] = doc["classes"][1], doc["classes"][0]
 
 
+def _train_shards_reversed(doc):
+    """The train shards listed last first, the checksum recomputed: nothing else disagrees."""
+    train = [s for s in doc["shards"] if s["split"] == "train"]
+    doc["shards"] = train[::-1] + [s for s in doc["shards"] if s["split"] != "train"]
+    doc["checksum"] = manifest_digest(doc)
+
+
 @pytest.mark.parametrize("edit, needles", [
-    (_swap_classes, ["checksum differs", "classes differ"]),
+    (_train_shards_reversed, ["'shards' lists train/shard-00001.h5 after "
+                              "train/shard-00002.h5: extraction lists each split's shards in "
+                              "number order"]),
+    (_swap_classes, ["checksum differs",
+                     "it and manifest.json disagree on classes (one of the two was edited)"]),
     (lambda d: d["shards"].pop(0), ["splits.train is 225, its shards list 125", "unlisted"]),
     (lambda d: d["shards"].append(d["shards"][0]), ["duplicate", "its shards list 325"]),
     (lambda d: d["splits"].update(train=226), ["splits.train is 226, its shards list 225"]),
     (lambda d: d.update(num_classes=76), ["num_classes is 76, the class table has 75"]),
-    (lambda d: d.update(classes=d["classes"][:-1]), ["class table has 74", "classes differ"]),
+    (lambda d: d.update(classes=d["classes"][:-1]), ["class table has 74", "disagree on classes"]),
     (lambda d: d["options"].update(binarize="none"), ["checksum differs"]),
     (lambda d: d["options"].update(seed=1), ["checksum differs"]),
+    (lambda d: d["preprocessing"].pop("binarize"),
+     ["train/shard-00000.h5 shard   mismatch", "manifest.json disagree on preprocessing"]),
 ])
 def test_edited_manifests_fail_verify(dataset, edit, needles):
     doc = _manifest(dataset)
@@ -434,6 +447,16 @@ def test_train_no_verify_on_out_of_range_labels_is_one_error_line(digits, tmp_pa
     (lambda d: d.update(missing=[1]), "'missing' is not a list of file names"),
     (lambda d: d.update(missing="ETL8G_02"), "'missing' is not a list"),
     (lambda d: d.update(command=5), "'command' is not a command line"),
+    (lambda d: d.update(synthetic="no"), "'synthetic' is not true or false"),
+    (lambda d: d.update(notes="x"), "not an etlkit manifest: a key etlkit never writes: 'notes'"),
+    (lambda d: d["shards"][0].update(notes="x"),
+     "shards[0] has a key etlkit never writes: 'notes'"),
+    (lambda d: d["shards"][0].update(path="train//shard-00000.h5"),
+     "shards[0].path 'train//shard-00000.h5' is not in normal form"),
+    (lambda d: d["sources"][0].update(dataset="ETL99"),
+     "sources[0].dataset is 'ETL99', not a format etlkit reads"),
+    (lambda d: d["options"].update(seed=2**80),
+     f"'options.seed' is not a seed (an integer from 0 to {2**63 - 1})"),
 ])
 def test_a_manifest_field_of_the_wrong_type_is_one_error_line(dataset, tmp_path, edit, needle):
     doc = _manifest(dataset)

@@ -10,14 +10,13 @@ from flax import nnx
 
 from etlkit.errors import EtlError, check_integer, check_real, is_finite_number
 from etlkit.remote import check_location
+from etlkit.split import SEED_MAX
 
 from . import models, recipes
 
 #: The modern options a recipe sets (docs/beyond.md), in `Config` and `recipes.Recipe` alike.
 RECIPE_OPTIONS = ("schedule", "warmup_epochs", "weight_decay", "label_smoothing", "mixup",
                   "cutmix", "affine", "elastic", "ema")
-#: The largest --seed: JAX makes its PRNG keys from a seed that fits a signed 64-bit integer.
-SEED_MAX = 2**63 - 1
 #: The largest --affine: rotation and shear ±60°, zoom ±60 %, shift ±40 % of the side; past
 #: about 6.7 the zoom reaches 0 and the images are no longer characters.
 AFFINE_MAX = 4.0
