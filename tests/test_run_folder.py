@@ -323,7 +323,9 @@ def _edit_epoch_lines(edit):
      "metrics.jsonl lacks epoch 2 before its checkpoint at epoch 3"),
     (_edit_epoch_lines(lambda lines, at: lines[:at[1]] + [lines[at[0]]] + lines[at[1]:]),
      "metrics.jsonl holds epoch 1 twice before its checkpoint at epoch 3"),
-], ids=["cut", "deleted", "middle epoch cut out", "an epoch pasted twice"])
+    (_edit_epoch_lines(lambda lines, at: lines[::-1]),
+     "metrics.jsonl holds its epochs out of order before its checkpoint at epoch 3"),
+], ids=["cut", "deleted", "middle epoch cut out", "an epoch pasted twice", "reversed"])
 def test_resume_refuses_a_history_that_stops_short_of_its_checkpoint(digits_run, tmp_path,
                                                                       cut, needle):
     """metrics.jsonl cut, deleted, or an epoch cut out of its middle or pasted twice: --resume
@@ -613,6 +615,14 @@ def test_format_4_and_3_checkpoints_still_load_and_format_3_is_checked_for_nan(d
       "epoch/seconds": 1.0}, "no val/loss, val/accuracy"),
     ({"step": 1, "test/loss": 1.0, "test/accuracy": None, "test/top5": None,
       "test/best_epoch": 1}, "must be all numbers, or all null (no test split)"),
+    # hostile pass 9, note 2: values no run logs, kept by --resume and plotted
+    ({"step": -1, "epoch": 1, "train/loss": 1.0, "train/accuracy": 0.5},
+     "its step and epoch must not be negative"),
+    ({"step": 1, "epoch": 1, "train/epoch_loss": 1.0, "train/epoch_accuracy": 0.5,
+      "val/loss": 1.0, "val/accuracy": 99.0, "epoch/seconds": 1.0},
+     "val/accuracy must be a number in [0, 1], not 99.0"),
+    ({"step": 1, "epoch": 1, "train/loss": 1.0, "train/accuracy": float("nan")},
+     "train/accuracy must be a number in [0, 1], not NaN"),
 ])
 def test_a_metrics_record_missing_what_its_readers_use_is_refused_before_any_write(
         digits_run, tmp_path, record, problem):

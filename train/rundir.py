@@ -206,7 +206,7 @@ class Run:
         kept = [r for r in self.records() if kind_of(r) != "test" and r["step"] <= step
                 and r["epoch"] <= (epoch if kind_of(r) == "epoch" else epoch + 1)]
         epochs = [r["epoch"] for r in kept if kind_of(r) == "epoch"]
-        last = epochs[-1] if epochs else 0
+        last = max(epochs, default=0)
         if last != epoch:
             ends = f"ends at epoch {last}" if self.metrics.exists() else "is missing"
             raise EtlError(f"{self.metrics} {ends}; its checkpoint is at epoch {epoch}: "
@@ -353,6 +353,8 @@ def _record_problem(record: dict) -> str | None:
     accuracy as a percentage."""
     if not (is_integer(record.get("step")) and is_integer(record.get("epoch", 0))):
         return "its step and epoch must be whole numbers"
+    if record["step"] < 0 or record.get("epoch", 0) < 0:
+        return "its step and epoch must not be negative"
     kind = kind_of(record)
     missing = [key for key in RECORD_KEYS[kind] if key not in record]
     if missing:
@@ -368,9 +370,10 @@ def _record_problem(record: dict) -> str | None:
         if any(tested) and not all(tested):
             return (f"{', '.join(TEST_NUMBERS)} must be all numbers, or all null (no test "
                     "split)")
-        for key in ("test/accuracy", "test/top5") if all(tested) else ():
-            if not (is_finite_number(record[key]) and 0 <= record[key] <= 1):
-                return f"{key} must be a number in [0, 1], not {shown(record[key])}"
+    for key, value in record.items():  # shares: NaN or 99 would be plotted and compared
+        if key.endswith(("accuracy", "/top5")) and value is not None and not (
+                is_finite_number(value) and 0 <= value <= 1):
+            return f"{key} must be a number in [0, 1], not {shown(value)}"
     return None
 
 
