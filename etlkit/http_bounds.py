@@ -127,6 +127,8 @@ class _RateBound:
                           stalled=silent) from None
         except aiohttp.ClientPayloadError:  # raised before the bytes it holds are handed on
             raise BrokeOff(self._stream.total_bytes, self._stated) from None
+        if remote.abandoned():  # another file of the same work failed: no one wants the rest
+            raise remote.Abandoned()
         if self._most is not None and self._received + len(data) > self._most + RANGE_SLACK:
             raise TooMuch(self._most)
         if data:

@@ -14,6 +14,7 @@ import hashlib
 import os
 import posixpath
 import re
+import threading
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -142,6 +143,19 @@ _answer_deadline: ContextVar[float | None] = ContextVar("answer_deadline", defau
 #: The most bytes a whole-file answer of the current fetch may bring (`answer_bound`); None: no
 #: bound but the length the server states (a range request is bounded by its range).
 _body_most: ContextVar[int | None] = ContextVar("body_most", default=None)
+#: Set when the work the current fetch is part of has failed elsewhere (`sha256`'s `stop`: another
+#: shard of the same verify): its reads end at the next bytes that come (`abandoned`).
+_stop: ContextVar[threading.Event | None] = ContextVar("stop", default=None)
+
+
+class Abandoned(Exception):  # noqa: N818 - what the read was
+    """A read given up because the work it was part of failed elsewhere."""
+
+
+def abandoned() -> bool:
+    """Whether the current fetch's work has failed elsewhere, so its reads may stop."""
+    stop = _stop.get()
+    return stop is not None and stop.is_set()
 
 
 @contextmanager
@@ -384,16 +398,30 @@ def listing(root: Where, folder: str, pattern: str) -> list[str] | None:
         raise _failed(str(root), err) from None
 
 
-def sha256(path: Where, chunk: int = 1 << 22, most: int | None = None) -> str:
+def sha256(path: Where, chunk: int = 1 << 22, most: int | None = None,
+           stop: threading.Event | None = None) -> str:
     """SHA-256 of a file, streamed in `chunk`-byte reads (a URL is read once, start to end).
     Raises FileNotFoundError for a file that is not there; a URL that fails mid-stream, or a
     file that goes on past `most` bytes (a server's endless answer of no stated size), is one
-    EtlError line naming it."""
+    EtlError line naming it. Once `stop` is set (another file of the same work failed) the
+    reads end at the next bytes that come, with Abandoned: a slow server's shard is not read
+    to its end for a result that is no longer wanted."""
+    token = _stop.set(stop)
+    try:
+        return _sha256(path, chunk, most)
+    finally:
+        _stop.reset(token)
+
+
+def _sha256(path: Where, chunk: int, most: int | None) -> str:
+    """`sha256` within its `stop`."""
     h = hashlib.sha256()
 
     def update(blocks) -> None:
         total = 0
         for block in blocks:
+            if abandoned():
+                raise Abandoned(path)
             total += len(block)
             if most is not None and total > most:
                 raise EtlError(f"{path}: more than {most} bytes, more than it can be; not read "
@@ -412,8 +440,10 @@ def sha256(path: Where, chunk: int = 1 << 22, most: int | None = None) -> str:
             update(iter(lambda: f.read(chunk), b""))
     except FileNotFoundError as err:
         raise _not_found(str(path), err) from None
-    except EtlError:
+    except (EtlError, Abandoned):
         raise
     except Exception as err:  # noqa: BLE001 - see open_binary
+        if abandoned():  # the read's own Abandoned, as fsspec passes it on
+            raise Abandoned(path) from None
         raise _failed(str(path), err) from None
     return h.hexdigest()

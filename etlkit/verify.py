@@ -278,17 +278,18 @@ def _oversized(path: remote.Where, count: int, doc: dict) -> str | None:
 def _digests(paths: list[remote.Where], most: list[int]) -> list[str | None]:
     """The SHA-256 of each file (None: not there), on HASH_WORKERS threads, read no further than
     its `most` bytes (a server's endless answer of no stated size). The first file that
-    cannot be read (a URL whose server stalls) ends it: the files not yet begun are not
-    fetched, so a server that stalls on every shard is reported after one remote.READ_TIMEOUT,
-    not one per HASH_WORKERS shards."""
+    cannot be read (a URL whose server stalls) ends it at once: the files not yet begun are not
+    fetched and those being read stop, so a server that stalls on every shard is reported
+    after one remote.READ_TIMEOUT, not one per HASH_WORKERS shards, and a shard that fails at
+    once is not reported after the slow ones beside it are read."""
     failed = threading.Event()
 
     def digest(path: remote.Where, limit: int) -> str | None:
         if failed.is_set():
             return None  # never returned: an earlier file's failure is raised
         try:
-            return remote.sha256(path, most=limit)
-        except OSError:
+            return remote.sha256(path, most=limit, stop=failed)
+        except (OSError, remote.Abandoned):  # not there; or stopped: an earlier one failed
             return None
         except Exception:
             failed.set()

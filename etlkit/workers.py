@@ -10,7 +10,7 @@ STEP seconds in a loop return to the interpreter that often, so the handler runs
 
 import queue
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
 #: The longest the main thread waits on a worker before letting a signal handler run.
 STEP = 0.25
@@ -48,9 +48,16 @@ class Workers:
         return future
 
     def map(self, fn: Callable, *iterables: Iterable) -> list:
-        """`fn` over the iterables' items on the pool; the first failure is raised."""
+        """`fn` over the iterables' items on the pool, in order; the first failure is raised as
+        soon as it happens, not when the items before it are done."""
         futures = [self.submit(fn, *args) for args in zip(*iterables, strict=True)]
-        return [result(f) for f in futures]
+        waiting = set(futures)
+        while waiting:
+            done, waiting = wait(waiting, timeout=STEP, return_when=FIRST_EXCEPTION)
+            for future in done:
+                if not future.cancelled() and future.exception() is not None:
+                    raise future.exception()
+        return [f.result() for f in futures]
 
     def __enter__(self) -> "Workers":
         return self

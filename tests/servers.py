@@ -4,8 +4,9 @@
 SimpleHTTPRequestHandler ignores Range, so every read would fetch the whole file) and counts the
 body bytes it sends and the files asked for (`/cut/PATH`: PATH, but a shard's body only half
 sent, then silence with the connection held open; `/slow/PATH`: PATH, a shard's body sent at
-1 kB/s; `/broken/PATH`, or every shard once the server's `breaking` is set: half of it, then the
-connection closed; `/endless/PATH`: a shard's GET answered 206 with no length and ENDLESS bytes
+1 kB/s (the bytes sent so far in `.trickled`); `/broken/PATH`, or every shard once the server's
+`breaking` is set: half of it, then the connection closed; `/mixed/PATH`: train shards as /slow/,
+the others as /broken/; `/endless/PATH`: a shard's GET answered 206 with no length and ENDLESS bytes
 of zeros, more than any read asks). `misbehaving_server` trickles, fails and redirects in a
 loop. `s3_server` starts moto's S3 server, `upload` copies a folder into a bucket of it.
 """
@@ -35,10 +36,12 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
     def _answer(self, body: bool) -> None:
         relative = unquote(urlparse(self.path).path).lstrip("/")
         route, _, rest = relative.partition("/")
-        route = route if route in ("cut", "slow", "broken", "endless") else ""
+        route = route if route in ("cut", "slow", "broken", "endless", "mixed") else ""
         relative = rest if route else relative
         shard = relative.endswith(".h5")
         route = "broken" if shard and self.server.breaking else route if shard else ""
+        if route == "mixed":
+            route = "slow" if "/train/" in f"/{relative}" else "broken"
         with self.server.lock:
             self.server.asked[relative] += 1
         path = (self.root / relative).resolve()
@@ -78,6 +81,8 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
                     self.wfile.write(data[at:at + step])
                     if route == "slow":
                         self.wfile.flush()
+                        with self.server.lock:
+                            self.server.trickled[relative] += len(data[at:at + step])
                         time.sleep(0.1)
             except OSError:  # the client gave up on a slow answer
                 return
@@ -111,7 +116,7 @@ def http_folder(root: Path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     server.sent, server.asked, server.lock = 0, Counter(), threading.Lock()
-    server.breaking = False
+    server.breaking, server.trickled = False, Counter()
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
