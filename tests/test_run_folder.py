@@ -482,6 +482,11 @@ def _shape_entries(edit):
     return rewrite
 
 
+def _dtype_named(name: str):
+    """An `edit_table` that names the first shaped leaf's dtype `name`."""
+    return lambda table: _first_shaped(table).__setitem__(1, name)
+
+
 def _scalar_as_bool_shape(table: list) -> None:
     """A scalar leaf's shape () written [true]: the same one value, but no shape save writes."""
     next(entry for entry in table if entry[2] == [])[2] = [True]
@@ -529,16 +534,30 @@ def _zeroed(body: bytearray) -> bytes:
      ("corrupt checkpoint: table entry ", " has shape [-", "not a list of whole numbers")),
     ({"edit_table": _scalar_as_bool_shape, "edit_body": bytes},
      ("corrupt checkpoint: table entry ", " has shape [True], not a list of whole numbers")),
-    ({"edit_table": lambda t: _first_shaped(t).__setitem__(1, "f4"), "edit_body": bytes},
-     ("corrupt checkpoint: table entry ", " has dtype 'f4', not the name of an array dtype")),
+    ({"edit_table": _dtype_named("f4"), "edit_body": bytes},
+     ("corrupt checkpoint: table entry ", " has dtype 'f4', not the name of a bool, integer")),
+    # dtypes of no size: np.frombuffer's traceback
+    *(({"edit_table": _dtype_named(name), "edit_body": bytes},
+       ("corrupt checkpoint: table entry ", f" has dtype '{name}', not the name of a bool, "
+        "integer or float dtype")) for name in ("void", "str", "bytes")),
     ({"edit_header": lambda h: h.update(note="x")},
      "corrupt checkpoint: its header holds 'note', which no etlkit-checkpoint-5 checkpoint has"),
     ({"edit_meta_text": lambda t: t[:-1] + ', "epoch": 0}', "edit_body": bytes},
      "corrupt checkpoint: its header's meta holds the key 'epoch' twice"),
+    # a RecursionError traceback
+    ({"edit_meta_text": lambda _: "[" * 30000 + "]" * 30000},
+     "corrupt checkpoint: its header's meta is not a JSON object"),
+    # `predict` read it, `--resume` (its header alone) called it of another version
+    ({"edit_meta": lambda m: m.update(pad="x" * 70000), "edit_body": bytes},
+     "corrupt checkpoint: has a header longer than 64 KiB, which no save writes"),
+    # was "not an etlkit checkpoint of this version"
+    ({"edit_header": lambda h: h.update({7: 1})},
+     "corrupt checkpoint: its header holds 7, which no etlkit-checkpoint-5 checkpoint has"),
 ], ids=["meta", "dtype", "dtype-format-4", "no-sha256", "no-sha256-format-4", "meta-not-json",
         "format-3-in-a-run-with-run_id", "format-4-in-a-run-with-run_id", "entry-twice",
         "shape-float", "shape-negative", "shape-bool", "dtype-spelled-otherwise",
-        "header-key-extra", "meta-key-twice"])
+        "dtype-void", "dtype-str", "dtype-bytes", "header-key-extra", "meta-key-twice",
+        "meta-nested-deep", "header-over-64-KiB", "header-key-int"])
 def test_a_checkpoint_whose_header_or_table_changed_is_refused(digits_run, tmp_path, edit,
                                                                needle):
     """Format 4's SHA-256 left the meta and the table out: an epoch edited there skipped

@@ -11,14 +11,14 @@ shape are checked against the model's in every format. Format 3 files, from befo
 load with a warning. A run that stamps its checkpoints with a run_id was saved in format 5
 only, so its caller reads them with `older=False`: a format-3 or -4 file there was rewritten
 (its checksum removed or narrowed) and is refused. What no `save` writes is refused in every
-format, not read leniently: header keys other than its own, a meta with a key twice, a table
-entry twice, a dtype by another spelling, a shape entry that is not a whole number of 0 or
-more. In every format a NaN or infinite value is refused: no training saves one,
-and a checksum recomputed over one (a forgery) would otherwise print NaN probabilities. `read`
-checks a file and `restore` fits it to a model, so a caller can check its meta in between
-(whose run, which checkpoint) before a structure that differs is blamed on another model. The
-header comes first so that
-`peek` reads a few kilobytes, not the whole model; the key paths make a checkpoint name what it
+format, not read leniently: header keys other than its own, a header over HEADER_BYTES, a meta
+with a key twice, a table entry twice, a dtype by another spelling or of no bool, integer or
+float kind, a shape entry that is not a whole number of 0 or more. In every format a NaN or
+infinite value is refused: no training saves one, and a checksum recomputed over one (a
+forgery) would otherwise print NaN probabilities. `read` checks a file and `restore` fits it
+to a model, so a caller can check its meta in between (whose run, which checkpoint) before a
+structure that differs is blamed on another model. The header comes first so that `peek`
+reads at most HEADER_BYTES, not the whole model; the key paths make a checkpoint name what it
 holds, so restoring it into another model names the parameter that does not fit. The arrays are
 written as they lie in memory, with no serialisation copy (a packed format copied each array
 twice, most of a checkpoint's cost). A checkpoint is written under a temporary name, flushed to
@@ -53,7 +53,7 @@ READABLE = (FORMAT, ARRAYS_ONLY, UNHASHED)
 #: The keys of the header each format's `save` wrote.
 HEADER_KEYS = {FORMAT: {"format", "meta", "sha256"}, ARRAYS_ONLY: {"format", "meta", "sha256"},
                UNHASHED: {"format", "meta"}}
-HEADER_BYTES = 1 << 16  # the most `peek` reads
+HEADER_BYTES = 1 << 16  # the most a header may take: a save writes a few hundred bytes
 #: A table's or header's value as an error line shows it: one line, cut to fit, key paths whole.
 _REPR = reprlib.Repr()
 _REPR.maxstring, _REPR.maxlist = 160, 8
@@ -99,26 +99,38 @@ class _Header:
     sha256: str | None  # None: format 3, which has none
 
 
-def _header(f, path: Path, limit: int) -> tuple[_Header, msgpack.Unpacker]:
-    """The header of an open checkpoint and the unpacker that read it, buffering at most
-    `limit` bytes; an EtlError for any header this etlkit does not read, or one of format 4
-    or 5 without a SHA-256 (which would turn the check of the data off)."""
-    unpacker = msgpack.Unpacker(f, read_size=min(limit, 1 << 16), max_buffer_size=limit)
-    try:
-        header = unpacker.unpack()
+def _header(f, path: Path) -> tuple[_Header, int]:
+    """The header of an open checkpoint and where it ends, read from its first HEADER_BYTES
+    (`peek` and `read` alike, so the two never disagree about a file); an EtlError for any
+    header this etlkit does not read, or one of format 4 or 5 without a SHA-256 (which would
+    turn the check of the data off). A file whose header names a format this etlkit reads
+    but does not read whole (cut off, garbage, a size no save writes) is corrupt, not old."""
+    head = f.read(HEADER_BYTES)
+    unpacker = msgpack.Unpacker(strict_map_key=False)  # a key no save writes is named below
+    unpacker.feed(head)
+    header, damage = {}, None
+    try:  # pair by pair, so that damage after the format is told from a file of another one
+        for _ in range(unpacker.read_map_header()):
+            key = unpacker.unpack()
+            header[key] = unpacker.unpack()
+    except msgpack.OutOfData:
+        damage = ("is cut off in its header" if len(head) < HEADER_BYTES else
+                  f"has a header longer than {HEADER_BYTES // 1024} KiB, which no save writes")
     except Exception:  # msgpack raises several types on bytes that are not a header
-        header = None
-    if not (isinstance(header, dict) and header.get("format") in READABLE):
+        damage = "has a header that does not read as a save writes one"
+    if header.get("format") not in READABLE:
         raise EtlError(f"{path}: not an etlkit checkpoint of this version ({FORMAT}); "
                        "train the run again with this etlkit")
-    extra = sorted(map(str, header.keys() - HEADER_KEYS[header["format"]]))
+    if damage:
+        raise EtlError(f"{path}: corrupt checkpoint: {damage}")
+    extra = sorted(header.keys() - HEADER_KEYS[header["format"]], key=str)
     if extra:
         raise EtlError(f"{path}: corrupt checkpoint: its header holds {_shown(extra[0])}, "
                        f"which no {header['format']} checkpoint has")
     try:  # a header of a known format whose meta does not parse was damaged, not old
         meta = (json.loads(header["meta"], object_pairs_hook=_unique_keys)
                 if isinstance(header.get("meta"), str) else None)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays in arrays 30000 deep
         meta = None
     except _RepeatedKey as err:
         raise EtlError(f"{path}: corrupt checkpoint: its header's meta holds the key "
@@ -128,7 +140,7 @@ def _header(f, path: Path, limit: int) -> tuple[_Header, msgpack.Unpacker]:
     digest = header.get("sha256")
     if header["format"] != UNHASHED and not is_digest(digest):
         raise EtlError(f"{path}: corrupt checkpoint: its header has no SHA-256 of its data")
-    return _Header(header["format"], header["meta"], meta, digest), unpacker
+    return _Header(header["format"], header["meta"], meta, digest), unpacker.tell()
 
 
 class _RepeatedKey(Exception):
@@ -154,24 +166,25 @@ def peek(path: Path) -> dict | None:
     needs the whole file), or None when there is no checkpoint."""
     try:
         with open(path, "rb") as f:
-            return _header(f, path, HEADER_BYTES)[0].meta
+            return _header(f, path)[0].meta
     except FileNotFoundError:
         return None
 
 
-def _read_leaves(f, unpacker: msgpack.Unpacker, path: Path,
+def _read_leaves(f, table_at: int, path: Path,
                  header: _Header) -> dict[str, np.ndarray] | None:
-    """{key path: array} from the table and the bytes after it, or None when they do not
-    make a checkpoint (a cut-off file, a bad table, bytes left over); an EtlError when what
-    the header's SHA-256 covers differs from it."""
-    table_at = unpacker.tell()
+    """{key path: array} from the table at `table_at` and the bytes after it, or None when
+    they do not make a checkpoint (a cut-off file, a bad table, bytes left over); an EtlError
+    when what the header's SHA-256 covers differs from it."""
+    f.seek(table_at)
+    unpacker = msgpack.Unpacker(f, read_size=1 << 16, max_buffer_size=TABLE_BYTES)
     try:
         table = unpacker.unpack()
     except Exception:  # msgpack raises several types on garbage
         return None
     entries = _table_entries(path, table)
     sizes = [dtype.itemsize * math.prod(shape) for _, dtype, shape in entries]
-    body_at = unpacker.tell()
+    body_at = table_at + unpacker.tell()
     if os.fstat(f.fileno()).st_size - body_at != sum(sizes):
         return None
     f.seek(table_at)
@@ -218,14 +231,20 @@ def _table_entries(path: Path, table) -> list[tuple[str, np.dtype, tuple[int, ..
             dtype = jnp.dtype(name) if isinstance(name, str) else None
         except (TypeError, ValueError):  # not a dtype's name
             dtype = None
-        if dtype is None or dtype.name != name or dtype.hasobject:
-            raise EtlError(f"{named} has dtype {_shown(name)}, not the name of an "
-                           "array dtype")
+        if dtype is None or dtype.name != name or not _saved_kind(dtype):
+            raise EtlError(f"{named} has dtype {_shown(name)}, not the name of a bool, "
+                           "integer or float dtype")
         if not (isinstance(shape, list) and all(is_integer(n) and n >= 0 for n in shape)):
             raise EtlError(f"{named} has shape {_shown(shape)}, not a list of whole "
                            "numbers of 0 or more")
         entries.append((key, dtype, tuple(shape)))
     return entries
+
+
+def _saved_kind(dtype: np.dtype) -> bool:
+    """Whether `dtype` is of a kind a state's leaves have (bool, integers, floats, bfloat16
+    among them): 'void', 'str' or 'bytes' name dtypes of no size, which hold no array."""
+    return any(jnp.issubdtype(dtype, kind) for kind in (jnp.bool_, jnp.integer, jnp.floating))
 
 
 def _check_finite(path: Path, stored: dict[str, np.ndarray]) -> None:
@@ -255,12 +274,12 @@ def read(path: Path, older: bool = True) -> Stored:
         raise EtlError(f"{path}: not a regular file, so not a checkpoint")
     try:
         with open(path, "rb") as f:
-            header, unpacker = _header(f, path, TABLE_BYTES)
+            header, table_at = _header(f, path)
             if not older and header.format != FORMAT:
                 raise EtlError(f"{path}: corrupt checkpoint: of the older format "
                                f"{header.format}, but its run was saved in {FORMAT} only: "
                                "rewritten since, its checksum removed or narrowed")
-            stored = _read_leaves(f, unpacker, path, header)
+            stored = _read_leaves(f, table_at, path, header)
     except FileNotFoundError:
         raise EtlError(f"{path}: no checkpoint (did the run save one?)") from None
     if stored is None:
