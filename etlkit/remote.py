@@ -53,6 +53,12 @@ LINK_LOOP = "a symbolic link loop, which leads to no file"
 Where = str | Path  # a local path, or a URL given as a string
 
 
+class ServerError(EtlError):
+    """A URL's server answered so that its file cannot be read (silence, a refusal, an answer
+    that broke off, no stated size): a fault of the server or the link, not of the file's
+    bytes, so `verify` ends with it rather than calling a shard corrupt."""
+
+
 def is_url(location: Where) -> bool:
     """Whether `location` is a URL with a scheme fsspec reads for us (not a local path)."""
     if isinstance(location, Path):
@@ -183,29 +189,30 @@ def body_bound() -> int | None:
     return _body_most.get()
 
 
-def _failed(url: str, err: Exception) -> EtlError:
+def _failed(url: str, err: Exception) -> ServerError:
     """One line naming the URL and what went wrong, whatever the filesystem raised."""
     from . import http_bounds
     if isinstance(err, http_bounds.TooSlow) and err.stalled:
-        return EtlError(f"{url}: nothing from the server for {READ_TIMEOUT:g} s after "
-                        f"{err.received} bytes")
+        return ServerError(f"{url}: nothing from the server for {READ_TIMEOUT:g} s after "
+                           f"{err.received} bytes")
     if isinstance(err, http_bounds.TooSlow):
-        return EtlError(f"{url}: under {MIN_RATE / 1024:g} KiB/s from the server; stopped "
-                        f"after {round(err.seconds, 1):g} s ({err.received} bytes)")
+        return ServerError(f"{url}: under {MIN_RATE / 1024:g} KiB/s from the server; "
+                           f"stopped after {round(err.seconds, 1):g} s ({err.received} bytes)")
     if isinstance(err, http_bounds.TooMuch):
-        return EtlError(f"{url}: the server sent more than the {err.most} bytes asked")
+        return ServerError(f"{url}: the server sent more than the {err.most} bytes asked")
     if isinstance(err, http_bounds.BrokeOff):
         of = f" of {err.stated}" if err.stated is not None else ""
-        return EtlError(f"{url}: the server's answer broke off after {err.received}{of} bytes")
+        return ServerError(f"{url}: the server's answer broke off after {err.received}{of} "
+                           "bytes")
     if isinstance(err, (TimeoutError, FSTimeoutError)):  # aiohttp's are TimeoutErrors too
-        return EtlError(f"{url}: no answer within {READ_TIMEOUT:g} s")
+        return ServerError(f"{url}: no answer within {READ_TIMEOUT:g} s")
     if (said := _server_said(err)) is not None:
-        return EtlError(f"{url}: {said}")
+        return ServerError(f"{url}: {said}")
     detail = " ".join(str(err).split())[:200] or type(err).__name__
     if type(err).__module__.startswith("aiohttp") and not isinstance(err, OSError):
         # reached (aiohttp's connection errors are OSErrors) and answered badly
-        return EtlError(f"{url}: the server's answer failed ({type(err).__name__}: {detail})")
-    return EtlError(f"{url}: unreachable ({type(err).__name__}: {detail})")
+        return ServerError(f"{url}: the server's answer failed ({type(err).__name__}: {detail})")
+    return ServerError(f"{url}: unreachable ({type(err).__name__}: {detail})")
 
 
 def _server_said(err: Exception) -> str | None:
@@ -249,6 +256,10 @@ def open_binary(url: str) -> BinaryIO:
         raise
     except Exception as err:  # noqa: BLE001 - aiohttp, botocore and gcsfs raise their own types
         raise _failed(url, err) from None
+    if getattr(f, "size", 0) is None:  # fsspec's HTTPStreamFile: read from the start only
+        f.close()
+        raise ServerError(f"{url}: the server states no size, so its byte ranges cannot be "
+                          "read")
     return _NamedReads(f, url)
 
 
@@ -268,8 +279,8 @@ def _whole_file_bound(url: str, fs, inner: str) -> int | None:
         return None
     size = _info(fs, inner).get("size")
     if size is None:
-        raise EtlError(f"{url}: the server states no size for it, so it "
-                       f"cannot be kept in {CACHE_ENV}")
+        raise ServerError(f"{url}: the server states no size for it, so it "
+                          f"cannot be kept in {CACHE_ENV}")
     return size
 
 
@@ -289,8 +300,20 @@ class _NamedReads:
             return self._f.read(size)
 
     def readinto(self, buffer) -> int:
+        """What h5py reads through. A server may answer a range with fewer bytes than asked
+        (and say so consistently); fsspec passes the short answer on and h5py fills the rest
+        with zeros, then fails on that as damaged metadata, or reads zeros as images: fewer
+        bytes than the file holds from here is the server's fault, named as such."""
         with self._named():
-            return self._f.readinto(buffer)
+            start = self._f.tell()
+            got = self._f.readinto(buffer)
+        size = getattr(self._f, "size", None)
+        asked = len(memoryview(buffer).cast("B"))
+        if size is not None and got < min(asked, size - start):
+            raise ServerError(f"{self._url}: the server answered a byte range short "
+                              f"({got} of the {min(asked, size - start)} bytes from byte "
+                              f"{start} came)")
+        return got
 
     @contextmanager
     def _named(self):

@@ -381,6 +381,21 @@ def foreign_filter(f: h5py.File) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _h5py_faults(path: remote.Where, what: str) -> Iterator[None]:
+    """h5py's calls on a damaged shard raise OSError, RuntimeError, KeyError, ValueError (and
+    a remote file's own exceptions come up through them) naming no file: each is one EtlError
+    line naming the shard, `PATH: what (h5py's words)`. An EtlError (a remote read's, which
+    names the URL already) is left as it is."""
+    try:
+        yield
+    except EtlError:
+        raise
+    except Exception as err:  # noqa: BLE001 - h5py raises many types, and passes on the file's
+        detail = one_line(" ".join(str(err).split()))[:200] or type(err).__name__
+        raise EtlError(f"{path}: {what} ({detail})") from None
+
+
 @dataclass(frozen=True)
 class Expected:
     """What the manifest says of a split's shards: records in each (by shard number), the
@@ -397,7 +412,8 @@ class ShardFiles:
 
     With `expected`, each shard's images and labels are checked when it opens (present,
     shapes, types) and every block of labels when it is read (in range), so a malformed shard
-    is one EtlError naming it even where `verify` was skipped (`train --no-verify`)."""
+    is one EtlError naming it even where `verify` was skipped (`train --no-verify`); so is any
+    h5py failure on a damaged shard, when it opens or in a block read."""
 
     def __init__(self, paths: dict[int, remote.Where], expected: Expected | None = None):
         self._files: dict[int, h5py.File] = {}
@@ -407,7 +423,8 @@ class ShardFiles:
             for number, path in paths.items():
                 self._files[number] = self._open(path)
                 if expected is not None:
-                    self._check_layout(number)
+                    with _h5py_faults(path, "not a readable HDF5 shard"):
+                        self._check_layout(number)
         except BaseException:
             self.close()
             raise
@@ -446,19 +463,15 @@ class ShardFiles:
         if not remote.is_url(path):
             if not Path(path).is_file():  # a FIFO would block the open for ever
                 raise EtlError(f"{path}: no such shard (or not a regular file)")
-            try:
+            with _h5py_faults(path, "not a readable HDF5 shard"):
                 return h5py.File(path, "r")
-            except OSError as err:
-                raise EtlError(f"{path}: not a readable HDF5 shard ({err})") from None
         try:
             handle = remote.open_binary(str(path))
         except FileNotFoundError:
             raise EtlError(f"{path}: no such shard") from None
         self._remote.append(handle)
-        try:
+        with _h5py_faults(path, "not a readable HDF5 shard"):
             return h5py.File(handle, "r")
-        except OSError as err:
-            raise EtlError(f"{path}: not a readable HDF5 shard ({err})") from None
 
     def __getitem__(self, shard: int) -> h5py.File:
         return self._files[shard]
@@ -467,13 +480,17 @@ class ShardFiles:
                    fields: tuple[str, ...] = ("images", "labels")) -> dict[str, np.ndarray]:
         """Records start .. start + count (to the end: count None) of one shard."""
         stop = None if count is None else start + count
-        return self._check_labels(shard, {k: self._files[shard][k][start:stop]
-                                          for k in fields})
+        with _h5py_faults(self._paths[shard], f"unreadable block at record {start}"):
+            block = {k: self._files[shard][k][start:stop] for k in fields}
+        return self._check_labels(shard, block)
 
     def read_rows(self, shard: int, rows: np.ndarray,
                   fields: tuple[str, ...] = ("images", "labels")) -> dict[str, np.ndarray]:
         """The records at `rows` (increasing) of one shard: only their chunks are read."""
-        return self._check_labels(shard, {k: self._files[shard][k][rows] for k in fields})
+        first = rows[0] if len(rows) else 0
+        with _h5py_faults(self._paths[shard], f"unreadable block at record {first}"):
+            block = {k: self._files[shard][k][rows] for k in fields}
+        return self._check_labels(shard, block)
 
     def close(self) -> None:
         for f in self._files.values():

@@ -403,7 +403,9 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
                 except (ValueError, TypeError, RecursionError):  # Recursion: nested deep
                     return FileCheck(name, "shard", "corrupt", expected, None,
                                      f"its attribute {one_line(key)[:40]} is not JSON"), None
-    except (OSError, KeyError, ValueError, TypeError) as err:
+    except remote.ServerError:  # the server's fault, not the shard's: it ends verify
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
         return FileCheck(name, "shard", "corrupt", expected, None, str(err)), None
     found = len(labels)
     if found != expected or sizes != {found}:

@@ -6,9 +6,12 @@ body bytes it sends and the files asked for (`/cut/PATH`: PATH, but a shard's bo
 sent, then silence with the connection held open; `/slow/PATH`: PATH, a shard's body sent at
 1 kB/s (the bytes sent so far in `.trickled`); `/broken/PATH`, or every shard once the server's
 `breaking` is set: half of it, then the connection closed; `/mixed/PATH`: train shards as /slow/,
-the others as /broken/; `/endless/PATH`: a shard's GET answered 206 with no length and ENDLESS bytes
-of zeros, more than any read asks). `misbehaving_server` trickles, fails and redirects in a
-loop. `s3_server` starts moto's S3 server, `upload` copies a folder into a bucket of it.
+the others as /broken/; `/endless/PATH`: a shard's GET answered 206 with no length and ENDLESS
+bytes of zeros, more than any read asks; `/short/PATH`: a shard's range answered 206 with the
+first half of the range asked, its headers saying so, as RFC 9110 allows; `/nosize/PATH`: a
+shard's size stated nowhere, neither in a Content-Length nor in a Content-Range).
+`misbehaving_server` trickles, fails and redirects in a loop. `s3_server` starts moto's S3
+server, `upload` copies a folder into a bucket of it.
 """
 
 import http.server
@@ -36,7 +39,8 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
     def _answer(self, body: bool) -> None:
         relative = unquote(urlparse(self.path).path).lstrip("/")
         route, _, rest = relative.partition("/")
-        route = route if route in ("cut", "slow", "broken", "endless", "mixed") else ""
+        route = route if route in ("cut", "slow", "broken", "endless", "mixed", "short",
+                                   "nosize") else ""
         relative = rest if route else relative
         shard = relative.endswith(".h5")
         route = "broken" if shard and self.server.breaking else route if shard else ""
@@ -63,12 +67,16 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self._send(ENDLESS)
             return
+        if route == "short" and status == 206:
+            stop = start + max(1, (stop - start) // 2)
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Length", str(stop - start))
+        if route != "nosize":  # without: the body ends where the connection closes (HTTP/1.0)
+            self.send_header("Content-Length", str(stop - start))
         if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{size}")
+            stated = "*" if route == "nosize" else size
+            self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{stated}")
         self.end_headers()
         if body:
             with open(path, "rb") as f:

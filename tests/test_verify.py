@@ -164,6 +164,12 @@ def test_options_edited_with_a_recomputed_checksum_are_one_error_line(dataset):
                    f"{dataset / 'manifest.json'}: split method 'random' with options")
 
 
+def _flip_byte(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(data)
+
+
 def _flip_image_byte(path):
     with h5py.File(path, "r") as f:
         offset = f["images"].id.get_chunk_info(0).byte_offset + 5
@@ -367,7 +373,12 @@ SHARD_EDITS = {  # name: (edit of one shard, what verify and the loader say)
                            "no task, classes, split_method, preprocessing, etlkit_version, "
                            "split attributes"),
     "split attribute deleted": (lambda p: _delete_attribute(p, "split"), "no split attribute"),
+    # damaged HDF5 metadata: the root group's object header (h5py's RuntimeError, was a traceback)
+    "byte 49 flipped": (lambda p: _flip_byte(p, 49), "bad object header version number"),
 }
+#: Damage only a block read of the images meets (verify reads none of them: the SHA-256 covers
+#: their bytes): HDF5 metadata of the images in the hiragana train shard-00001.
+BLOCK_EDITS = {"byte 2212 flipped": (lambda p: _flip_byte(p, 2212), "unreadable block")}
 
 
 @pytest.mark.parametrize("edit", list(SHARD_EDITS))
@@ -403,11 +414,15 @@ def test_train_refuses_a_shard_verify_fails_with_recomputed_checksums(digits, tm
     ("labels external link", r"labels are stored outside the file \(an external link\)"),
     ("labels virtual", r"labels are stored outside the file \(a virtual dataset\)"),
     ("images scale-offset", "images use the scaleoffset filter, which etlkit never writes"),
+    # h5py's RuntimeError at the layout check and OSError at the block read: a traceback, and a
+    # line naming no file (hostile pass 11, M1)
+    ("byte 49 flipped", r"not a readable HDF5 shard \(.*bad object header version number\)"),
+    ("byte 2212 flipped", r"unreadable block at record 0 \(Can't synchronously read data"),
 ])
 def test_an_unverified_malformed_shard_is_one_error_line_when_read(dataset, edit, needle):
     """What `train --no-verify` and `evaluate --no-verify` read: each shard's layout is checked
     as it opens and each block's labels as they are read."""
-    damage = SHARD_EDITS[edit][0]
+    damage = {**SHARD_EDITS, **BLOCK_EDITS}[edit][0]
     shard = dataset / "train" / "shard-00001.h5"
     damage(shard)
     loader = Part(open_shards(dataset, "train"))
