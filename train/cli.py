@@ -397,9 +397,12 @@ def register(app: typer.Typer, reported) -> None:
         epochs: Annotated[int, typer.Option(help="Epochs per task.")] = 3,
         writers: Annotated[int, typer.Option(hidden=True, help="ETL-1 writers.")] = 20,
         etl8_writers: Annotated[int, typer.Option(hidden=True, help="ETL-8G writers.")] = 10,
+        tasks: Annotated[str, typer.Option(help="katakana, hiragana or both (half the time "
+                                                 "for one).")] = "katakana,hiragana",
     ):
         """Synthesize small ETL-1 and ETL-8G sets, train and evaluate M6-1 on katakana and
         hiragana, and write a report (OUT/report/index.html): a few minutes on a CPU."""
         from .experiments.demo import run as run_demo
         with reported():
-            run_demo(out, epochs, writers, etl8_writers, say=typer.echo)
+            run_demo(out, epochs, writers, etl8_writers, say=typer.echo,
+                     tasks=tuple(comma_list("tasks", tasks)))
