@@ -300,26 +300,19 @@ class _NamedReads:
             return self._f.read(size)
 
     def readinto(self, buffer) -> int:
-        """What h5py reads through. A server may answer a range with fewer bytes than asked,
-        its headers saying so (RFC 9110 allows it: some cap each answer); fsspec passes the
-        short answer on, and h5py would fill the rest with zeros. The rest is asked for again,
-        a range at a time, until it has come; a server that then sends nothing is named."""
-        view = memoryview(buffer).cast("B")
+        """What h5py reads through. A server may answer a range with fewer bytes than asked
+        (and say so consistently); fsspec passes the short answer on and h5py fills the rest
+        with zeros, then fails on that as damaged metadata, or reads zeros as images: fewer
+        bytes than the file holds from here is the server's fault, named as such."""
         with self._named():
             start = self._f.tell()
-            got = self._f.readinto(view)
-            size = getattr(self._f, "size", None)
-            want = len(view) if size is None else min(len(view), size - start)
-            while got < want:
-                more = self._f.fs.cat_file(self._f.path, start + got, start + want)
-                if not more:
-                    break
-                view[got:got + len(more)] = more
-                got += len(more)
-            self._f.seek(start + max(got, 0))
-        if got < want:
+            got = self._f.readinto(buffer)
+        size = getattr(self._f, "size", None)
+        asked = len(memoryview(buffer).cast("B"))
+        if size is not None and got < min(asked, size - start):
             raise ServerError(f"{self._url}: the server answered a byte range short "
-                              f"({got} of the {want} bytes from byte {start} came)")
+                              f"({got} of the {min(asked, size - start)} bytes from byte "
+                              f"{start} came)")
         return got
 
     @contextmanager
