@@ -152,9 +152,10 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1),
     root = remote.as_location(root)
     doc = read_manifest(root)
     checks = _manifest_checks(root, doc)
-    listed, seen, numbers = [], set(), dict.fromkeys(doc["splits"], 0)
+    listed, limits, seen, numbers = [], [], set(), dict.fromkeys(doc["splits"], 0)
     for shard in doc["shards"]:
         name, expected = shard["path"], shard["count"]
+        most = most_bytes(expected, doc.get("image_size", 64))  # the most bytes it can take
         number = numbers.get(shard["split"], 0)
         numbers[shard["split"]] = number + 1
         key = os.path.normpath(name)
@@ -177,14 +178,14 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1),
             there = not remote.is_url(root) and os.path.lexists(Path(root) / name)
             checks.append(FileCheck(name, "shard", "missing", expected, None,
                                     "not a regular file" if there else ""))
-        elif oversized := _oversized(remote.join(root, name), expected, doc):
+        elif oversized := _oversized(remote.join(root, name), expected, most):
             seen.add(key)
             checks.append(FileCheck(name, "shard", "corrupt", expected, None, oversized))
         else:
             seen.add(key)
             listed.append(shard)
-    digests = _digests([remote.join(root, s["path"]) for s in listed],
-                       [most_bytes(s["count"], doc.get("image_size", 64)) for s in listed])
+            limits.append(most)
+    digests = _digests([remote.join(root, s["path"]) for s in listed], limits)
     results = [_shard_check(root, doc, shard, digest)
                for shard, digest in zip(listed, digests, strict=True)]
     checks += [check for check, _ in results]
@@ -265,10 +266,11 @@ def _manifest_checks(root: remote.Where, doc: dict) -> list[FileCheck]:
     return checks
 
 
-def _oversized(path: remote.Where, count: int, doc: dict) -> str | None:
-    """Why a shard is too big to be the one extraction wrote of `count` records, or None: such a
-    file (a server's endless "shard" of a terabyte) is not hashed, which could take days."""
-    size, most = remote.stated_size(path), most_bytes(count, doc.get("image_size", 64))
+def _oversized(path: remote.Where, count: int, most: int) -> str | None:
+    """Why a shard is too big to be the one extraction wrote of `count` records (at most `most`
+    bytes), or None: such a file (a server's endless "shard" of a terabyte) is not hashed, which
+    could take days."""
+    size = remote.stated_size(path)
     if size is None or size <= most:
         return None
     return (f"{size} bytes, more than a shard of {count} records can take ({most}): not what "
