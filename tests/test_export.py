@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from networks import one_of_each_make_up
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -57,30 +58,12 @@ def test_set(run):
     return open_shards(run.parent / "mnist", "test").read(("images", "labels"))
 
 
-def _one_of_each_make_up() -> list[str]:
-    """The first network of the table with each make-up: the kinds of layer it stacks (conv,
-    pool, fully connected, dropout, residual block, strided residual block, global pooling) and
-    the spec fields the converter reads. The M-series networks from M6-1 to M16 differ only in
-    widths and depths, which export the same way."""
-    seen, chosen = set(), []
-    for name in models.names():
-        spec = models.spec(name)
-        kinds = frozenset(re.sub(r"[0-9.]+", "", layer.strip()) for layer in
-                          spec.layers.split(","))
-        make_up = (kinds, spec.input_size, spec.kernel_size, spec.padding, spec.batch_norm,
-                   spec.activation, spec.pool, spec.auto_dropout)
-        if make_up not in seen:
-            seen.add(make_up)
-            chosen.append(name)
-    return chosen
-
-
 def test_every_make_up_of_network_in_the_table_converts():
     """One network of each make-up (3 classes, abstract weights left as graph inputs) becomes a
     valid ONNX graph that ONNX Runtime loads and runs: uint8 (batch, S, S) in, (batch, 3)
     logits out."""
     start = time.perf_counter()
-    names = _one_of_each_make_up()
+    names = one_of_each_make_up()
     assert {"M3", "M6-1", "LeNet-5", "FF-baseline", "MNIST-CNN-2", "ResNet-64",
             "ResNet-28"} <= set(names)
     for name in names:
