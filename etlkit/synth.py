@@ -46,8 +46,10 @@ def synth(dataset: str, out: str | Path, *, writers: int, seed: int = 0,
     Category-major files (ETL1, ETL4, ETL5, ETL7, ETL8B2) each get `writers` writers (at most
     the real number); writer-major files (ETL8G, ETL9B, ETL9G) are filled in order, as many
     files as the writers need, with the extra sets only when every writer is written. `files`
-    (names or glob patterns) restricts the output to matching files. Fewer writers than asked
-    for (the files hold no more) is an EtlWarning naming the files and the writers written.
+    (names or glob patterns) restricts the output to matching files; a matching writer-major
+    file past the writers asked for is an EtlWarning naming it (an EtlError when no matching
+    file is reached). Fewer writers than asked for (the files hold no more) is an EtlWarning
+    naming the files and the writers written.
     """
     try:
         fmt = formats.get(dataset)
@@ -169,12 +171,16 @@ def _plan(dataset, info, entries, writers, patterns):
         if n > 0 and e in chosen:
             plans.append((e, _sheets(info, entries, e, n)))
         done += max(n, 0)
-    if not plans:  # --files names only writer-major files past the writers asked for
-        regular = [e for e in chosen if not e.extra]
-        first, end = _writer_range(regular, entries)
-        names = _listed([e.name for e in regular])
-        raise EtlError(f"synth: --writers {writers} does not reach {names} "
-                       f"({_writers_of(dataset, first, end, entries)}): nothing to write")
+    planned = [e for e, _ in plans]
+    unreached = [e for e in chosen if not e.extra and e not in planned]
+    if unreached:  # --files names writer-major files past the writers asked for
+        first, end = _writer_range(unreached, entries)
+        names = _listed([e.name for e in unreached])
+        phrase = (f"synth: --writers {writers} does not reach {names} "
+                  f"({_writers_of(dataset, first, end, entries)})")
+        if not plans:
+            raise EtlError(f"{phrase}: nothing to write")
+        warnings.warn(EtlWarning(f"{phrase}: not written"), stacklevel=3)
     return plans
 
 

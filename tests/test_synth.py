@@ -1,6 +1,7 @@
 """etlkit synth writes the real names, sizes, record order and class sets, reproducibly."""
 
 import hashlib
+import warnings
 
 import numpy as np
 import pytest
@@ -71,6 +72,18 @@ def test_images_use_the_family_levels(etl_raw, tmp_path):
     assert set(np.unique(binary.images).tolist()) == {0, 1}
     ink = binary.images.mean(axis=(1, 2))
     assert (ink > 0.01).all() and (ink < 0.5).all()  # every record has a character (一 the least)
+
+
+def test_files_a_pattern_matches_past_the_writers_asked_for_are_named(tmp_path):
+    """`--files 'ETL8G_0[12]' --writers 2` wrote ETL8G_01 alone without a word about
+    ETL8G_02; the warning comes before any rendering, so an error filter stops synth there."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EtlWarning)
+        with pytest.raises(EtlWarning, match=r"^synth: --writers 2 does not reach ETL8G_02 "
+                           r"\(ETL8G's writers 6 to 10 of 160, filled in file order\): not "
+                           r"written$"):
+            synth("ETL8G", tmp_path / "out", writers=2, files=["ETL8G_0[12]"])
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(("dataset", "writers", "files", "message"), [
