@@ -101,6 +101,10 @@ def describe(root: str | Path, *, synthetic: bool = False) -> Description:
     if absent or not doc["shards"]:
         raise EtlError(f"{root / 'manifest.json'}: no {', '.join(absent) or 'shards'}: not a "
                        "manifest etlkit extract wrote")
+    not_etl = sorted({s["dataset"] for s in doc["sources"] if digits.is_digits_source(s)})
+    if synthetic and not_etl:
+        raise EtlError(f"{root}: --synthetic is for datasets extracted from `etlkit synth`'s raw "
+                       f"ETL files; this one is from {', '.join(not_etl)}")
     counts = {name: _class_counts(root, doc, name) for name in split.NAMES}
     method = split_method(doc, root / "manifest.json")
     return Description(root, doc, doc["preprocessing"], method, counts,

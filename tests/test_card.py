@@ -258,3 +258,11 @@ def test_synthetic_flag_states_kanjivgs_licence(datasets_dir, tmp_path):
     front = yaml.safe_load((path / "README.md").read_text("utf-8").split("---\n")[1])
     assert front["license"] == "cc-by-sa-3.0" and "extra_gated_prompt" not in front
     assert runner.invoke(app, ["verify", str(path)]).exit_code == 0
+    # on a dataset that no ETL file went into, the flag means nothing: refused, not ignored
+    digits = tmp_path / "digits"
+    shutil.copytree(datasets_dir / "digits", digits)
+    before = {p.name: p.read_bytes() for p in digits.iterdir() if p.is_file()}
+    one_error_line(runner.invoke(app, ["card", str(digits), "--synthetic"]), str(digits),
+                   "--synthetic is for datasets extracted from `etlkit synth`'s raw ETL files; "
+                   "this one is from sklearn-digits")
+    assert {p.name: p.read_bytes() for p in digits.iterdir() if p.is_file()} == before
