@@ -163,6 +163,18 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert evaluated.exit_code == 0 and f"warning: {out}: {unfinished}" in evaluated.stderr
 
 
+def test_nan_loss_before_any_checkpoint_says_none_was_saved(digits_shards, tmp_path):
+    """It named the latest checkpoint's path "(none saved yet)", a file that is not there."""
+    out = tmp_path / "nan"
+    result = runner.invoke(app, train_args(digits_shards, out, "--lr", "1e30", epochs=1,
+                                           model="FF-baseline"))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == ("error: loss became nan at step 5 (epoch 1); "
+                                              "stopped. No checkpoint was saved before it; try "
+                                              "a lower --lr")
+    assert not (out / "checkpoints" / "latest.msgpack").exists()
+
+
 @pytest.mark.parametrize("extra", [["--lr-step-epochs", "100000000000"],
                                    ["--schedule", "cosine", "--warmup-epochs", "1e308"]])
 def test_schedule_periods_longer_than_the_run_change_nothing_in_it(digits_shards, tmp_path,

@@ -234,10 +234,10 @@ class _Meter:
         if not math.isfinite(loss):
             self.bar.end_epoch()
             good = self.run.checkpoint_step("latest")
+            kept = (f"The last good checkpoint is {self.run.checkpoint('latest')} (step {good})"
+                    if good is not None else "No checkpoint was saved before it")
             raise Diverged(f"loss became {loss} at step {loop['step']} (epoch {self.epoch + 1}); "
-                           f"stopped. The last good checkpoint is {self.run.checkpoint('latest')}"
-                           + (f" (step {good})" if good is not None else " (none saved yet)")
-                           + self._advice(loop["step"]))
+                           f"stopped. {kept}" + self._advice(loop["step"]))
 
     def _advice(self, step: int) -> str:
         """What to lower: --lr, or --lr-decay where it made the learning rate grow."""
