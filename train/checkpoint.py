@@ -128,11 +128,11 @@ def _header(f, path: Path) -> tuple[_Header, int]:
         raise EtlError(f"{path}: corrupt checkpoint: its header holds {_shown(extra[0])}, "
                        f"which no {header['format']} checkpoint has")
     try:  # a header of a known format whose meta does not parse was damaged, not old
-        meta = (json.loads(header["meta"], object_pairs_hook=_unique_keys)
+        meta = (json.loads(header["meta"], object_pairs_hook=unique_keys)
                 if isinstance(header.get("meta"), str) else None)
     except (ValueError, RecursionError):  # RecursionError: arrays in arrays 30000 deep
         meta = None
-    except _RepeatedKey as err:
+    except RepeatedKey as err:
         raise EtlError(f"{path}: corrupt checkpoint: its header's meta holds the key "
                        f"{_shown(err.key)} twice") from None
     if not isinstance(meta, dict):
@@ -143,7 +143,7 @@ def _header(f, path: Path) -> tuple[_Header, int]:
     return _Header(header["format"], header["meta"], meta, digest), unpacker.tell()
 
 
-class _RepeatedKey(Exception):
+class RepeatedKey(Exception):
     """A JSON object with a key twice, which `json.dumps` of a dict never writes."""
 
     def __init__(self, key: str):
@@ -151,13 +151,13 @@ class _RepeatedKey(Exception):
         self.key = key
 
 
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+def unique_keys(pairs: list[tuple[str, object]]) -> dict:
     """A JSON object's pairs as a dict, refusing a repeated key (json keeps the last one,
     so an edit could hide a value behind the one a reader sees)."""
     doc = dict(pairs)
     if len(doc) != len(pairs):
         counts = Counter(key for key, _ in pairs)
-        raise _RepeatedKey(next(key for key, n in counts.items() if n > 1))
+        raise RepeatedKey(next(key for key, n in counts.items() if n > 1))
     return doc
 
 

@@ -173,7 +173,10 @@ class Run:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line.decode("utf-8"))
+                record = json.loads(line.decode("utf-8"), object_pairs_hook=checkpoint.unique_keys)
+            except checkpoint.RepeatedKey as err:  # an edit hiding a value behind another
+                raise EtlError(f"{self.metrics}: line {number} is not a metrics record (the key "
+                               f"{err.key!r} appears twice)") from None
             except RecursionError:  # nested deeper than any write cut off could leave
                 raise EtlError(f"{self.metrics}: line {number} is not a metrics record (JSON "
                                "nested too deep)") from None
