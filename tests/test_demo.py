@@ -2,6 +2,7 @@
 scikit-learn's digits for a network without conv layers)."""
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -139,12 +140,34 @@ def test_demo_writes_a_report_with_the_runs_accuracies(tmp_path):
             image.verify()
 
 
-def test_demo_replaces_only_its_own_folders(tmp_path):
+def test_demo_replaces_only_its_own_folders(tmp_path, monkeypatch):
+    """A previous demo is emptied around its marker, which is never removed: a replacement
+    cut short (Ctrl-C, kill) left, where a file system lists the marker first, a folder
+    without it that every rerun refused (hostile pass 11, P1)."""
     mine = tmp_path / "mine"
-    mine.mkdir()
+    (mine / "runs" / "katakana").mkdir(parents=True)
     (mine / demo.MARKER).write_text("")
     (mine / "old.txt").write_text("")
+    (mine / "runs" / "katakana" / "metrics.jsonl").write_text("")
+    removed = []
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        removed.append(os.path.basename(path))
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
     demo._fresh(mine)
+    monkeypatch.undo()
+    assert sorted(removed) == ["metrics.jsonl", "old.txt"]
+    assert sorted(p.name for p in mine.iterdir()) == [demo.MARKER]
+    # a link to a previous demo: refused by name (it was "Cannot call rmtree on a symbolic
+    # link", naming nothing, P2), as a dangling one ("File exists")
+    for target in (mine, tmp_path / "gone"):
+        link = tmp_path / f"link-{target.name}"
+        link.symlink_to(target)
+        one_error_line(runner.invoke(app, ["demo", "--out", str(link)]),
+                       f"{link}: a symbolic link (to {target}); give the folder itself as --out")
     assert sorted(p.name for p in mine.iterdir()) == [demo.MARKER]
     other = tmp_path / "other"
     other.mkdir()

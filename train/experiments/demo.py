@@ -7,6 +7,7 @@ that the pipeline works; synthetic data cannot say what real ETL data gives.
 """
 
 import html
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -80,12 +81,22 @@ def _check_counts(**counts: int) -> None:
 
 
 def _fresh(out: Path) -> None:
-    """An empty `out`: a previous demo's folder is removed, any other non-empty one refused."""
+    """`out` holding only the marker: a previous demo's folder is emptied around its marker (so
+    a removal cut short leaves a folder the rerun still replaces), any other non-empty one
+    refused."""
+    if out.is_symlink():  # its target would be emptied under another name, or is not there
+        raise EtlError(f"{out}: a symbolic link (to {os.readlink(out)}); give the folder itself "
+                       "as --out")
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).is_file():
             raise EtlError(f"{out}: not empty and not a previous demo folder (no {MARKER}); "
                            "choose another --out")
-        shutil.rmtree(out)
+        for entry in out.iterdir():
+            if entry.name != MARKER:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("written by `etlkit demo`; rerunning the demo replaces this "
                               "folder\n", "utf-8")
