@@ -104,11 +104,17 @@ def join(root: Where, relative: str) -> Where:
     return Path(root) / relative
 
 
+def leaves_by_name(relative: str) -> bool:
+    """A path that is not a relative one without `..` (or holds a NUL): outside any folder
+    before a link is followed."""
+    return "\0" in relative or Path(relative).is_absolute() or ".." in Path(relative).parts
+
+
 def inside(root: Where, relative: str) -> bool:
     """A relative path without `..` that stays inside `root` (links followed, on a disk).
     A path whose links go round in a loop leads nowhere: one EtlError line naming it (Python
     3.11's Path.resolve would raise RuntimeError for it)."""
-    if "\0" in relative or Path(relative).is_absolute() or ".." in Path(relative).parts:
+    if leaves_by_name(relative):
         return False
     if is_url(root):
         return True  # a URL has no links to follow

@@ -166,8 +166,11 @@ def verify_dataset(root: remote.Where, process: tuple[int, int] = (0, 1),
             checks.append(FileCheck(name, "shard", "missing", expected, None, remote.LINK_LOOP))
             continue
         if not within:
+            seen.add(key)  # not an unlisted file as well
+            how = ("path leaves" if remote.leaves_by_name(name) else
+                   "a link in its path leads out of")
             checks.append(FileCheck(name, "shard", "outside", expected, None,
-                                    "path leaves the dataset folder; not read"))
+                                    f"{how} the dataset folder; not read"))
         elif key in seen:
             checks.append(FileCheck(name, "shard", "duplicate", expected, None,
                                     "listed twice in manifest.json"))

@@ -113,20 +113,27 @@ def test_a_manifest_without_the_structure_is_one_error_line(dataset, doc, needle
                    str(dataset / "manifest.json"), "not an etlkit manifest")
 
 
-@pytest.mark.parametrize("outside", ["../elsewhere/shard-00000.h5", "absolute"])
+@pytest.mark.parametrize("outside", ["../elsewhere/shard-00000.h5", "absolute", "link"])
 def test_a_shard_path_outside_the_folder_is_refused_unread(dataset, tmp_path, outside):
-    """The outside file is a true copy with the listed SHA-256: were it read, it would pass."""
+    """The outside file is a true copy with the listed SHA-256: were it read, it would pass.
+    A listed shard that is a link out of the folder is one row, not also an unlisted file
+    (hostile pass 11, P3)."""
     doc = _manifest(dataset)
     (tmp_path / "elsewhere").mkdir()
-    copy = shutil.copy(dataset / "train" / "shard-00000.h5", tmp_path / "elsewhere")
-    doc["shards"][0]["path"] = str(copy) if outside == "absolute" else outside
-    doc["checksum"] = manifest_digest(doc)
-    _write(dataset, doc)
-    os.remove(dataset / "train" / "shard-00000.h5")
+    shard = dataset / "train" / "shard-00000.h5"
+    copy = shutil.copy(shard, tmp_path / "elsewhere")
+    os.remove(shard)
+    if outside == "link":
+        shard.symlink_to(copy)
+    else:
+        doc["shards"][0]["path"] = str(copy) if outside == "absolute" else outside
+        doc["checksum"] = manifest_digest(doc)
+        _write(dataset, doc)
     result = runner.invoke(app, ["verify", str(dataset)])
     assert result.exit_code == 1
     (row,) = _failed_rows(result)
-    assert row.split()[2] == "outside" and "not read" in row
+    how = "a link in its path leads out of" if outside == "link" else "path leaves"
+    assert row.split()[2] == "outside" and f"{how} the dataset folder; not read" in row
 
 
 @pytest.mark.parametrize("where", ["folder", "url"])
