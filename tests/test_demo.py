@@ -143,7 +143,8 @@ def test_demo_writes_a_report_with_the_runs_accuracies(tmp_path):
 def test_demo_replaces_only_its_own_folders(tmp_path, monkeypatch):
     """A previous demo is emptied around its marker, which is never removed: a replacement
     cut short (Ctrl-C, kill) left, where a file system lists the marker first, a folder
-    without it that every rerun refused (hostile pass 11, P1)."""
+    without it that every rerun refused (hostile pass 11, P1); it is replaced, never written
+    through."""
     mine = tmp_path / "mine"
     (mine / "runs" / "katakana").mkdir(parents=True)
     (mine / demo.MARKER).write_text("")
@@ -161,6 +162,15 @@ def test_demo_replaces_only_its_own_folders(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert sorted(removed) == ["metrics.jsonl", "old.txt"]
     assert sorted(p.name for p in mine.iterdir()) == [demo.MARKER]
+    # a marker linked to another file is replaced, not written through (pass 12, Q1)
+    for link in (os.symlink, os.link):
+        victim = tmp_path / f"victim-{link.__name__}.txt"
+        victim.write_text("mine")
+        (mine / demo.MARKER).unlink()
+        link(victim, mine / demo.MARKER)
+        demo._fresh(mine)
+        assert victim.read_text() == "mine" and not (mine / demo.MARKER).is_symlink()
+        assert (mine / demo.MARKER).stat().st_nlink == 1
     # a link to a previous demo: refused by name (it was "Cannot call rmtree on a symbolic
     # link", naming nothing, P2), as a dangling one ("File exists")
     for target in (mine, tmp_path / "gone"):

@@ -98,8 +98,10 @@ def _fresh(out: Path) -> None:
                 else:
                     entry.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by `etlkit demo`; rerunning the demo replaces this "
-                              "folder\n", "utf-8")
+    fresh = out / f"{MARKER}.tmp"  # replaced, not written through: a linked marker's target stays
+    fresh.write_text("written by `etlkit demo`; rerunning the demo replaces this folder\n",
+                     "utf-8")
+    os.replace(fresh, out / MARKER)
 
 
 def _task(out: Path, task: Task, epochs: int, say: Callable[[str], None]) -> dict:
