@@ -172,7 +172,7 @@ def _plan(dataset, info, entries, writers, patterns):
             plans.append((e, _sheets(info, entries, e, n)))
         done += max(n, 0)
     planned = [e for e, _ in plans]
-    unreached = [e for e in chosen if not e.extra and e not in planned]
+    unreached = [e for e in chosen if patterns and not e.extra and e not in planned]
     if unreached:  # --files names writer-major files past the writers asked for
         first, end = _writer_range(unreached, entries)
         names = _listed([e.name for e in unreached])
