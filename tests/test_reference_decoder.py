@@ -20,19 +20,18 @@ from etlkit.synth import synth
 
 DATASETS = list(FORMATS)
 #: Small synthesized files (dataset -> synth arguments); the rest are encoded from random data
-#: (ETL-9B too: ETL-8B2 covers the B family's synthesized records, and a synthesized ETL-9B
-#: file is 3,036 kanji, seconds of rendering).
+#: (ETL-9B and ETL-9G too: ETL-8B2 and ETL-8G cover their families' synthesized records, and a
+#: synthesized ETL-9 file is 3,036 kanji, seconds of rendering).
 SYNTH = {
     "ETL1": {"files": ["ETL1C_09"], "writers": 3},  # includes the missing ナ of sheet 2672
     "ETL4": {"writers": 1},
     "ETL5": {"writers": 1},
     "ETL7": {"files": ["ETL7SC_2"], "writers": 1},
     "ETL8B2": {"files": ["ETL8B2C1"], "writers": 1},
-    "ETL9G": {"writers": 1},
 }
 #: Synthesized files of the session's `etl_raw` (read, never changed): ETL8G_02 is one writer.
 SESSION_FILES = {"ETL8G": "ETL8G_02"}
-ENCODED_RECORDS = {"ETL2": 29, "ETL3": 23, "ETL6": 31, "ETL9B": 37}
+ENCODED_RECORDS = {"ETL2": 29, "ETL3": 23, "ETL6": 31, "ETL9B": 37, "ETL9G": 41}
 #: Files up to this many records are compared in full; larger ones on a sample of images.
 FULL_IMAGE_CHECK = 100
 
