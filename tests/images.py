@@ -28,6 +28,13 @@ def character_png() -> bytes:
     return buffer.getvalue()
 
 
+def character_jpeg() -> bytes:
+    """`character_png`'s stroke as a baseline JPEG."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(character_png())).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
 def dots_png(side: int, dot: int) -> bytes:
     """A 1-bit PNG, side × side white, with two black dot × dot squares far apart: above
     WORK_SIDE, load_gray's reduction averages small dots away (a few KB for side 2100)."""

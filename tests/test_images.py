@@ -2,11 +2,23 @@
 Pillow's own exceptions; and `etlkit predict` still predicts the good files of the same
 command."""
 
+import io
 import os
 import re
+import struct
 
+import numpy as np
 import pytest
-from images import broken_pngs, character_png, dots_png, jpeg_scan_bomb, png_header
+from images import (
+    broken_pngs,
+    character_jpeg,
+    character_png,
+    chunk,
+    dots_png,
+    jpeg_scan_bomb,
+    png_header,
+)
+from PIL import Image
 
 from etlkit.errors import EtlError
 from train.inference.images import JPEG_SCAN_PASSES, MAX_JPEG_SCANS, load_gray
@@ -45,6 +57,65 @@ def test_every_single_flipped_byte_of_a_png_is_refused(tmp_path):
                                          f"{idat - 4} fails its CRC check")
     with pytest.raises(EtlError, match="upload.png: PNG cut off at byte"):
         load_gray(good[:-12], "upload.png")
+
+
+def _with_chunk(png: bytes, kind: bytes, body: bytes, after: str = "IHDR") -> bytes:
+    """`png` with a chunk (valid CRC) inserted after its IHDR, or at its start."""
+    at = 8 + 25 if after == "IHDR" else 8
+    return png[:at] + chunk(kind, body) + png[at:]
+
+
+def _with_ihdr(png: bytes, **fields) -> bytes:
+    """`png` with IHDR fields changed (width, height, depth, colour, compression, filtering,
+    interlace) and its CRC recomputed."""
+    names = ("width", "height", "depth", "colour", "compression", "filtering", "interlace")
+    values = dict(zip(names, struct.unpack(">IIBBBBB", png[16:29]), strict=True)) | fields
+    return png[:8] + chunk(b"IHDR", struct.pack(">IIBBBBB", *values.values())) + png[33:]
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda p: _with_chunk(p, b"ABCD", b"xx"),
+     "an unknown critical chunk ABCD (the chunk at byte 33)"),
+    (lambda p: _with_chunk(p, b"PLTE", b"\0\0\0"), "a palette (PLTE) in a gray image"),
+    (lambda p: _with_chunk(p, b"IHDR", p[16:29]), "a second IHDR chunk (the chunk at byte 33)"),
+    (lambda p: _with_chunk(p, b"\0\x01\x02\x03", b"xx"),
+     "a chunk type 00010203 that is not four letters"),
+    (lambda p: _with_chunk(p, b"tEXt", b"k\0v", after="signature"),
+     "its first chunk is tEXt, not IHDR (the chunk at byte 8)"),
+    (lambda p: _with_ihdr(p, width=0), "an IHDR size of 0×40 pixels (the chunk at byte 8)"),
+    (lambda p: _with_ihdr(p, depth=3), "an IHDR bit depth 3 with colour type 0"),
+    (lambda p: _with_ihdr(p, colour=5), "an IHDR bit depth 8 with colour type 5"),
+    (lambda p: _with_ihdr(p, compression=5),
+     "IHDR compression 5, filter 0, interlace 0 (the specification defines 0, 0, and 0 or 1)"),
+])
+def test_a_png_against_the_specifications_rules_is_refused(edit, problem):
+    """Pillow decodes these (every CRC valid), but the PNG specification makes a decoder
+    refuse them, as libpng does (hostile pass 13, F1 and F2: a zero width was called 'not a
+    PNG or JPEG image')."""
+    with pytest.raises(EtlError) as caught:
+        load_gray(edit(character_png()), "upload.png")
+    assert str(caught.value).startswith("upload.png: corrupt PNG: ")
+    assert problem in str(caught.value)
+
+
+def test_chunks_a_decoder_may_skip_are_read_past():
+    good = load_gray(character_png())
+    for kind in (b"prVt", b"tEXt"):  # an unknown ancillary chunk, a known one
+        np.testing.assert_array_equal(
+            load_gray(_with_chunk(character_png(), kind, b"comment\0x")), good)
+    palette = io.BytesIO()
+    Image.fromarray(np.asarray(Image.open(io.BytesIO(character_png())))).convert("P").save(
+        palette, "PNG")
+    np.testing.assert_array_equal(load_gray(palette.getvalue()), good)
+
+
+def test_a_jpeg_whose_header_pillow_cannot_read_is_called_a_corrupt_jpeg():
+    jpeg = bytearray(character_jpeg())
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5:sof + 7] = b"\0\0"  # a height of 0
+    with pytest.raises(EtlError, match="^upload.jpg: corrupt JPEG: Pillow cannot read its "
+                                       "header$"):
+        load_gray(bytes(jpeg), "upload.jpg")
 
 
 def test_a_device_is_not_an_image(tmp_path):

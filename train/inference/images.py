@@ -82,7 +82,10 @@ def load_gray(source: Path | bytes, name: str | Path | None = None,
     except EtlError:
         raise
     except UnidentifiedImageError:
-        raise EtlError(f"{name}: not a PNG or JPEG image") from None
+        kind = ("corrupt PNG: Pillow cannot read its header" if data.startswith(PNG_SIGNATURE)
+                else "corrupt JPEG: Pillow cannot read its header" if data.startswith(JPEG_START)
+                else "not a PNG or JPEG image")
+        raise EtlError(f"{name}: {kind}") from None
     except Image.DecompressionBombError:
         raise EtlError(f"{name}: more than the {max_pixels:,} pixels allowed") from None
     except MemoryError:
@@ -99,16 +102,25 @@ def load_gray(source: Path | bytes, name: str | Path | None = None,
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_START = b"\xff\xd8\xff"
+#: The chunks a PNG decoder must understand; any other whose type starts with a capital letter
+#: (the spec's "critical" bit) must make it refuse the file.
+PNG_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
+#: Colour type -> the bit depths the PNG specification allows with it.
+PNG_BIT_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 
 
 def check_png_chunks(data: bytes, name: str | Path) -> None:
     """Refuse PNG bytes whose chunks do not check out: every chunk up to IEND must be whole and
-    match its CRC-32. Pillow checks the CRCs of the chunks it parses itself but not of the
-    image data (IDAT), so a flipped pixel byte would otherwise be decoded and classified.
-    Bytes that are not a PNG pass (a JPEG has no checksums to check)."""
+    match its CRC-32, and the file must keep the rules the PNG specification makes a decoder
+    refuse it for (libpng does; Pillow reads past them): IHDR first, once, with valid fields;
+    chunk types of four letters; no unknown critical chunk; no palette in a gray image.
+    Pillow checks the CRCs of the chunks it parses itself but not of the image data (IDAT),
+    so a flipped pixel byte would otherwise be decoded and classified. Bytes that are not a
+    PNG pass (a JPEG has no checksums to check)."""
     if not data.startswith(PNG_SIGNATURE):
         return
-    view, at = memoryview(data), len(PNG_SIGNATURE)
+    view, at, colour = memoryview(data), len(PNG_SIGNATURE), None
     while True:
         if at + 12 > len(view):
             raise EtlError(f"{name}: PNG cut off at byte {at} (no IEND chunk)")
@@ -122,9 +134,46 @@ def check_png_chunks(data: bytes, name: str | Path) -> None:
             label = kind.decode("latin-1") if kind.isalpha() else kind.hex()
             raise EtlError(f"{name}: corrupt PNG: the {label} chunk at byte {at} fails its "
                            "CRC check")
+        problem = png_chunk_problem(kind, view[at + 8:end], colour)
+        if problem:
+            raise EtlError(f"{name}: corrupt PNG: {problem} (the chunk at byte {at})")
+        if kind == b"IHDR":
+            colour = view[at + 17]
         if kind == b"IEND":
             return
         at = end + 4
+
+
+def png_chunk_problem(kind: bytes, body: memoryview, colour: int | None) -> str | None:
+    """Why the PNG specification makes a decoder refuse this chunk, given the colour type of
+    the IHDR before it (None: no IHDR yet), or None."""
+    if not kind.isalpha():
+        return f"a chunk type {kind.hex()} that is not four letters"
+    if colour is None and kind != b"IHDR":
+        return f"its first chunk is {kind.decode()}, not IHDR"
+    if kind == b"IHDR":
+        return "a second IHDR chunk" if colour is not None else _ihdr_problem(body)
+    if kind == b"PLTE" and colour in (0, 4):
+        return "a palette (PLTE) in a gray image"
+    if not kind[0] & 0x20 and kind not in PNG_CRITICAL:
+        return f"an unknown critical chunk {kind.decode()}"
+    return None
+
+
+def _ihdr_problem(body: memoryview) -> str | None:
+    """What is invalid in an IHDR chunk's fields, or None."""
+    if len(body) != 13:
+        return f"an IHDR chunk of {len(body)} bytes, not 13"
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack(
+        ">IIBBBBB", body)
+    if not (0 < width < 1 << 31 and 0 < height < 1 << 31):
+        return f"an IHDR size of {width}×{height} pixels"
+    if depth not in PNG_BIT_DEPTHS.get(colour, ()):
+        return f"an IHDR bit depth {depth} with colour type {colour}"
+    if (compression, filtering) != (0, 0) or interlace > 1:
+        return (f"IHDR compression {compression}, filter {filtering}, interlace {interlace} "
+                "(the specification defines 0, 0, and 0 or 1)")
+    return None
 
 
 def check_jpeg_scans(data: bytes, size: tuple[int, int], max_pixels: int,
