@@ -697,8 +697,11 @@ def is_count(value) -> bool:
 
 def load_manifest(root: remote.Where):
     """The JSON of a dataset's manifest.json (any JSON: callers check its structure), or one
-    EtlError line: no manifest (an unfinished extraction says so), or unreadable."""
+    EtlError line: no manifest (an unfinished extraction says so), unreadable, or a link out of
+    the dataset folder (not read, as a shard's would not be)."""
     path = remote.join(root, "manifest.json")
+    if not remote.inside(root, "manifest.json"):
+        raise EtlError(f"{path}: a link that leads out of the dataset folder; not read")
     try:
         return json.loads(remote.read_text(path))
     except FileNotFoundError:

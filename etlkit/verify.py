@@ -344,6 +344,17 @@ def _records_per_source(doc: dict, sources: list[np.ndarray]) -> list[FileCheck]
     return checks
 
 
+def _sources_fit(pairs: np.ndarray, sources: list[dict]) -> bool:
+    """Whether every (file, record) pair names one of the manifest's sources and a record
+    that file holds: record numbers count from 0, the B family's dummy record included."""
+    if pairs.min() < 0 or pairs[:, 0].max() >= len(sources):
+        return False
+    ends = np.array([s["records"] + (formats.FORMATS[s["dataset"]].dummy_records
+                                     if s["dataset"] in formats.FORMATS else 0)
+                     for s in sources], np.int64)
+    return bool((pairs[:, 1] < ends[pairs[:, 0]]).all())
+
+
 def _label_codes(sjis: np.ndarray, merged: bool) -> np.ndarray:
     """The Shift-JIS code of the class each record belongs to: its own code, or for a merged
     small kana the code of the full-size kana it merged into."""
@@ -440,8 +451,7 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
         return FileCheck(name, "shard", "mismatch", expected, found,
                          f"it and manifest.json disagree on {', '.join(differ)} (one of the "
                          "two was edited)"), None
-    listed = len(doc.get("sources", []))  # file numbers index the manifest's sources
-    if found and (sources.min() < 0 or sources[:, 0].max() >= listed):
+    if found and not _sources_fit(sources, doc.get("sources", [])):
         return FileCheck(name, "shard", "corrupt", expected, found,
                          "its source column is not (file, record) pairs of the manifest's "
                          "sources"), None

@@ -9,7 +9,9 @@ import etlkit
 from etlkit import labels, manifest
 from etlkit.extract import Options, extract
 from etlkit.formats import FORMATS
+from etlkit.shards import open_shards
 from etlkit.synth import synth
+from etlkit.verify import verify_dataset
 
 
 def _sjis_from_jis0208(code: int) -> int:
@@ -139,6 +141,10 @@ def test_a_cut_b_file_keeps_its_model_records_flags_and_extract_keeps_every_clas
     with pytest.warns(etlkit.EtlWarning, match="the val split is empty"):
         doc = extract([cut], tmp_path / "kanji", Options(task="kanji"))
     assert doc["num_classes"] == 881 and doc["splits"]["train"] == 2 * 881
+    # record numbers count the dummy: ETL8B2C1's last of 640 records is number 640, in bounds
+    shards = open_shards(tmp_path / "kanji", "train").read(("source",))["source"]
+    assert shards[shards[:, 0] == 0, 1].max() == doc["sources"][0]["records"] == 640
+    assert {check.status for check in verify_dataset(tmp_path / "kanji")} == {"ok"}
 
 
 def test_model_records_the_manifest_expects_but_the_file_lacks_are_warned(tmp_path):

@@ -136,6 +136,19 @@ def test_a_shard_path_outside_the_folder_is_refused_unread(dataset, tmp_path, ou
     assert row.split()[2] == "outside" and f"{how} the dataset folder; not read" in row
 
 
+def test_a_manifest_that_is_a_link_out_of_the_folder_is_refused_unread(dataset, tmp_path):
+    """As a listed shard that is one: it was read through (hostile pass 13)."""
+    copy = shutil.copy(dataset / "manifest.json", tmp_path / "elsewhere.json")
+    os.remove(dataset / "manifest.json")
+    (dataset / "manifest.json").symlink_to(copy)
+    for command in ("verify", "preview", "card"):
+        args = [command, str(dataset)] + (["--out", str(tmp_path / "p.png")]
+                                          if command == "preview" else [])
+        result = runner.invoke(app, args)
+        one_error_line(result, f"{dataset / 'manifest.json'}: a link that leads out of the "
+                               "dataset folder; not read")
+
+
 @pytest.mark.parametrize("where", ["folder", "url"])
 def test_a_shard_far_bigger_than_its_records_can_take_is_refused_unread(dataset, where):
     """Hostile pass 9, K3: a "shard" of a terabyte (here sparse on disk; a server's endless one
@@ -337,6 +350,10 @@ SHARD_EDITS = {  # name: (edit of one shard, what verify and the loader say)
                      "images are 20×20"),
     "negative source": (lambda p: _rewrite(p, "source", lambda v: np.where(
         np.arange(v.size).reshape(v.shape) == 0, -1, v)), "source column"),
+    # one record past the end of its file: file numbers were bounded, record numbers not
+    "source record past its file": (lambda p: _rewrite(p, "source", lambda v: np.where(
+        np.arange(v.size).reshape(v.shape) == 1,
+        _manifest(p.parents[1])["sources"][v[0, 0]]["records"], v)), "source column"),
     "label -1": (lambda p: _rewrite(p, "labels", lambda v: np.where(
         np.arange(len(v)) == 0, -1, v)), "labels out of range"),
     "string labels": (lambda p: _rewrite(p, "labels", lambda v: v.astype("S3")),
