@@ -85,15 +85,17 @@ def looks_like_text(path: Path) -> bool:
 
 
 def in_set_share(fmt: Format, codes: np.ndarray) -> float | None:
-    """The share of `codes` in the dataset's class set (else that stand for a character);
-    None where neither can be judged (ETL-2 without its CO-59 table, no codes)."""
+    """The share of `codes` in the dataset's class set (else in the scripts data_manifest.yaml
+    lists for the dataset, else that stand for a character); None where none can be judged
+    (ETL-2 without its CO-59 table, no codes)."""
     if not len(codes) or fmt.code == "co59":
         return None
     known = manifest.dataset_codes(fmt.name)
     if known is not None:
         return float(np.isin(codes, known).mean())
-    chars, _, _ = labels.label_arrays(codes, fmt.char_of())
-    return float((chars != "").mean())
+    chars, _, scripts = labels.label_arrays(codes, fmt.char_of())
+    allowed = manifest.dataset_info(fmt.name).get("scripts")
+    return float((chars != "").mean() if allowed is None else np.isin(scripts, allowed).mean())
 
 
 def better_format(path: Path, exclude: Format | None = None) -> str | None:

@@ -231,6 +231,22 @@ def test_part_of_a_file_under_another_files_name_is_warned_about_by_its_classes(
         assert "its bytes fit ETL6 or ETL7 better" in line, line  # was "ETL6": pass 9, note 4
 
 
+def test_katakana_codes_in_a_file_named_etl3_are_warned_about(tmp_path):
+    """ETL-3's classes are digits, A-Z and symbols; data_manifest.yaml lists no class codes
+    for it, so part of ETL4C (hiragana under katakana codes) named ETL3C_1 was read as 48
+    katakana classes without a word (hostile pass 13, F6); its scripts now judge it."""
+    synth("ETL4", tmp_path / "synth", writers=2)
+    path = tmp_path / "raw" / "ETL3C_1"
+    path.parent.mkdir()
+    path.write_bytes((tmp_path / "synth" / "ETL4C").read_bytes())
+    for args in (["info", str(path)], ["preview", str(path), "--out", str(tmp_path / "p")],
+                 ["extract", str(path.parent), "--scripts", "katakana", "--allow-missing",
+                  "--out", str(tmp_path / "ds")]):
+        (line,) = _warnings(runner.invoke(app, args), path)
+        assert "102 of its first 102 records have codes outside ETL3's class set" in line, line
+        assert "its bytes fit ETL4 or ETL5 better" in line, line
+
+
 def test_a_synth_file_with_another_files_count_is_what_its_marker_says(tmp_path):
     """75 writers of ETL7LC_1 are 7200 records, ETL7LC_2's count: synth's marker says why."""
     synth("ETL7", tmp_path, writers=1, files=["ETL7LC_1"])
