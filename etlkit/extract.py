@@ -27,6 +27,9 @@ from .workers import Workers, result
 CHUNK_RECORDS = 4096
 #: Threads for both passes (numpy and file reads release the GIL) and for hashing the sources.
 WORKERS = min(4, os.cpu_count() or 1)
+#: The largest sheet number a shard's int32 `sheets` holds; AIST numbers sheets in the
+#: thousands, so a record past it has a damaged header (it would wrap negative, unseen).
+SHEET_MAX = np.iinfo(np.int32).max
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,7 @@ def _choose(path: Path, file_no: int, task: tasks.Task, options: Options) -> dic
         hashes.append(batch.hashes)
         numbers.append(batch.index)
         keep = task.select(batch)
+        _check_sheets(path, batch.sheets[keep], batch.index[keep])
         chars = batch.chars[keep]
         if options.merge_small_kana:
             chars = tasks.merge_small_kana(chars)
@@ -208,6 +212,15 @@ def _choose(path: Path, file_no: int, task: tasks.Task, options: Options) -> dic
                                 np.concatenate(numbers))
     return {"dataset": fmt.name, "records": records, "synthetic": signed > 0, "hashed": hashed,
             **arrays}
+
+
+def _check_sheets(path: Path, sheets: np.ndarray, index: np.ndarray) -> None:
+    """Refuse a chosen record whose sheet number a shard cannot hold (see SHEET_MAX)."""
+    past = np.flatnonzero(sheets > SHEET_MAX)
+    if len(past):
+        raise EtlError(f"{path}: record {index[past[0]]} has sheet number {sheets[past[0]]}, "
+                       f"more than the {SHEET_MAX} a shard holds; no ETL file numbers its "
+                       "sheets so high: a damaged record header")
 
 
 def _chunks(files: list[Path], chosen: list[dict]) -> list[tuple]:

@@ -479,3 +479,24 @@ def test_records_that_appear_twice_are_refused_before_anything_is_written(raw, t
                                                               " byte for byte (a file copied "
                                                               "or joined twice?)"]
     assert f"warning: {folder / repeat}" in result.stderr
+
+
+def test_a_sheet_number_a_shard_cannot_hold_is_refused_not_wrapped(tmp_path):
+    """One flipped byte of an ETL5C record's sheet field gave sheet 4,278,190,288, which the
+    shard's int32 `sheets` stored as -16,777,008 without a word (hostile pass 13, F5)."""
+    from etlkit.synth import synth
+
+    synth("ETL5", tmp_path / "synth", writers=2)
+    damaged = bytearray((tmp_path / "synth" / "ETL5C").read_bytes())
+    damaged[79 * 2952 + 5] ^= 0xFF  # in record 79's sheet number
+    path = tmp_path / "raw" / "ETL5C"
+    path.parent.mkdir()
+    path.write_bytes(bytes(damaged))
+    with pytest.warns(etlkit.EtlWarning):  # synth's records, no marker beside them
+        sheet = int(etlkit.read(path).sheets[79])
+    assert sheet > np.iinfo(np.int32).max
+    one_error_line(runner.invoke(app, ["extract", str(path.parent), "--scripts", "katakana",
+                                       "--out", str(tmp_path / "ds")]),
+                   f"{path}: record 79 has sheet number {sheet}, more than the 2147483647 a "
+                   "shard holds")
+    assert not (tmp_path / "ds").exists()
