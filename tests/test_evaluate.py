@@ -210,6 +210,9 @@ def test_usage_errors_are_one_line(run, tmp_path):
                     "not a training run")
     one_error_line(runner.invoke(app, ["predict", str(tmp_path), str(image)]),
                     "not a training run")
+    # the run folder forgotten: it said "a.png/config.json: Not a directory" (hostile pass 13)
+    one_error_line(runner.invoke(app, ["predict", str(image), str(image)]),
+                    f"{image}: not a training run (a file, not a run folder)")
     one_error_line(runner.invoke(app, ["evaluate", str(run), "--split", "dev"]),
                     "--split must be one of test, val, train, not 'dev'")
     one_error_line(runner.invoke(app, ["evaluate", str(run), "--which", "last"]),

@@ -14,6 +14,7 @@ import zlib
 
 import numpy as np
 import pytest
+from assertions import one_error_line
 from PIL import Image
 from scipy import ndimage
 from typer.testing import CliRunner
@@ -160,6 +161,11 @@ def test_bad_images_get_one_error_line(run, tmp_path):
     result = runner.invoke(app, ["recognize", str(good), "--run", str(tmp_path)])
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert "not a training run" in result.stderr
+    # --out naming the input image overwrote it with the boxes (hostile pass 13, F7)
+    before = good.read_bytes()
+    one_error_line(runner.invoke(app, ["recognize", str(good), "--run", str(run), "--out",
+                                       str(good)]), f"--out {good}: that is the input image")
+    assert good.read_bytes() == before
 
 
 def test_framing_of_mnist_is_by_centre_of_mass_at_28(run):

@@ -291,6 +291,9 @@ def register(app: typer.Typer, reported) -> None:
         from .reports.figures import save
         out = out or image.with_name(f"{image.stem}.boxes.png")
         with reported():
+            if out.exists() and image.exists() and out.samefile(image):
+                raise EtlError(f"--out {out}: that is the input image, which the boxes would "
+                               "overwrite; name another file")
             gray, characters = recognize(run, image, which)
             save(draw(gray, characters), out)
         typer.echo("".join(c.top[0][0] for c in characters))

@@ -123,6 +123,8 @@ class Run:
         """config.json, with every key inference needs (a run folder travels: its dataset's
         absolute location, class table, image facts and framing are all in it), its options
         an object and its steps per epoch a count every reader can divide by."""
+        if self.root.exists() and not self.root.is_dir():  # `predict IMAGE IMAGE`: run forgotten
+            raise EtlError(f"{self.root}: not a training run (a file, not a run folder)")
         try:
             doc = json.loads(remote.read_text(self.config))  # refuses a FIFO, a device
         except FileNotFoundError:
