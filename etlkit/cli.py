@@ -366,7 +366,8 @@ def synth_cmd(
                                          "in all (writer-major ones).")] = 5,
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
     files: Annotated[list[str] | None, typer.Option("--files", help="Only files matching these "
-                                                    "names or glob patterns.")] = None,
+                                                    "names or glob patterns (the option once "
+                                                    "per pattern).")] = None,
 ):
     """Write synthetic raw ETL files (real names, layouts, order and classes; KanjiVG strokes)."""
     with _reported():
@@ -463,7 +464,9 @@ def extract_cmd(
                                              "all.")] = None,
     chars: Annotated[str | None, typer.Option(help="A custom class set: these characters.")] = None,
     scripts: Annotated[list[str] | None, typer.Option(help="A custom class set: characters of "
-                                                      "these scripts.")] = None,
+                                                      "these scripts (the option once per "
+                                                      "script: --scripts hiragana --scripts "
+                                                      "katakana).")] = None,
     binarize: Annotated[str | None, typer.Option(help="otsu or none (default: otsu for ETL, "
                                                  "none for IDX files and --dataset).")] = None,
     merge_small_kana: Annotated[bool | None, typer.Option(

@@ -319,7 +319,8 @@ def register(app: typer.Typer, reported) -> None:
             "script,hiragana,katakana,kanji,all"),
         shards: Annotated[list[str] | None, typer.Option(help="TASK=DIR: use these shards (a "
                                                          "folder or URL) for a task instead of "
-                                                         "extracting.")] = None,
+                                                         "extracting (the option once per "
+                                                         "task).")] = None,
         split: Annotated[str, typer.Option(help="random (the paper's) or writer.")] = "random",
         epochs: Annotated[int | None, typer.Option(help="At most this many epochs per run. "
                                                    "[each model's recipe: 40 for the "
