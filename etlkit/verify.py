@@ -16,7 +16,7 @@ import numpy as np
 
 from . import card, formats, manifest, plausibility, remote, split, synth, workers
 from .errors import EtlError, EtlWarning, one_line
-from .labels import SMALL_KANA
+from .labels import SMALL_KANA, label_arrays
 from .shards import (
     ATTRIBUTES,
     FIELDS,
@@ -355,6 +355,21 @@ def _sources_fit(pairs: np.ndarray, sources: list[dict]) -> bool:
     return bool((pairs[:, 1] < ends[pairs[:, 0]]).all())
 
 
+def _codes_disagree(codes: np.ndarray, sjis: np.ndarray, pairs: np.ndarray,
+                    sources: list[dict]) -> np.ndarray:
+    """The records whose raw label code does not stand, in their source file's format, for the
+    character of their Shift-JIS code (which the labels were checked against). ETL-2's CO-59
+    codes need AIST's table, and the digit datasets' codes are their own: not judged."""
+    wrong = np.zeros(len(codes), bool)
+    for file_no in np.unique(pairs[:, 0]) if len(pairs) else []:
+        fmt = formats.FORMATS.get(sources[file_no]["dataset"])
+        if fmt is None or fmt.code == "co59":
+            continue
+        rows = pairs[:, 0] == file_no
+        wrong[rows] = label_arrays(codes[rows], fmt.char_of())[1] != sjis[rows]
+    return np.flatnonzero(wrong)
+
+
 def _label_codes(sjis: np.ndarray, merged: bool) -> np.ndarray:
     """The Shift-JIS code of the class each record belongs to: its own code, or for a merged
     small kana the code of the full-size kana it merged into."""
@@ -410,6 +425,7 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
             if layout:
                 return FileCheck(name, "shard", "corrupt", expected, None, layout), None
             labels, sjis, sources = f["labels"][:], f["sjis"][:], f["source"][:]
+            codes = f["codes"][:]
             sheets = f["sheets"][:]
             sizes = {len(f[k]) for k in FIELDS}
             attrs = {}
@@ -455,4 +471,9 @@ def _shard_check(root: remote.Where, doc: dict, shard: dict,
         return FileCheck(name, "shard", "corrupt", expected, found,
                          "its source column is not (file, record) pairs of the manifest's "
                          "sources"), None
+    wrong = _codes_disagree(codes, sjis, sources, doc.get("sources", []))
+    if len(wrong):
+        return FileCheck(name, "shard", "corrupt", expected, found,
+                         f"{len(wrong)} records' label codes stand for other characters than "
+                         f"their Shift-JIS codes (first: record {wrong[0]})"), None
     return FileCheck(name, "shard", "ok", expected, found), sources

@@ -354,6 +354,13 @@ SHARD_EDITS = {  # name: (edit of one shard, what verify and the loader say)
     "source record past its file": (lambda p: _rewrite(p, "source", lambda v: np.where(
         np.arange(v.size).reshape(v.shape) == 1,
         _manifest(p.parents[1])["sources"][v[0, 0]]["records"], v)), "source column"),
+    # a record's raw code made another's: labels and sjis still agree (hostile pass 14, N1)
+    "code of another class": (lambda p: _rewrite(p, "codes", lambda v: np.where(
+        np.arange(len(v)) == 0, v[np.flatnonzero(v != v[0])[0]], v)),
+                              "1 records' label codes stand for other characters than their "
+                              "Shift-JIS codes (first: record 0)"),
+    "code for no character": (lambda p: _rewrite(p, "codes", lambda v: np.where(
+        np.arange(len(v)) == 0, 0, v)), "label codes stand for other characters"),
     "label -1": (lambda p: _rewrite(p, "labels", lambda v: np.where(
         np.arange(len(v)) == 0, -1, v)), "labels out of range"),
     "string labels": (lambda p: _rewrite(p, "labels", lambda v: v.astype("S3")),
