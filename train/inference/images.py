@@ -77,6 +77,8 @@ def load_gray(source: Path | bytes, name: str | Path | None = None,
                                f"{max_pixels:,} allowed")
             if image.format == "JPEG":
                 check_jpeg_scans(data, image.size, max_pixels, name)
+            else:
+                check_png_data(data, name)
             stored = image.size
             gray = _gray(image)
     except EtlError:
@@ -174,6 +176,56 @@ def _ihdr_problem(body: memoryview) -> str | None:
         return (f"IHDR compression {compression}, filter {filtering}, interlace {interlace} "
                 "(the specification defines 0, 0, and 0 or 1)")
     return None
+
+
+#: Adam7 interlacing's passes: (first column, first row, column step, row step).
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+         (0, 1, 1, 2))
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
+INFLATE_STEP = 1 << 20
+
+
+def png_data_bytes(width: int, height: int, depth: int, colour: int, interlace: int) -> int:
+    """The bytes a PNG's image data inflates to: every row of every pass, a filter byte first."""
+    bits = depth * PNG_CHANNELS[colour]
+    total = 0
+    for x0, y0, dx, dy in ADAM7 if interlace else ((0, 0, 1, 1),):
+        columns, rows = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if columns > 0 and rows > 0:
+            total += rows * (1 + (columns * bits + 7) // 8)
+    return total
+
+
+def check_png_data(data: bytes, name: str | Path) -> None:
+    """Refuse a PNG (its chunks checked) whose image data inflates to fewer bytes than its
+    IHDR calls for, or whose zlib stream is cut short: Pillow fills the missing rows with
+    zeros, which read as ink and change the answer. Inflated a step at a time, never whole."""
+    view, at, header, pieces = memoryview(data), len(PNG_SIGNATURE), None, []
+    while (kind := bytes(view[at + 4:at + 8])) != b"IEND":
+        (length,) = struct.unpack_from(">I", view, at)
+        if kind == b"IHDR":
+            header = struct.unpack_from(">IIBBBBB", view, at + 8)
+        elif kind == b"IDAT":
+            pieces.append(view[at + 8:at + 8 + length])
+        at += 12 + length
+    if not pieces:
+        return  # Pillow says there is no image data
+    width, height, depth, colour, _, _, interlace = header
+    want, got, inflater = png_data_bytes(width, height, depth, colour, interlace), 0, \
+        zlib.decompressobj()
+    try:
+        for piece in pieces:
+            while piece and got <= want:
+                got += len(inflater.decompress(piece, INFLATE_STEP))
+                piece = inflater.unconsumed_tail
+    except zlib.error as err:
+        raise EtlError(f"{name}: corrupt PNG: its image data does not inflate ({err})") from None
+    if got < want:
+        raise EtlError(f"{name}: corrupt PNG: its image data inflates to {got:,} of the "
+                       f"{want:,} bytes its IHDR calls for (rows missing)")
+    if got == want and not inflater.eof:
+        raise EtlError(f"{name}: corrupt PNG: its image data's zlib stream is cut short (no "
+                       "end or Adler-32 checksum)")
 
 
 def check_jpeg_scans(data: bytes, size: tuple[int, int], max_pixels: int,
