@@ -31,6 +31,7 @@ from . import (
     formats,
     idx,
     labels,
+    plausibility,
     preview,
     provenance,
     reader,
@@ -184,7 +185,9 @@ def _summary(path: Path, fmt_name: str | None, allow_partial: bool,
     classes: dict[int, str] = {}
     sheets: set[int] = set()
     hashes, numbers = [], []
+    fit = plausibility.RecordFit(path, fmt)
     for batch in reader.iter_read(path, fmt.name, allow_partial=allow_partial, co59_table=co59):
+        fit.add(batch)
         records += len(batch)
         hashes.append(batch.hashes)
         numbers.append(batch.index)
@@ -193,6 +196,7 @@ def _summary(path: Path, fmt_name: str | None, allow_partial: bool,
         codes, first = np.unique(batch.codes, return_index=True)
         classes.update(zip(codes.tolist(), batch.chars[first].tolist(), strict=True))
         sheets.update(np.unique(batch.sheets).tolist())
+    fit.warn()
     scripts = Counter(labels.script_of(c) for c in set(classes.values()) if c)
     hashed = repeats.HashedFile(path, fmt.record_size, np.concatenate(hashes),
                                 np.concatenate(numbers))

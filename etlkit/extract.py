@@ -19,7 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats, labels, manifest, preprocess, reader, repeats, split, synth, tasks, verify
+from . import (
+    formats,
+    labels,
+    manifest,
+    plausibility,
+    preprocess,
+    reader,
+    repeats,
+    split,
+    synth,
+    tasks,
+    verify,
+)
 from .errors import EtlError, EtlWarning, check_choice, check_integer
 from .shards import DatasetInfo, DatasetWriter, already_there, check_layout, check_output, sha256
 from .workers import Workers, result
@@ -189,7 +201,9 @@ def _choose(path: Path, file_no: int, task: tasks.Task, options: Options) -> dic
     kept: dict[str, list] = {k: [] for k in ("index", "labels", "writers", "sjis", "codes",
                                               "sheets")}
     records, signed, hashes, numbers = 0, 0, [], []
+    fit = plausibility.RecordFit(path, fmt)
     for batch in reader.iter_read(path, fmt.name, chunk_records=1 << 16, images=False):
+        fit.add(batch)
         records += len(batch)
         signed += int(batch.synthetic.sum())
         hashes.append(batch.hashes)
@@ -205,6 +219,7 @@ def _choose(path: Path, file_no: int, task: tasks.Task, options: Options) -> dic
         kept["sjis"].append(batch.sjis[keep])
         kept["codes"].append(batch.codes[keep])
         kept["sheets"].append(batch.sheets[keep].astype(np.int32))
+    fit.warn()
     arrays = {k: np.concatenate(v) for k, v in kept.items()}
     arrays["source"] = np.stack([np.full(len(arrays["index"]), file_no), arrays["index"]],
                                 1).astype(np.int32)

@@ -9,11 +9,13 @@ vectorized checks, so the cost does not grow with the file.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import formats, labels, manifest, synth
+from .errors import EtlWarning
 from .formats import Format
 
 #: Below this share of sampled codes in the dataset's class set, the codes do not fit it.
@@ -207,3 +209,54 @@ def _either(entries: list[manifest.FileEntry]) -> str:
 def _either_name(names: list[str]) -> str:
     """ETL6 or ETL7; ETL1, ETL6 or ETL7."""
     return " or ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+class RecordFit:
+    """Records of a whole file, streamed batch by batch, that do not fit where they are: a code
+    outside the classes the file's name gives it (its own in data_manifest.yaml, else its
+    dataset's, else its dataset's scripts), or a B-family model record (sheet 0) among the
+    writers' records. One damaged header or a record from elsewhere is too few for the sample
+    judged at opening, so `warn` names them after the whole file is read."""
+
+    def __init__(self, path: Path, fmt: Format):
+        self.path, self.fmt = path, fmt
+        entry = manifest.lookup(path)
+        self.entry = entry if entry is not None and entry.dataset == fmt.name else None
+        own = _own_classes(self.entry) if self.entry is not None else None
+        self.allowed = own if own is not None else manifest.dataset_codes(fmt.name)
+        self.scripts = manifest.dataset_info(fmt.name).get("scripts")
+        self.strays, self.models, self.last_writer = [], [], -1
+
+    def add(self, batch) -> None:
+        """Take one batch of the file's records, in file order."""
+        if self.allowed is not None:
+            outside = ~np.isin(batch.codes, self.allowed)
+        elif self.scripts is not None:
+            outside = ~np.isin(batch.scripts, self.scripts)
+        else:
+            outside = np.zeros(len(batch), bool)
+        outside &= batch.chars != ""  # codes for no character are counted on their own
+        self.strays.append(np.c_[batch.index[outside], batch.codes[outside]])
+        if self.fmt.dummy_records:
+            self.models.append(batch.index[batch.extra])
+            writers = batch.index[~batch.extra]
+            if len(writers):
+                self.last_writer = int(writers[-1])
+
+    def warn(self) -> None:
+        """One warning per kind of misfit, naming the file, the count and the first record."""
+        name = self.entry.name if self.entry is not None else f"{self.fmt.name} data"
+        strays = np.concatenate(self.strays) if self.strays else np.zeros((0, 2), np.int64)
+        if len(strays):
+            index, code = strays[0]
+            warnings.warn(EtlWarning(
+                f"{self.path}: {len(strays)} records have codes outside the classes of {name} "
+                f"(first: record {index}, code 0x{code:X}): damaged, or from another file; read "
+                "as their codes say"), stacklevel=2)
+        models = np.concatenate(self.models) if self.models else np.zeros(0, np.int64)
+        early = models[models < self.last_writer]
+        if len(early):
+            warnings.warn(EtlWarning(
+                f"{self.path}: {len(early)} records with a model record's sheet number 0 among "
+                f"the writers' records (first: record {early[0]}): damaged sheet numbers? "
+                "Model records are left out of datasets"), stacklevel=2)
