@@ -61,8 +61,11 @@ def test_every_single_flipped_byte_of_a_png_is_refused(tmp_path):
 
 
 def _with_chunk(png: bytes, kind: bytes, body: bytes, after: str = "IHDR") -> bytes:
-    """`png` with a chunk (valid CRC) inserted after its IHDR, or at its start."""
-    at = 8 + 25 if after == "IHDR" else 8
+    """`png` with a chunk (valid CRC) inserted after its IHDR, after its first IDAT, or at its
+    start."""
+    idat = png.index(b"IDAT") - 4
+    at = {"IHDR": 8 + 25, "signature": 8,
+          "IDAT": idat + 12 + int.from_bytes(png[idat:idat + 4], "big")}[after]
     return png[:at] + chunk(kind, body) + png[at:]
 
 
@@ -84,6 +87,16 @@ def _with_ihdr(png: bytes, **fields) -> bytes:
     (lambda p: _with_chunk(p, b"tEXt", b"k\0v", after="signature"),
      "its first chunk is tEXt, not IHDR (the chunk at byte 8)"),
     (lambda p: _with_ihdr(p, width=0), "an IHDR size of 0×40 pixels (the chunk at byte 8)"),
+    # palettes: two, one after the image data, one of 7 bytes, none in a palette image
+    (lambda p: _with_chunk(_with_chunk(_with_ihdr(p, colour=2), b"PLTE", b"\0" * 3), b"PLTE",
+                           b"\0" * 3), "a second PLTE chunk"),
+    (lambda p: _with_chunk(_with_ihdr(p, colour=2), b"PLTE", b"\0" * 3, after="IDAT"),
+     "a PLTE after the image data"),
+    (lambda p: _with_chunk(_with_ihdr(p, colour=3), b"PLTE", b"\0" * 7),
+     "a PLTE of 7 bytes (3 a colour, 1 to 256 colours)"),
+    (lambda p: _with_ihdr(p, colour=3), "a palette image without a PLTE before its image data"),
+    (lambda p: _with_chunk(_with_chunk(p, b"IDAT", b"", after="IDAT"), b"tEXt", b"k\0v",
+                           after="IDAT"), "IDAT chunks that are not consecutive"),
     (lambda p: _with_ihdr(p, depth=3), "an IHDR bit depth 3 with colour type 0"),
     (lambda p: _with_ihdr(p, colour=5), "an IHDR bit depth 8 with colour type 5"),
     (lambda p: _with_ihdr(p, compression=5),

@@ -122,7 +122,7 @@ def check_png_chunks(data: bytes, name: str | Path) -> None:
     PNG pass (a JPEG has no checksums to check)."""
     if not data.startswith(PNG_SIGNATURE):
         return
-    view, at, colour = memoryview(data), len(PNG_SIGNATURE), None
+    view, at, colour, seen, previous = memoryview(data), len(PNG_SIGNATURE), None, set(), None
     while True:
         if at + 12 > len(view):
             raise EtlError(f"{name}: PNG cut off at byte {at} (no IEND chunk)")
@@ -136,27 +136,39 @@ def check_png_chunks(data: bytes, name: str | Path) -> None:
             label = kind.decode("latin-1") if kind.isalpha() else kind.hex()
             raise EtlError(f"{name}: corrupt PNG: the {label} chunk at byte {at} fails its "
                            "CRC check")
-        problem = png_chunk_problem(kind, view[at + 8:end], colour)
+        problem = png_chunk_problem(kind, view[at + 8:end], colour, seen, previous)
         if problem:
             raise EtlError(f"{name}: corrupt PNG: {problem} (the chunk at byte {at})")
         if kind == b"IHDR":
             colour = view[at + 17]
         if kind == b"IEND":
             return
-        at = end + 4
+        seen.add(kind)
+        previous, at = kind, end + 4
 
 
-def png_chunk_problem(kind: bytes, body: memoryview, colour: int | None) -> str | None:
+def png_chunk_problem(kind: bytes, body: memoryview, colour: int | None, seen: set[bytes],
+                      previous: bytes | None) -> str | None:
     """Why the PNG specification makes a decoder refuse this chunk, given the colour type of
-    the IHDR before it (None: no IHDR yet), or None."""
+    the IHDR before it (None: no IHDR yet), the chunk types before it and the one just before
+    it, or None."""
     if not kind.isalpha():
         return f"a chunk type {kind.hex()} that is not four letters"
     if colour is None and kind != b"IHDR":
         return f"its first chunk is {kind.decode()}, not IHDR"
     if kind == b"IHDR":
         return "a second IHDR chunk" if colour is not None else _ihdr_problem(body)
-    if kind == b"PLTE" and colour in (0, 4):
-        return "a palette (PLTE) in a gray image"
+    if kind == b"PLTE":
+        if colour in (0, 4):
+            return "a palette (PLTE) in a gray image"
+        if b"PLTE" in seen or b"IDAT" in seen:
+            return "a second PLTE chunk" if b"PLTE" in seen else "a PLTE after the image data"
+        if not body or len(body) % 3 or len(body) > 3 * 256:
+            return f"a PLTE of {len(body)} bytes (3 a colour, 1 to 256 colours)"
+    if kind == b"IDAT" and colour == 3 and b"PLTE" not in seen:
+        return "a palette image without a PLTE before its image data"
+    if kind == b"IDAT" and b"IDAT" in seen and previous != b"IDAT":
+        return "IDAT chunks that are not consecutive"
     if not kind[0] & 0x20 and kind not in PNG_CRITICAL:
         return f"an unknown critical chunk {kind.decode()}"
     return None
