@@ -22,7 +22,13 @@ from images import (
 from PIL import Image
 
 from etlkit.errors import EtlError
-from train.inference.images import JPEG_SCAN_PASSES, MAX_JPEG_SCANS, load_gray
+from train.inference.images import (
+    JPEG_SCAN_PASSES,
+    MAX_JPEG_SCANS,
+    Framing,
+    load_gray,
+    to_input,
+)
 
 
 @pytest.mark.parametrize("index", range(4))
@@ -159,6 +165,19 @@ def test_png_image_data_short_of_its_header_is_refused_and_interlaced_data_is_re
     with pytest.raises(EtlError, match="upload.png: corrupt PNG: its image data's zlib stream "
                                        "is cut short"):
         load_gray(_gray_png(page, cut=4), "upload.png")  # no Adler-32
+
+
+def test_an_image_of_too_little_contrast_says_so_rather_than_one_flat_colour():
+    """Levels 0 and 3 were called 'one flat colour' (hostile pass 15)."""
+    faint = np.zeros((40, 40), np.uint8)
+    faint[10:30, 18:22] = 3
+    with pytest.raises(EtlError, match=re.escape(
+            "upload.png: no ink found (its gray levels span only 0 to 3 of 255: too little "
+            "contrast to tell ink from paper)")):
+        to_input(load_gray(_gray_png(faint)), Framing(0.7, None), "upload.png")
+    with pytest.raises(EtlError, match=re.escape("upload.png: no ink found (the image is one "
+                                                 "flat colour)")):
+        to_input(load_gray(_gray_png(faint * 0)), Framing(0.7, None), "upload.png")
 
 
 def test_a_jpeg_whose_header_pillow_cannot_read_is_called_a_corrupt_jpeg():

@@ -331,7 +331,10 @@ def ink_high(gray: np.ndarray, name: str | Path) -> np.ndarray:
     ink, paper = _ink_and_paper(gray)
     top = float(ink.max())
     if top - paper < MIN_CONTRAST:
-        raise EtlError(f"{name}: no ink found (the image is one flat colour)")
+        low, high = int(gray.min()), int(gray.max())
+        why = ("the image is one flat colour" if low == high else f"its gray levels span only "
+               f"{low} to {high} of 255: too little contrast to tell ink from paper")
+        raise EtlError(f"{name}: no ink found ({why})")
     return np.rint(np.clip((ink - paper) * (255 / (top - paper)), 0, 255)).astype(np.uint8)
 
 
