@@ -69,7 +69,7 @@ def load_gray(source: Path | bytes, name: str | Path | None = None,
         raise EtlError(f"{name}: {size / 2**20:.0f} MB, more than the {MAX_BYTES >> 20} MB an "
                        "image of one character needs")
     data = source.read_bytes() if isinstance(source, Path) else source
-    check_png_chunks(data, name)
+    chunks = check_png_chunks(data, name)
     try:
         with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as image:
             if image.width * image.height > max_pixels:
@@ -78,7 +78,7 @@ def load_gray(source: Path | bytes, name: str | Path | None = None,
             if image.format == "JPEG":
                 check_jpeg_scans(data, image.size, max_pixels, name)
             else:
-                check_png_data(data, name)
+                check_png_data(chunks, name)
             stored = image.size
             gray = _gray(image)
     except EtlError:
@@ -112,17 +112,25 @@ PNG_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
 PNG_BIT_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 
 
-def check_png_chunks(data: bytes, name: str | Path) -> None:
+@dataclass(frozen=True)
+class PngChunks:
+    """What `check_png_data` reads of a PNG whose chunks checked out."""
+    header: tuple[int, ...]  # IHDR: width, height, depth, colour, compression, filter, interlace
+    data: list[memoryview]  # the IDAT chunks' bodies, in file order
+
+
+def check_png_chunks(data: bytes, name: str | Path) -> PngChunks | None:
     """Refuse PNG bytes whose chunks do not check out: every chunk up to IEND must be whole and
     match its CRC-32, and the file must keep the rules the PNG specification makes a decoder
     refuse it for (libpng does; Pillow reads past them): IHDR first, once, with valid fields;
     chunk types of four letters; no unknown critical chunk; no palette in a gray image.
     Pillow checks the CRCs of the chunks it parses itself but not of the image data (IDAT),
     so a flipped pixel byte would otherwise be decoded and classified. Bytes that are not a
-    PNG pass (a JPEG has no checksums to check)."""
+    PNG pass (a JPEG has no checksums to check): None."""
     if not data.startswith(PNG_SIGNATURE):
-        return
-    view, at, colour, seen, previous = memoryview(data), len(PNG_SIGNATURE), None, set(), None
+        return None
+    view, at, seen, previous = memoryview(data), len(PNG_SIGNATURE), set(), None
+    header, pieces = None, []
     while True:
         if at + 12 > len(view):
             raise EtlError(f"{name}: PNG cut off at byte {at} (no IEND chunk)")
@@ -136,13 +144,16 @@ def check_png_chunks(data: bytes, name: str | Path) -> None:
             label = kind.decode("latin-1") if kind.isalpha() else kind.hex()
             raise EtlError(f"{name}: corrupt PNG: the {label} chunk at byte {at} fails its "
                            "CRC check")
+        colour = header[3] if header else None
         problem = png_chunk_problem(kind, view[at + 8:end], colour, seen, previous)
         if problem:
             raise EtlError(f"{name}: corrupt PNG: {problem} (the chunk at byte {at})")
         if kind == b"IHDR":
-            colour = view[at + 17]
-        if kind == b"IEND":
-            return
+            header = struct.unpack_from(">IIBBBBB", view, at + 8)
+        elif kind == b"IDAT":
+            pieces.append(view[at + 8:end])
+        elif kind == b"IEND":
+            return PngChunks(header, pieces)
         seen.add(kind)
         previous, at = kind, end + 4
 
@@ -208,25 +219,17 @@ def png_data_bytes(width: int, height: int, depth: int, colour: int, interlace: 
     return total
 
 
-def check_png_data(data: bytes, name: str | Path) -> None:
-    """Refuse a PNG (its chunks checked) whose image data inflates to fewer bytes than its
-    IHDR calls for, or whose zlib stream is cut short: Pillow fills the missing rows with
-    zeros, which read as ink and change the answer. Inflated a step at a time, never whole."""
-    view, at, header, pieces = memoryview(data), len(PNG_SIGNATURE), None, []
-    while (kind := bytes(view[at + 4:at + 8])) != b"IEND":
-        (length,) = struct.unpack_from(">I", view, at)
-        if kind == b"IHDR":
-            header = struct.unpack_from(">IIBBBBB", view, at + 8)
-        elif kind == b"IDAT":
-            pieces.append(view[at + 8:at + 8 + length])
-        at += 12 + length
-    if not pieces:
+def check_png_data(chunks: PngChunks, name: str | Path) -> None:
+    """Refuse a PNG whose image data inflates to fewer bytes than its IHDR calls for, or whose
+    zlib stream is cut short: Pillow fills the missing rows with zeros, which read as ink and
+    change the answer. Inflated a step at a time, never whole; run once the pixel bound holds."""
+    if not chunks.data:
         return  # Pillow says there is no image data
-    width, height, depth, colour, _, _, interlace = header
+    width, height, depth, colour, _, _, interlace = chunks.header
     want, got, inflater = png_data_bytes(width, height, depth, colour, interlace), 0, \
         zlib.decompressobj()
     try:
-        for piece in pieces:
+        for piece in chunks.data:
             while piece and got <= want:
                 got += len(inflater.decompress(piece, INFLATE_STEP))
                 piece = inflater.unconsumed_tail
