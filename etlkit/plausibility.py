@@ -93,11 +93,20 @@ def in_set_share(fmt: Format, codes: np.ndarray) -> float | None:
     if not len(codes) or fmt.code == "co59":
         return None
     known = manifest.dataset_codes(fmt.name)
+    chars, _, scripts = (None, None, None) if known is not None else labels.label_arrays(
+        codes, fmt.char_of())
+    return float(in_class_set(fmt, codes, chars, scripts, known).mean())
+
+
+def in_class_set(fmt: Format, codes: np.ndarray, chars: np.ndarray | None,
+                 scripts: np.ndarray | None, known: np.ndarray | None) -> np.ndarray:
+    """Per record: whether its code is one of `known` (a file's or its dataset's class codes),
+    else whether its script is one data_manifest.yaml lists for the dataset, else whether it
+    stands for a character at all (`chars` and `scripts` are needed only without `known`)."""
     if known is not None:
-        return float(np.isin(codes, known).mean())
-    chars, _, scripts = labels.label_arrays(codes, fmt.char_of())
+        return np.isin(codes, known)
     allowed = manifest.dataset_info(fmt.name).get("scripts")
-    return float((chars != "").mean() if allowed is None else np.isin(scripts, allowed).mean())
+    return chars != "" if allowed is None else np.isin(scripts, allowed)
 
 
 def better_format(path: Path, exclude: Format | None = None) -> str | None:
@@ -223,19 +232,13 @@ class RecordFit:
         entry = manifest.lookup(path)
         self.entry = entry if entry is not None and entry.dataset == fmt.name else None
         own = _own_classes(self.entry) if self.entry is not None else None
-        self.allowed = own if own is not None else manifest.dataset_codes(fmt.name)
-        self.scripts = manifest.dataset_info(fmt.name).get("scripts")
+        self.known = own if own is not None else manifest.dataset_codes(fmt.name)
         self.strays, self.models, self.last_writer = [], [], -1
 
     def add(self, batch) -> None:
         """Take one batch of the file's records, in file order."""
-        if self.allowed is not None:
-            outside = ~np.isin(batch.codes, self.allowed)
-        elif self.scripts is not None:
-            outside = ~np.isin(batch.scripts, self.scripts)
-        else:
-            outside = np.zeros(len(batch), bool)
-        outside &= batch.chars != ""  # codes for no character are counted on their own
+        fits = in_class_set(self.fmt, batch.codes, batch.chars, batch.scripts, self.known)
+        outside = ~fits & (batch.chars != "")  # codes for no character are counted on their own
         self.strays.append(np.c_[batch.index[outside], batch.codes[outside]])
         if self.fmt.dummy_records:
             self.models.append(batch.index[batch.extra])
