@@ -72,6 +72,7 @@ def page(digits_run, tmp_path_factory):
     yield line.split("(")[1].split(")")[0]
     server.terminate()
     server.wait(10)
+    server.stdout.close()
 
 
 def test_drawn_digits_get_predicts_top5_in_the_page(digits_run, page, browser, tmp_path):

@@ -49,13 +49,12 @@ def test_a_failed_start_leaves_no_folder(tmp_path):
 
 def test_a_run_killed_before_its_first_checkpoint_starts_over(digits_shards, tmp_path):
     out = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "etlkit", *_args(digits_shards, out)],
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    for line in process.stderr:  # config.json is written; the first checkpoint is an epoch away
-        if line.startswith("training CNN-93k"):
-            break
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    with subprocess.Popen([sys.executable, "-m", "etlkit", *_args(digits_shards, out)],
+                          stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True) as process:
+        for line in process.stderr:  # config.json is written; the first checkpoint is an epoch
+            if line.startswith("training CNN-93k"):  # away
+                break
+        process.send_signal(signal.SIGKILL)  # leaving the block waits and closes the pipe
     run = Run(out)
     assert run.config.is_file() and not run.started() and run.stopped_before_checkpoint()
     for extra in ((), ("--resume",)):

@@ -314,6 +314,7 @@ def test_cli_serves_and_refuses_other_hosts(run):
     finally:
         process.terminate()
         process.wait(10)
+        process.stderr.close()  # else its garbage collection warns inside another test
 
 
 # --- the page in headless Chromium ---------------------------------------------------------
